@@ -1,0 +1,83 @@
+# marginsync: `make demo` and `make test` set up everything they need on a fresh machine.
+# Every step is idempotent: a stamp file records what is done and is redone only when its
+# inputs change.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+ANVIL_DIR := $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin
+FORGE_DIR := $(CURDIR)/node_modules/@foundry-rs/forge-linux-amd64/bin
+SOLC_VERSION := 0.8.37
+# Tools from node_modules first (Anvil, forge); the venv for python, ape and marginsync.
+export PATH := $(CURDIR)/$(BIN):$(ANVIL_DIR):$(FORGE_DIR):$(PATH)
+export SOLCX_BINARY_PATH := $(CURDIR)/.solc
+PYTEST_WORKERS ?= 2
+
+CONTRACTS := $(shell find contracts -name '*.sol' -not -path 'contracts/.cache/*')
+ARTIFACTS := .build/__local__.json
+
+.PHONY: all install demo test lint fmt soak bench clean
+all: test
+
+install: $(STAMPS)/python $(STAMPS)/node .solc/solc-v$(SOLC_VERSION) $(ARTIFACTS)
+
+$(STAMPS):
+	@mkdir -p $@
+
+$(STAMPS)/python: pyproject.toml | $(STAMPS)
+	@echo "==> Python environment ($(VENV))"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(STAMPS)/node: package.json | $(STAMPS)
+	@echo "==> npm toolchain (Anvil, forge, solc-js, OpenZeppelin)"
+	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; \
+	 else npm install --no-audit --no-fund --loglevel=error; fi
+	@test -x $(ANVIL_DIR)/anvil || { echo "Anvil binary missing in $(ANVIL_DIR): delete node_modules and rerun"; exit 1; }
+	@touch $@
+
+# A native solc of the right version on PATH wins; otherwise the solc-js shim stands in for it.
+.solc/solc-v$(SOLC_VERSION): tools/solc-shim.js $(STAMPS)/node
+	@mkdir -p .solc
+	@native=$$(command -v solc || true); \
+	 if [ -n "$$native" ] && "$$native" --version | grep -q "Version: $(SOLC_VERSION)"; then \
+	   echo "==> using native solc at $$native"; ln -sf "$$native" $@; \
+	 else \
+	   echo "==> using solc-js $(SOLC_VERSION) through tools/solc-shim.js"; ln -sf ../tools/solc-shim.js $@; \
+	 fi
+	@touch $@
+
+$(ARTIFACTS): $(CONTRACTS) ape-config.yaml .solc/solc-v$(SOLC_VERSION) $(STAMPS)/python
+	@echo "==> ape compile"
+	$(BIN)/ape compile
+	@touch $@
+
+demo: install
+	$(BIN)/marginsync demo
+
+test: install
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+
+soak: install
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m soak -p no:cacheprovider
+
+bench: install
+	$(BIN)/marginsync bench all
+
+lint: install
+	$(BIN)/ruff check offchain tests scripts
+	$(BIN)/ruff format --check offchain tests scripts
+	$(BIN)/mypy
+	forge fmt --check contracts
+
+fmt: install
+	$(BIN)/ruff format offchain tests scripts
+	$(BIN)/ruff check --fix offchain tests scripts
+	forge fmt contracts
+
+clean:
+	rm -rf .build contracts/.cache .solc $(STAMPS) runs

@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IOracleRouter} from "./IOracleRouter.sol";
+
+/// @title IClearinghouse
+/// @notice Multi-asset collateral, perpetual positions and liquidations, all priced from one
+/// oracle router. Units: `...Wad` amounts are USD with 18 decimals; `...E18` prices are USD per whole
+/// unit, 18 decimals; sizes are base units with 18 decimals (signed: long > 0); `...Bps` are 1e-4;
+/// token `amount`s are in the token's own decimals.
+///
+/// Accounting model: every account has one signed `cashWad` (its quote balance: quote deposits,
+/// trade cash flows at the trade price, penalties and rewards). A position is only its signed size,
+/// so equity = Σ collateral × price × weight + cashWad + Σ size × oraclePrice. Realised PnL is
+/// therefore settled into the quote balance on every trade, and unrealised PnL is the mark of the
+/// open size. Every sum rounds against the account (values down, requirements up).
+///
+/// Trust assumptions: the owner lists sound tokens (no rebasing; fee-on-transfer is credited by
+/// balance delta), honest feeds and bounded parameters; matchers (venues) are trusted to settle only
+/// trades both traders agreed to, at a price inside the oracle band, and while the oracle is down
+/// to settle risk-reducing trades at fair prices; the guardian may pause risk-increasing actions
+/// only; the quote token is worth exactly 1 USD. Nobody, owner included, can move an account's
+/// collateral except the account itself (withdraw) and liquidation or insolvency resolution.
+interface IClearinghouse {
+    // ================================================================ TYPES
+    /// @notice A listed collateral asset. Asset 0 is the quote (settlement) token, held as `cashWad`.
+    /// @param oracleAsset The oracle router asset id that prices it (unused for the quote token).
+    /// @param weightBps The haircut as the share of value that counts toward equity (10_000 = all).
+    struct CollateralConfig {
+        IERC20 token;
+        uint8 oracleAsset;
+        uint16 weightBps;
+        uint8 decimals;
+        bool listed;
+        uint128 depositCap;
+        uint128 totalDeposited;
+    }
+
+    /// @notice A perpetual market on one underlying, with static margin rates.
+    /// @param priceBandBps A settled trade's price must lie within this distance of the oracle price.
+    /// @param maxPositionSize Largest |size| one account may hold (the backstop is exempt).
+    struct MarketConfig {
+        uint8 oracleAsset;
+        uint16 imBps;
+        uint16 mmBps;
+        uint16 liquidationPenaltyBps;
+        uint16 priceBandBps;
+        bool listed;
+        uint128 maxPositionSize;
+        uint128 openInterestCap;
+        uint128 openInterestLong;
+    }
+
+    /// @notice Liquidation parameters shared by all markets.
+    /// @param closeFactorBps Share of a position one partial liquidation may close.
+    /// @param fullLiquidationHealthBps Below equity < MM × this / 10_000 a position closes in full.
+    /// @param keeperShareBps Share of the penalty paid to the keeper, capped at `keeperRewardCapWad`.
+    /// @param minPositionNotionalWad Positions (or remainders) smaller than this close in full (dust).
+    struct LiquidationConfig {
+        uint16 closeFactorBps;
+        uint16 fullLiquidationHealthBps;
+        uint16 keeperShareBps;
+        uint8 maxPositionsPerAccount;
+        uint96 minPositionNotionalWad;
+        uint96 keeperRewardCapWad;
+    }
+
+    /// @notice Per-account header: one storage slot.
+    /// @param positionNonce Bumped on every position change; attestations bind to it.
+    /// @param marketMask Bit i set ⇔ a non-zero position in market i.
+    /// @param collateralMask Bit i set ⇔ a non-zero balance of non-quote collateral i.
+    struct Account {
+        int128 cashWad;
+        uint64 positionNonce;
+        uint32 marketMask;
+        uint16 collateralMask;
+    }
+
+    /// @notice The health of an account at current oracle prices.
+    struct Health {
+        int256 equityWad;
+        uint256 initialMarginWad;
+        uint256 maintenanceMarginWad;
+    }
+
+    /// @notice What a liquidation of `account` in one market would do now; never reverts.
+    /// @param status 0 ok; otherwise why it cannot be previewed or executed (see `PreviewStatus`).
+    struct LiquidationPreview {
+        PreviewStatus status;
+        bool fullLiquidation;
+        uint256 closeSize;
+        uint256 priceE18;
+        uint256 penaltyWad;
+        uint256 keeperRewardWad;
+        int256 equityWad;
+        uint256 maintenanceMarginWad;
+    }
+
+    enum PreviewStatus {
+        LIQUIDATABLE,
+        HEALTHY,
+        NO_POSITION,
+        UNKNOWN_MARKET,
+        PRICE_UNAVAILABLE,
+        SEQUENCER_DOWN,
+        BACKSTOP
+    }
+
+    // ================================================================ ERRORS
+    error NotMatcher(address caller);
+    error NotGuardian(address caller);
+    error Paused();
+    error ZeroAmount();
+    error ZeroAddress();
+    error UnknownCollateral(uint256 assetId);
+    error UnknownMarket(uint256 marketId);
+    error TooManyCollaterals(uint256 count, uint256 max);
+    error TooManyMarkets(uint256 count, uint256 max);
+    error UnsupportedDecimals(address token, uint8 decimals);
+    error InvalidCollateralConfig(uint256 weightBps, uint256 depositCap);
+    error InvalidMarketConfig(uint256 imBps, uint256 mmBps, uint256 liquidationPenaltyBps, uint256 priceBandBps);
+    error InvalidLiquidationConfig(
+        uint256 closeFactorBps, uint256 fullLiquidationHealthBps, uint256 keeperShareBps, uint256 maxPositionsPerAccount
+    );
+    error DepositCapExceeded(uint256 assetId, uint256 totalAfter, uint256 cap);
+    error InsufficientBalance(uint256 assetId, uint256 balance, uint256 amount);
+    error CollateralShortfall(uint256 assetId, uint256 heldBalance, uint256 trackedBalance);
+    error InsufficientMargin(address account, int256 equityWad, uint256 initialMarginWad);
+    error SelfTrade(address account);
+    error PriceOutsideBand(uint256 marketId, uint256 tradePriceE18, uint256 oraclePriceE18, uint256 priceBandBps);
+    error PositionTooLarge(uint256 marketId, uint256 size, uint256 maxPositionSize);
+    error OpenInterestCapExceeded(uint256 marketId, uint256 openInterest, uint256 cap);
+    error TooManyPositions(address account, uint256 count, uint256 max);
+    error ReduceWorsensMargin(address account, int256 surplusChangeWad);
+    error AccountHealthy(address account, int256 equityWad, uint256 maintenanceMarginWad);
+    error NoPosition(address account, uint256 marketId);
+    error SelfLiquidation(address account);
+    error BackstopNotLiquidatable(address account);
+    error NotInsolvent(address account, int256 equityWad);
+    error HasOpenPositions(address account, uint256 marketMask);
+
+    // ================================================================ EVENTS
+    event CollateralListed(uint256 indexed assetId, address indexed token, uint256 oracleAsset, uint8 decimals);
+    event CollateralConfigured(uint256 indexed assetId, uint256 weightBps, uint256 depositCap);
+    event MarketListed(uint256 indexed marketId, uint256 oracleAsset);
+    event MarketConfigured(
+        uint256 indexed marketId,
+        uint256 imBps,
+        uint256 mmBps,
+        uint256 liquidationPenaltyBps,
+        uint256 priceBandBps,
+        uint256 maxPositionSize,
+        uint256 openInterestCap
+    );
+    event LiquidationConfigured(
+        uint256 closeFactorBps,
+        uint256 fullLiquidationHealthBps,
+        uint256 keeperShareBps,
+        uint256 maxPositionsPerAccount,
+        uint256 minPositionNotionalWad,
+        uint256 keeperRewardCapWad
+    );
+    event MatcherSet(address indexed matcher, bool allowed);
+    event GuardianSet(address indexed guardian);
+    event PauseSet(bool paused);
+
+    /// @notice `credited` is what actually arrived (balance delta), which is what the account gets.
+    event Deposit(address indexed account, uint256 indexed assetId, address indexed from, uint256 amount, uint256 credited);
+    event Withdraw(address indexed account, uint256 indexed assetId, address indexed to, uint256 amount);
+
+    /// @notice The taker's size changes by `takerSizeDelta` and the maker's by its negation, both at
+    /// `priceE18`; cash moves by −ceil(delta × price) for each side. Sizes after and nonces are given
+    /// so a keeper can rebuild the book from events alone.
+    event TradeSettled(
+        uint256 indexed marketId,
+        address indexed taker,
+        address indexed maker,
+        int256 takerSizeDelta,
+        uint256 priceE18,
+        int256 takerSizeAfter,
+        int256 makerSizeAfter,
+        uint64 takerNonce,
+        uint64 makerNonce
+    );
+
+    /// @notice `account`'s position moves by `sizeDelta` to the backstop (which moves by −sizeDelta),
+    /// at the oracle `priceE18`; the account pays `penaltyWad`, of which `keeperRewardWad` goes to
+    /// the keeper's cash and the rest to the insurance fund's cash.
+    event Liquidate(
+        address indexed account,
+        uint256 indexed marketId,
+        address indexed keeper,
+        int256 sizeDelta,
+        uint256 priceE18,
+        uint256 penaltyWad,
+        uint256 keeperRewardWad,
+        int256 sizeAfter,
+        uint64 accountNonce,
+        uint64 backstopNonce
+    );
+
+    /// @notice A non-quote collateral balance moved to the insurance fund when `account` went insolvent.
+    event CollateralSeized(address indexed account, uint256 indexed assetId, uint256 amount, uint256 valueWad);
+
+    /// @notice An insolvent account's negative cash `debtWad` was zeroed: `coveredWad` by the
+    /// insurance fund's cash, `deficitWad` booked as protocol deficit (S6).
+    event InsolvencyResolved(address indexed account, uint256 debtWad, uint256 coveredWad, uint256 deficitWad);
+
+    // ================================================================ ACCOUNT ACTIONS
+    /// @notice Deposits `amount` of collateral `assetId` for `account`. Always open (S4), even while
+    /// paused or with stale prices. Credits the balance actually received.
+    function deposit(address account, uint256 assetId, uint256 amount) external returns (uint256 credited);
+
+    /// @notice Withdraws to `to`. Must leave equity ≥ initial margin (S4); an account with no
+    /// positions and non-negative cash withdraws without any price read.
+    function withdraw(uint256 assetId, uint256 amount, address to) external;
+
+    /// @notice Settles a trade agreed on a venue: `taker` changes by `takerSizeDelta`, `maker` by its
+    /// negation, both at `priceE18`. Matchers only. A side that increases its exposure must meet
+    /// initial margin after the trade (and the protocol must not be paused); a side that only
+    /// reduces may not lower its margin surplus, and goes through even with the oracle down (S4).
+    function settleTrade(uint256 marketId, address taker, address maker, int256 takerSizeDelta, uint256 priceE18)
+        external;
+
+    /// @notice Liquidates up to `maxCloseSize` of `account`'s position in `marketId` when its equity
+    /// is below maintenance margin (S5). Permissionless; the caller needs no capital and receives a
+    /// bounded reward in cash. Closes a close-factor share, or everything when the position is dust
+    /// or the account is deeply under water. Books bad debt when nothing is left (S6).
+    function liquidate(address account, uint256 marketId, uint256 maxCloseSize)
+        external
+        returns (uint256 closedSize, uint256 keeperRewardWad);
+
+    /// @notice Resolves an account with no positions and negative equity: its collateral goes to the
+    /// insurance fund, which absorbs its negative cash; what the fund cannot cover is booked as deficit.
+    function resolveInsolvency(address account) external;
+
+    // ================================================================ ADMIN
+    function listCollateral(IERC20 token, uint8 oracleAsset, uint16 weightBps, uint128 depositCap)
+        external
+        returns (uint256 assetId);
+
+    function configureCollateral(uint256 assetId, uint16 weightBps, uint128 depositCap) external;
+
+    function listMarket(
+        uint8 oracleAsset,
+        uint16 imBps,
+        uint16 mmBps,
+        uint16 liquidationPenaltyBps,
+        uint16 priceBandBps,
+        uint128 maxPositionSize,
+        uint128 openInterestCap
+    ) external returns (uint256 marketId);
+
+    function configureMarket(
+        uint256 marketId,
+        uint16 imBps,
+        uint16 mmBps,
+        uint16 liquidationPenaltyBps,
+        uint16 priceBandBps,
+        uint128 maxPositionSize,
+        uint128 openInterestCap
+    ) external;
+
+    function configureLiquidation(LiquidationConfig calldata config) external;
+
+    function setMatcher(address matcher, bool allowed) external;
+
+    function setGuardian(address guardian) external;
+
+    /// @notice Guardian only: stops risk-increasing trades. Exits stay open (S4).
+    function pause() external;
+
+    /// @notice Owner only.
+    function unpause() external;
+
+    // ================================================================ VIEWS
+    function oracle() external view returns (IOracleRouter);
+
+    function insuranceFund() external view returns (address);
+
+    function paused() external view returns (bool);
+
+    function deficitWad() external view returns (uint256);
+
+    function collateralCount() external view returns (uint256);
+
+    function marketCount() external view returns (uint256);
+
+    function collateral(uint256 assetId) external view returns (CollateralConfig memory);
+
+    function market(uint256 marketId) external view returns (MarketConfig memory);
+
+    function liquidationConfig() external view returns (LiquidationConfig memory);
+
+    function isMatcher(address matcher) external view returns (bool);
+
+    function account(address account) external view returns (Account memory);
+
+    function position(address account, uint256 marketId) external view returns (int256 size);
+
+    function collateralBalance(address account, uint256 assetId) external view returns (uint256 amount);
+
+    /// @notice The one health function: equity, initial and maintenance margin at current oracle
+    /// prices. Reverts if a needed price is unusable, and with `ReentrancyGuardReentrantCall` when
+    /// called in the middle of a state change (read-only reentrancy, THREATS A02).
+    function accountHealth(address account) external view returns (Health memory);
+
+    /// @notice Liquidatable ⇔ equity < maintenance margin in force.
+    function isLiquidatable(address account) external view returns (bool);
+
+    /// @notice Never reverts; what `liquidate(account, marketId, type(uint256).max)` would do now.
+    function previewLiquidation(address account, uint256 marketId) external view returns (LiquidationPreview memory);
+}

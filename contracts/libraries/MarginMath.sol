@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title MarginMath
+/// @notice Fixed-point helpers with explicit rounding direction. Every caller picks the direction
+/// that goes against the account being checked: value it holds rounds down, value it owes rounds up.
+/// @dev `WAD` is 1e18 (prices and USD amounts), `BPS` is 1e4 (rates). Products here stay far below
+/// 2^255 for every bounded input the clearinghouse accepts (sizes < 2^127, prices < 2^128).
+library MarginMath {
+    uint256 internal constant WAD = 1e18;
+    uint256 internal constant BPS = 1e4;
+
+    /// @dev floor(a * b / d) for a signed `a`: rounds toward negative infinity, so a long's value
+    /// and a short's (negative) value both come out no larger than exact.
+    function mulDivFloor(int256 a, uint256 b, uint256 d) internal pure returns (int256) {
+        if (a >= 0) return int256(uint256(a) * b / d);
+        uint256 magnitude = uint256(-a) * b;
+        return -int256((magnitude + d - 1) / d);
+    }
+
+    /// @dev ceil(a * b / d) for a signed `a`: rounds toward positive infinity.
+    function mulDivCeil(int256 a, uint256 b, uint256 d) internal pure returns (int256) {
+        if (a <= 0) return -int256(uint256(-a) * b / d);
+        return int256((uint256(a) * b + d - 1) / d);
+    }
+
+    /// @dev ceil(a * b / d) for unsigned values.
+    function mulDivUp(uint256 a, uint256 b, uint256 d) internal pure returns (uint256) {
+        return (a * b + d - 1) / d;
+    }
+
+    /// @dev floor(a * b / d) for unsigned values.
+    function mulDivDown(uint256 a, uint256 b, uint256 d) internal pure returns (uint256) {
+        return a * b / d;
+    }
+
+    function abs(int256 a) internal pure returns (uint256) {
+        return a >= 0 ? uint256(a) : uint256(-a);
+    }
+}

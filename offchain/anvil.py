@@ -1,0 +1,112 @@
+"""An embedded local chain: starts a real Anvil process on a free port and stops it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import requests
+
+from offchain.errors import ToolchainError
+from offchain.settings import PROJECT_ROOT
+
+_NPM_ANVIL = PROJECT_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+# Anvil's default development mnemonic: its accounts are unlocked and publicly known.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+def find_anvil(configured: str | None = None) -> str:
+    """The Anvil binary: the configured one, then PATH, then the npm package in node_modules."""
+    for candidate in (configured, os.environ.get("MARGINSYNC_ANVIL_BIN"), shutil.which("anvil")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    if _NPM_ANVIL.exists():
+        return str(_NPM_ANVIL)
+    raise ToolchainError(
+        "no Anvil binary found (not on PATH, not in node_modules)",
+        "run `make install` (it installs @foundry-rs/anvil from npm) or set MARGINSYNC_ANVIL_BIN",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Anvil:
+    """A running Anvil node. Use as a context manager; `url` is its RPC endpoint."""
+
+    def __init__(
+        self,
+        *,
+        accounts: int = 20,
+        balance_eth: int = 1_000_000,
+        block_time_s: float | None = None,
+        chain_id: int = 31337,
+        binary: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.chain_id = chain_id
+        args = [
+            find_anvil(binary),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--accounts",
+            str(accounts),
+            "--balance",
+            str(balance_eth),
+            "--chain-id",
+            str(chain_id),
+            "--mnemonic",
+            DEV_MNEMONIC,
+            "--silent",
+        ]
+        if block_time_s is not None:
+            args += ["--block-time", str(block_time_s)]
+        self._args = [*args, *extra_args]
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 20.0) -> Anvil:
+        self._proc = subprocess.Popen(
+            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                raise ToolchainError(f"Anvil exited at start: {err.strip()}", "check the arguments")
+            try:
+                body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+                if requests.post(self.url, json=body, timeout=0.5).ok:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.05)
+        self.stop()
+        raise ToolchainError(f"Anvil did not answer on {self.url} within {timeout_s}s", "retry")
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        self._proc = None
+
+    def __enter__(self) -> Anvil:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""Benchmarks behind `marginsync bench`: they print figures, they do not assert them."""

@@ -1,0 +1,242 @@
+"""web3 bindings from the compiled artifacts, pre-flighted transactions and decoded events.
+
+Every transaction is simulated before it is sent: one that would revert raises `ContractRevert`
+naming the contract's custom error and its values, and nothing is sent. Results are read from
+receipts' events, not re-queried.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import event_abi_to_log_topic, function_abi_to_4byte_selector, to_checksum_address
+from web3 import HTTPProvider, Web3
+from web3._utils.events import get_event_data
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    ContractPanicError,
+    TimeExhausted,
+)
+from web3.types import TxReceipt
+
+from offchain.errors import ConfigError, ContractRevert, RpcUnreachable, ToolchainError, TransactionFailed
+from offchain.settings import Settings
+
+
+class Artifacts:
+    """ABIs and bytecode from ape's build manifest (`.build/__local__.json`)."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise ToolchainError(
+                f"compiled contracts not found at {path}", "run `make install` (it runs `ape compile`)"
+            )
+        self._types: dict[str, Any] = json.loads(path.read_text())["contractTypes"]
+
+    def abi(self, name: str) -> list[dict[str, Any]]:
+        return list(self._types[name]["abi"])
+
+    def bytecode(self, name: str) -> str:
+        code = self._types[name].get("deploymentBytecode", {}).get("bytecode")
+        if not code or code == "0x":
+            raise ToolchainError(f"{name} has no bytecode (an interface?)", "deploy a contract")
+        return str(code)
+
+    @cached_property
+    def errors_by_selector(self) -> dict[bytes, dict[str, Any]]:
+        table: dict[bytes, dict[str, Any]] = {}
+        for contract in self._types.values():
+            for item in contract["abi"]:
+                if item["type"] == "error":
+                    table[function_abi_to_4byte_selector(item)] = item
+        return table
+
+    @cached_property
+    def events_by_topic(self) -> dict[bytes, dict[str, Any]]:
+        table: dict[bytes, dict[str, Any]] = {}
+        for contract in self._types.values():
+            for item in contract["abi"]:
+                if item["type"] == "event" and not item.get("anonymous"):
+                    table[event_abi_to_log_topic(item)] = item
+        return table
+
+    def decode_error(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """(error name, values by name) for revert data; `Error(string)` and panics too."""
+        selector, payload = data[:4], data[4:]
+        if selector == bytes.fromhex("08c379a0"):
+            return "Error", {"message": abi_decode(["string"], payload)[0]}
+        if selector == bytes.fromhex("4e487b71"):
+            return "Panic", {"code": hex(abi_decode(["uint256"], payload)[0])}
+        item = self.errors_by_selector.get(selector)
+        if item is None:
+            return "UnknownError", {"data": "0x" + data.hex()}
+        types = [i["type"] for i in item["inputs"]]
+        values = abi_decode(types, payload) if types else ()
+        return item["name"], {i["name"]: v for i, v in zip(item["inputs"], values, strict=True)}
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decoded log."""
+
+    name: str
+    args: dict[str, Any]
+    address: str
+    block: int
+    tx_hash: str
+    log_index: int
+
+
+class Chain:
+    """One connection to one chain, with the artifacts and the signers it may use."""
+
+    def __init__(self, w3: Web3, artifacts: Artifacts, keys: Iterable[str] = ()) -> None:
+        self.w3 = w3
+        self.artifacts = artifacts
+        self._local: dict[str, LocalAccount] = {}
+        for key in keys:
+            self.add_key(key)
+
+    @classmethod
+    def connect(cls, settings: Settings, rpc_url: str | None = None) -> Chain:
+        url = rpc_url or settings.rpc_url
+        w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": settings.rpc_timeout_s}))
+        try:
+            w3.eth.chain_id  # noqa: B018 - a cheap call that proves the node answers
+        except Exception as exc:  # requests' connection errors vary by cause
+            raise RpcUnreachable(url, type(exc).__name__) from exc
+        keys = [settings.private_key.get_secret_value()] if settings.private_key else []
+        return cls(w3, Artifacts(settings.artifacts), keys)
+
+    def add_key(self, key: str) -> str:
+        try:
+            acct: LocalAccount = Account.from_key(key)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError("the private key is malformed", "give 32 bytes as 0x-hex") from exc
+        self._local[acct.address] = acct
+        return str(acct.address)
+
+    @cached_property
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    @cached_property
+    def accounts(self) -> list[str]:
+        """Signers: local keys first, then the node's unlocked accounts (Anvil's dev accounts)."""
+        return [*self._local, *(str(a) for a in self.w3.eth.accounts)]
+
+    # ------------------------------------------------------------------ contracts
+    def contract(self, name: str, address: str) -> Contract:
+        return self.w3.eth.contract(address=checksum(address), abi=self.artifacts.abi(name))
+
+    def deploy(self, name: str, *args: Any, sender: str) -> Contract:
+        factory = self.w3.eth.contract(
+            abi=self.artifacts.abi(name), bytecode=self.artifacts.bytecode(name)
+        )
+        receipt = self.send(factory.constructor(*args), sender, f"deploy {name}")
+        address = receipt["contractAddress"]
+        assert address is not None
+        return self.contract(name, address)
+
+    # ------------------------------------------------------------------ transactions
+    def call(self, fn: ContractFunction, action: str = "call") -> Any:
+        try:
+            return fn.call()
+        except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+            raise self._revert(exc, action) from exc
+
+    def send(
+        self, fn: Any, sender: str, action: str, *, gas: int | None = None, value: int = 0
+    ) -> TxReceipt:
+        """Pre-flight, sign, send and wait. Raises `ContractRevert` before sending if it would fail."""
+        sender = checksum(sender)
+        params: dict[str, Any] = {"from": sender, "value": value}
+        try:
+            params["gas"] = gas or int(fn.estimate_gas(params) * 12 // 10) + 10_000
+        except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+            raise self._revert(exc, action) from exc
+        local = self._local.get(sender)
+        if local is None:
+            tx_hash = fn.transact(params)
+        else:
+            tx = fn.build_transaction(
+                {**params, "nonce": self.w3.eth.get_transaction_count(sender, "pending")}
+            )
+            signed = local.sign_transaction(tx)
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        try:
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120, poll_latency=0.01)
+        except TimeExhausted as exc:
+            raise TransactionFailed(
+                f"{action}: no receipt for {tx_hash.hex()} after 120 s", "check the node is mining"
+            ) from exc
+        if receipt["status"] != 1:
+            raise TransactionFailed(
+                f"{action}: transaction {tx_hash.hex()} reverted when mined",
+                "the chain changed between pre-flight and inclusion; retry",
+            )
+        return receipt
+
+    def _revert(self, exc: Exception, action: str) -> ContractRevert:
+        data = getattr(exc, "data", None)
+        if isinstance(data, str) and data.startswith("0x"):
+            name, args = self.artifacts.decode_error(bytes.fromhex(data[2:]))
+        elif isinstance(exc, ContractLogicError) and exc.message:
+            name, args = "Error", {"message": exc.message}
+        else:
+            name, args = "UnknownError", {"detail": str(exc)}
+        return ContractRevert(name, args, action)
+
+    # ------------------------------------------------------------------ events
+    def events(self, receipt_or_logs: TxReceipt | Sequence[Any]) -> list[Event]:
+        logs = receipt_or_logs["logs"] if isinstance(receipt_or_logs, dict) else receipt_or_logs
+        out: list[Event] = []
+        for log in logs:
+            if not log["topics"]:
+                continue
+            item = self.artifacts.events_by_topic.get(bytes(log["topics"][0]))
+            if item is None:
+                continue
+            try:
+                decoded = get_event_data(self.w3.codec, item, log)
+            except Exception:  # same topic, different indexing (another contract's event)
+                continue
+            out.append(
+                Event(
+                    name=decoded["event"],
+                    args=dict(decoded["args"]),
+                    address=str(log["address"]),
+                    block=int(log["blockNumber"]),
+                    tx_hash="0x" + bytes(log["transactionHash"]).hex(),
+                    log_index=int(log["logIndex"]),
+                )
+            )
+        return out
+
+    def get_events(self, addresses: Sequence[str], from_block: int, to_block: int) -> list[Event]:
+        logs = self.w3.eth.get_logs(
+            {
+                "address": [checksum(a) for a in addresses],
+                "fromBlock": from_block,
+                "toBlock": to_block,
+            }
+        )
+        return self.events(logs)
+
+
+def checksum(address: str) -> str:
+    try:
+        return str(to_checksum_address(address))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{address!r} is not an address", "give a 0x-prefixed 20-byte hex") from exc
