@@ -8,7 +8,7 @@ receipts' events, not re-queried.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -200,7 +200,7 @@ class Chain:
 
     # ------------------------------------------------------------------ events
     def events(self, receipt_or_logs: TxReceipt | Sequence[Any]) -> list[Event]:
-        logs = receipt_or_logs["logs"] if isinstance(receipt_or_logs, dict) else receipt_or_logs
+        logs = receipt_or_logs["logs"] if isinstance(receipt_or_logs, Mapping) else receipt_or_logs
         out: list[Event] = []
         for log in logs:
             if not log["topics"]:

@@ -1,0 +1,106 @@
+"""Fixtures: one real Anvil per xdist worker, the system deployed once per worker, and a chain
+snapshot reverted after every test so tests never see each other's state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from offchain.anvil import Anvil
+from offchain.chain import Chain
+from offchain.client import Client, wad
+from offchain.deploy import Roles, deploy_system
+from offchain.models import Deployment, SystemSpec
+from offchain.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[Anvil]:
+    with Anvil(accounts=40) as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
+def settings(anvil: Anvil, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(rpc_url=anvil.url, deployments_dir=tmp_path_factory.mktemp("deployments"))
+
+
+@pytest.fixture(scope="session")
+def chain(settings: Settings) -> Chain:
+    return Chain.connect(settings)
+
+
+@pytest.fixture(scope="session")
+def roles(chain: Chain) -> Roles:
+    return Roles.from_accounts(chain.accounts)
+
+
+@pytest.fixture(scope="session")
+def deployment(chain: Chain, roles: Roles, settings: Settings) -> Deployment:
+    d = deploy_system(chain, SystemSpec(), roles)
+    d.save(settings.deployments_dir)
+    return d
+
+
+@pytest.fixture
+def system(chain: Chain, deployment: Deployment) -> Iterator[Client]:
+    """The deployed system, reset to its freshly deployed state after the test."""
+    snapshot = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    yield Client(chain, deployment)
+    chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+
+
+# Accounts by role (indices 0-3 are owner, matcher, guardian, insurance fund).
+@pytest.fixture
+def trader(chain: Chain) -> str:
+    return chain.accounts[4]
+
+
+@pytest.fixture
+def maker(chain: Chain) -> str:
+    return chain.accounts[5]
+
+
+@pytest.fixture
+def keeper(chain: Chain) -> str:
+    return chain.accounts[6]
+
+
+@pytest.fixture
+def others(chain: Chain) -> list[str]:
+    return chain.accounts[7:]
+
+
+@dataclass(frozen=True)
+class Opened:
+    trader: str
+    maker: str
+    market: str
+    size_wad: int
+    price_e18: int
+
+
+@pytest.fixture
+def open_position(system: Client, trader: str, maker: str) -> Callable[..., Opened]:
+    """Factory: fund `trader` and a deep-pocketed `maker`, then open `size` (base units, signed)
+    on `market` at the oracle price. Returns what was opened."""
+
+    def _open(
+        size: float | str = 10,
+        market: str = "ETH-PERP",
+        collateral_usd: float | str = 5_000,
+        who: str | None = None,
+        counterparty: str | None = None,
+    ) -> Opened:
+        t, m = who or trader, counterparty or maker
+        system.deposit(t, "USDC", collateral_usd, mint=True)
+        system.deposit(m, "USDC", 10_000_000, mint=True)
+        underlying = system.d.asset(system.d.market(market).oracle_asset).symbol
+        price = system.price_e18(underlying)
+        size_wad = wad(size)
+        system.trade(market, t, m, size_wad, price)
+        return Opened(t, m, market, size_wad, price)
+
+    return _open
