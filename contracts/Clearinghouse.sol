@@ -633,8 +633,11 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         return b.positionNonce;
     }
 
-    /// @dev S6: collateral goes to the insurance fund; the fund's cash absorbs the negative cash;
-    /// what it cannot absorb is booked as deficit. Accounts without positions never absorb it (D16).
+    /// @dev S6: the account's collateral and its negative cash (the debt) both move to the insurance
+    /// fund, so the books stay whole. The fund covers the debt as far as its equity (cash, positions
+    /// and collateral at oracle prices) stays non-negative; the rest is booked as deficit. If a price
+    /// the fund needs is unusable, the whole debt is booked as deficit rather than hidden. Accounts
+    /// without positions never absorb any of it (D16).
     function _resolveInsolvency(address account_, Account memory a, uint256[] memory prices) internal {
         Account storage fund = _accounts[insuranceFund];
         for (uint256 mask = a.collateralMask; mask != 0; mask &= mask - 1) {
@@ -649,15 +652,21 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         }
         fund.collateralMask |= a.collateralMask;
         uint256 debt = a.cashWad < 0 ? uint256(-int256(a.cashWad)) : 0;
-        int256 fundCash = fund.cashWad;
-        uint256 covered = fundCash > 0 ? (uint256(fundCash) < debt ? uint256(fundCash) : debt) : 0;
-        fund.cashWad = (fundCash - covered.toInt256()).toInt128();
-        uint256 deficit = debt - covered;
-        deficitWad += deficit;
+        fund.cashWad = (fund.cashWad - debt.toInt256()).toInt128();
         Account storage stored = _accounts[account_];
         stored.collateralMask = 0;
-        if (debt != 0) stored.cashWad = 0;
-        emit InsolvencyResolved(account_, debt, covered, deficit);
+        stored.cashWad = 0;
+
+        Account memory f = fund;
+        (uint256[] memory fundPrices, bool ok) = _tryPrices(_priceMask(f));
+        uint256 deficit = debt;
+        if (ok) {
+            int256 fundEquity = _healthAt(insuranceFund, f, fundPrices).equityWad;
+            uint256 shortfall = fundEquity < 0 ? uint256(-fundEquity) : 0;
+            deficit = shortfall < debt ? shortfall : debt;
+        }
+        deficitWad += deficit;
+        emit InsolvencyResolved(account_, debt, debt - deficit, deficit);
     }
 
     function _creditCash(address account_, uint256 amountWad) internal {

@@ -203,8 +203,9 @@ interface IClearinghouse {
     /// @notice A non-quote collateral balance moved to the insurance fund when `account` went insolvent.
     event CollateralSeized(address indexed account, uint256 indexed assetId, uint256 amount, uint256 valueWad);
 
-    /// @notice An insolvent account's negative cash `debtWad` was zeroed: `coveredWad` by the
-    /// insurance fund's cash, `deficitWad` booked as protocol deficit (S6).
+    /// @notice An insolvent account's negative cash `debtWad` moved to the insurance fund: the fund's
+    /// equity covered `coveredWad`, and `deficitWad` (what would take the fund's equity below zero)
+    /// was booked as protocol deficit (S6).
     event InsolvencyResolved(address indexed account, uint256 debtWad, uint256 coveredWad, uint256 deficitWad);
 
     // ================================================================ ACCOUNT ACTIONS
@@ -231,8 +232,9 @@ interface IClearinghouse {
         external
         returns (uint256 closedSize, uint256 keeperRewardWad);
 
-    /// @notice Resolves an account with no positions and negative equity: its collateral goes to the
-    /// insurance fund, which absorbs its negative cash; what the fund cannot cover is booked as deficit.
+    /// @notice Resolves an account with no positions and negative equity: its collateral and its
+    /// negative cash move to the insurance fund; what the fund's equity cannot cover is booked as
+    /// deficit. Permissionless.
     function resolveInsolvency(address account) external;
 
     // ================================================================ ADMIN
