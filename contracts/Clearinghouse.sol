@@ -8,6 +8,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IClearinghouse} from "./interfaces/IClearinghouse.sol";
+import {IAttestationVerifier} from "./interfaces/IAttestationVerifier.sol";
 import {IOracleRouter} from "./interfaces/IOracleRouter.sol";
 import {MarginMath} from "./libraries/MarginMath.sol";
 
@@ -32,6 +33,8 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
 
     bool public paused;
     address public guardian;
+    /// @notice Where attested requirements come from; address(0) means static margin only (Gen 2).
+    IAttestationVerifier public attestor;
     uint256 public deficitWad;
     uint256 public collateralCount;
     uint256 public marketCount;
@@ -97,6 +100,56 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
 
     /// @inheritdoc IClearinghouse
     function withdraw(uint256 assetId, uint256 amount, address to) external nonReentrant {
+        _withdraw(assetId, amount, to);
+    }
+
+    /// @inheritdoc IClearinghouse
+    function withdrawWithAttestation(
+        uint256 assetId,
+        uint256 amount,
+        address to,
+        IAttestationVerifier.MarginBatch calldata batch,
+        bytes calldata signatures
+    ) external nonReentrant {
+        // S3: the engine's fresh view is applied in the same transaction as the check that needs it.
+        attestor.submit(batch, signatures);
+        _withdraw(assetId, amount, to);
+    }
+
+    /// @inheritdoc IClearinghouse
+    function settleTrade(uint256 marketId, address taker, address maker, int256 takerSizeDelta, uint256 priceE18)
+        external
+        nonReentrant
+    {
+        _settleTrade(marketId, taker, maker, takerSizeDelta, priceE18);
+    }
+
+    /// @inheritdoc IClearinghouse
+    function settleTradeWithAttestation(
+        uint256 marketId,
+        address taker,
+        address maker,
+        int256 takerSizeDelta,
+        uint256 priceE18,
+        IAttestationVerifier.MarginBatch calldata batch,
+        bytes calldata signatures
+    ) external nonReentrant {
+        if (!isMatcher[msg.sender]) revert NotMatcher(msg.sender);
+        attestor.submit(batch, signatures);
+        _settleTrade(marketId, taker, maker, takerSizeDelta, priceE18);
+    }
+
+    /// @inheritdoc IClearinghouse
+    function liquidate(address account_, uint256 marketId, uint256 maxCloseSize)
+        external
+        nonReentrant
+        returns (uint256 closedSize, uint256 keeperRewardWad)
+    {
+        return _liquidate(account_, marketId, maxCloseSize);
+    }
+
+    // ================================================================ INTERNAL: ACTIONS
+    function _withdraw(uint256 assetId, uint256 amount, address to) internal {
         if (amount == 0) revert ZeroAmount();
         if (to == address(0)) revert ZeroAddress();
         CollateralConfig storage c = _listedCollateral(assetId);
@@ -130,10 +183,8 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         emit Withdraw(msg.sender, assetId, to, amount);
     }
 
-    /// @inheritdoc IClearinghouse
-    function settleTrade(uint256 marketId, address taker, address maker, int256 takerSizeDelta, uint256 priceE18)
-        external
-        nonReentrant
+    function _settleTrade(uint256 marketId, address taker, address maker, int256 takerSizeDelta, uint256 priceE18)
+        internal
     {
         if (!isMatcher[msg.sender]) revert NotMatcher(msg.sender);
         if (taker == maker) revert SelfTrade(taker);
@@ -175,10 +226,8 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         );
     }
 
-    /// @inheritdoc IClearinghouse
-    function liquidate(address account_, uint256 marketId, uint256 maxCloseSize)
-        external
-        nonReentrant
+    function _liquidate(address account_, uint256 marketId, uint256 maxCloseSize)
+        internal
         returns (uint256 closedSize, uint256 keeperRewardWad)
     {
         if (account_ == msg.sender) revert SelfLiquidation(account_);
@@ -295,6 +344,12 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
     }
 
     /// @inheritdoc IClearinghouse
+    function setAttestor(IAttestationVerifier attestor_) external onlyOwner {
+        attestor = attestor_;
+        emit AttestorSet(address(attestor_));
+    }
+
+    /// @inheritdoc IClearinghouse
     function setGuardian(address guardian_) external onlyOwner {
         guardian = guardian_;
         emit GuardianSet(guardian_);
@@ -401,7 +456,7 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
     {
         int256 equity = a.cashWad;
         for (uint256 mask = a.collateralMask; mask != 0; mask &= mask - 1) {
-            uint256 assetId = _lowestBit(mask);
+            uint256 assetId = MarginMath.lowestBit(mask);
             CollateralConfig storage c = _collaterals[assetId];
             uint256 amountWad = _balances[account_][assetId] * _scale(c.decimals);
             equity += amountWad.mulDivDown(prices[c.oracleAsset] * c.weightBps, MarginMath.WAD * MarginMath.BPS)
@@ -409,17 +464,25 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         }
         uint256 im;
         uint256 mm;
+        uint256 marketAssetMask;
         for (uint256 mask = a.marketMask; mask != 0; mask &= mask - 1) {
-            uint256 marketId = _lowestBit(mask);
+            uint256 marketId = MarginMath.lowestBit(mask);
             MarketConfig storage m = _markets[marketId];
             int256 size = _positions[account_][marketId];
             uint256 price = prices[m.oracleAsset];
+            marketAssetMask |= 1 << m.oracleAsset;
             equity += size.mulDivFloor(price, MarginMath.WAD);
             uint256 absSize = size.abs();
             im += absSize.mulDivUp(price * m.imBps, MarginMath.WAD * MarginMath.BPS);
             mm += absSize.mulDivUp(price * m.mmBps, MarginMath.WAD * MarginMath.BPS);
         }
         h.equityWad = equity;
+        // The requirement in force: attested while S1 holds, static otherwise (S2). Equity is
+        // always computed here from oracle prices, never taken from an attestation.
+        IAttestationVerifier attestor_ = attestor;
+        if (address(attestor_) != address(0) && marketAssetMask != 0) {
+            (, im, mm) = attestor_.requirementInForce(account_, a.positionNonce, marketAssetMask, prices, im, mm);
+        }
         h.initialMarginWad = im;
         h.maintenanceMarginWad = mm;
     }
@@ -435,10 +498,10 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
     /// @dev Oracle assets an account's health needs, as a bit mask for one batched router call.
     function _priceMask(Account memory a) internal view returns (uint256 assetMask) {
         for (uint256 mask = a.collateralMask; mask != 0; mask &= mask - 1) {
-            assetMask |= 1 << _collaterals[_lowestBit(mask)].oracleAsset;
+            assetMask |= 1 << _collaterals[MarginMath.lowestBit(mask)].oracleAsset;
         }
         for (uint256 mask = a.marketMask; mask != 0; mask &= mask - 1) {
-            assetMask |= 1 << _markets[_lowestBit(mask)].oracleAsset;
+            assetMask |= 1 << _markets[MarginMath.lowestBit(mask)].oracleAsset;
         }
     }
 
@@ -479,7 +542,7 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
             uint256 absAfter = s.sizeAfter.abs();
             if (absAfter > m.maxPositionSize) revert PositionTooLarge(marketId, absAfter, m.maxPositionSize);
             if (s.sizeBefore == 0) {
-                uint256 count = _popCount(a.marketMask) + 1;
+                uint256 count = MarginMath.popCount(a.marketMask) + 1;
                 if (count > _liquidation.maxPositionsPerAccount) {
                     revert TooManyPositions(account_, count, _liquidation.maxPositionsPerAccount);
                 }
@@ -641,7 +704,7 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
     function _resolveInsolvency(address account_, Account memory a, uint256[] memory prices) internal {
         Account storage fund = _accounts[insuranceFund];
         for (uint256 mask = a.collateralMask; mask != 0; mask &= mask - 1) {
-            uint256 assetId = _lowestBit(mask);
+            uint256 assetId = MarginMath.lowestBit(mask);
             uint256 amount = _balances[account_][assetId];
             CollateralConfig storage c = _collaterals[assetId];
             _balances[account_][assetId] = 0;
@@ -763,17 +826,5 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
 
     function _cashInTokens(int256 cashWad, uint8 decimals) internal pure returns (uint256) {
         return cashWad > 0 ? uint256(cashWad) / _scale(decimals) : 0;
-    }
-
-    function _lowestBit(uint256 mask) internal pure returns (uint256 index) {
-        uint256 isolated = mask & (~mask + 1);
-        while (isolated > 1) {
-            isolated >>= 1;
-            ++index;
-        }
-    }
-
-    function _popCount(uint256 mask) internal pure returns (uint256 count) {
-        for (; mask != 0; mask &= mask - 1) ++count;
     }
 }

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from eth_utils import keccak
+
+from offchain.attest import address_of
 from offchain.chain import Chain
 from offchain.models import (
     WAD,
@@ -43,12 +46,21 @@ def to_units(amount: float, decimals: int) -> int:
     return round(amount * 10**decimals)
 
 
+def dev_engine_keys(count: int) -> list[str]:
+    """Deterministic engine keys for LOCAL chains only: derived from a public string, so anyone
+    can sign with them. Real deployments pass their own signer addresses."""
+    return ["0x" + keccak(text=f"marginsync dev engine key {i}").hex() for i in range(count)]
+
+
 def deploy_system(
     chain: Chain,
     spec: SystemSpec,
     roles: Roles,
     progress: Callable[[str], None] = lambda _: None,
+    engine_signers: list[str] | None = None,
 ) -> Deployment:
+    """Deploys everything in `spec`. `engine_signers` are the attestation keys' addresses
+    (default: the local dev keys, `dev_engine_keys`)."""
     owner = roles.owner
     start_block = chain.w3.eth.block_number
 
@@ -132,6 +144,18 @@ def deploy_system(
             MarketRecord(id=mid, symbol=m.symbol, oracle_asset=asset_id_of[m.underlying], im_bps=m.im_bps, mm_bps=m.mm_bps)
         )
 
+    verifier_address: str | None = None
+    signers: tuple[str, ...] = ()
+    if spec.attestation is not None:
+        progress("attestation verifier")
+        att = spec.attestation
+        signers = tuple(engine_signers or [address_of(bytes.fromhex(k[2:])) for k in dev_engine_keys(att.signers)])
+        verifier = chain.deploy(
+            "AttestationVerifier", owner, list(signers), att.threshold, att.params_tuple(), sender=owner
+        )
+        chain.send(fns.setAttestor(verifier.address), owner, "set attestor")
+        verifier_address = verifier.address
+
     progress("roles and insurance fund")
     chain.send(fns.setMatcher(roles.matcher, True), owner, "set matcher")
     chain.send(fns.setGuardian(roles.guardian), owner, "set guardian")
@@ -146,6 +170,8 @@ def deploy_system(
         block=start_block,
         clearinghouse=clearinghouse.address,
         oracle_router=router.address,
+        attestation_verifier=verifier_address,
+        engine_signers=signers,
         owner=owner,
         matcher=roles.matcher,
         guardian=roles.guardian,

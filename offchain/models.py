@@ -77,6 +77,28 @@ class LiquidationSpec(Frozen):
         )
 
 
+class AttestationSpec(Frozen):
+    """The engine's key set and the S1 parameters of the attestation verifier."""
+
+    signers: int = Field(default=3, ge=1, le=32)
+    threshold: int = Field(default=2, ge=1, le=32)
+    max_age_s: int = Field(default=300, gt=0, le=86_400)
+    price_band_bps: int = Field(default=100, gt=0, le=2_000)
+    floor_bps: int = Field(default=5_000, ge=5_000, le=BPS)
+    cap_bps: int = Field(default=50_000, ge=BPS, le=10 * BPS)
+    max_batch_size: int = Field(default=500, gt=0, le=1_000)
+
+    @model_validator(mode="after")
+    def _quorum(self) -> AttestationSpec:
+        if self.threshold > self.signers:
+            raise ValueError(f"threshold {self.threshold} exceeds the {self.signers} signers")
+        return self
+
+    def params_tuple(self) -> tuple[int, int, int, int, int]:
+        """The contract's `Params` struct, in field order."""
+        return (self.max_age_s, self.price_band_bps, self.floor_bps, self.cap_bps, self.max_batch_size)
+
+
 class SystemSpec(Frozen):
     """Everything `marginsync deploy` sets up. Defaults follow REFERENCES.md (standard perps:
     IM 10%, MM 6.5%; Aave-like close factor 50%)."""
@@ -109,6 +131,8 @@ class SystemSpec(Frozen):
         for u, size in (("ETH", 10_000.0), ("BTC", 500.0), ("SOL", 200_000.0))
     )
     liquidation: LiquidationSpec = LiquidationSpec()
+    # None deploys static margin only (the "Gen 2" rules).
+    attestation: AttestationSpec | None = AttestationSpec()
     insurance_fund_usd: float = Field(default=100_000.0, ge=0)
 
     @model_validator(mode="after")
@@ -156,6 +180,8 @@ class Deployment(Frozen):
     block: int
     clearinghouse: str
     oracle_router: str
+    attestation_verifier: str | None = None
+    engine_signers: tuple[str, ...] = ()
     owner: str
     matcher: str
     guardian: str

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IAttestationVerifier} from "./IAttestationVerifier.sol";
 import {IOracleRouter} from "./IOracleRouter.sol";
 
 /// @title IClearinghouse
@@ -163,6 +164,7 @@ interface IClearinghouse {
     );
     event MatcherSet(address indexed matcher, bool allowed);
     event GuardianSet(address indexed guardian);
+    event AttestorSet(address indexed attestor);
     event PauseSet(bool paused);
 
     /// @notice `credited` is what actually arrived (balance delta), which is what the account gets.
@@ -217,6 +219,28 @@ interface IClearinghouse {
     /// positions and non-negative cash withdraws without any price read.
     function withdraw(uint256 assetId, uint256 amount, address to) external;
 
+    /// @notice `withdraw` with a signed attestation applied first, in the same transaction (S3), so
+    /// the margin check sees the engine's requirement for this account's current position nonce.
+    function withdrawWithAttestation(
+        uint256 assetId,
+        uint256 amount,
+        address to,
+        IAttestationVerifier.MarginBatch calldata batch,
+        bytes calldata signatures
+    ) external;
+
+    /// @notice `settleTrade` with attestations applied first (S3). Entries must be bound to the
+    /// position nonces the accounts will have after this trade (current nonce + 1).
+    function settleTradeWithAttestation(
+        uint256 marketId,
+        address taker,
+        address maker,
+        int256 takerSizeDelta,
+        uint256 priceE18,
+        IAttestationVerifier.MarginBatch calldata batch,
+        bytes calldata signatures
+    ) external;
+
     /// @notice Settles a trade agreed on a venue: `taker` changes by `takerSizeDelta`, `maker` by its
     /// negation, both at `priceE18`. Matchers only. A side that increases its exposure must meet
     /// initial margin after the trade (and the protocol must not be paused); a side that only
@@ -268,6 +292,9 @@ interface IClearinghouse {
 
     function setMatcher(address matcher, bool allowed) external;
 
+    /// @notice Owner only. address(0) switches attested margin off (static margin only).
+    function setAttestor(IAttestationVerifier attestor) external;
+
     function setGuardian(address guardian) external;
 
     /// @notice Guardian only: stops risk-increasing trades. Exits stay open (S4).
@@ -278,6 +305,8 @@ interface IClearinghouse {
 
     // ================================================================ VIEWS
     function oracle() external view returns (IOracleRouter);
+
+    function attestor() external view returns (IAttestationVerifier);
 
     function insuranceFund() external view returns (address);
 
@@ -303,8 +332,8 @@ interface IClearinghouse {
 
     function collateralBalance(address account, uint256 assetId) external view returns (uint256 amount);
 
-    /// @notice The one health function: equity, initial and maintenance margin at current oracle
-    /// prices. Reverts if a needed price is unusable, and with `ReentrancyGuardReentrantCall` when
+    /// @notice The one health function: equity, and the initial and maintenance margin in force
+    /// (attested while S1 holds, else static), at current oracle prices. Reverts if a needed price is unusable, and with `ReentrancyGuardReentrantCall` when
     /// called in the middle of a state change (read-only reentrancy, THREATS A02).
     function accountHealth(address account) external view returns (Health memory);
 

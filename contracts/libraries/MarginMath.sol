@@ -34,6 +34,21 @@ library MarginMath {
         return a * b / d;
     }
 
+    /// @dev Index of the lowest set bit of a non-zero mask (bit masks of markets, assets).
+    function lowestBit(uint256 mask) internal pure returns (uint256 index) {
+        uint256 isolated = mask & (~mask + 1);
+        while (isolated > 1) {
+            isolated >>= 1;
+            ++index;
+        }
+    }
+
+    function popCount(uint256 mask) internal pure returns (uint256 count) {
+        for (; mask != 0; mask &= mask - 1) {
+            ++count;
+        }
+    }
+
     function abs(int256 a) internal pure returns (uint256) {
         return a >= 0 ? uint256(a) : uint256(-a);
     }

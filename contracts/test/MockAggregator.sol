@@ -4,19 +4,20 @@ pragma solidity ^0.8.24;
 import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
 
 /// @notice A Chainlink-style feed whose rounds the test (or `marginsync feed`) writes directly.
-/// One storage slot per round keeps oracle reads cheap in gas benchmarks.
+/// The whole round, flags included, lives in one storage slot so a read costs what a production
+/// aggregator's read costs at most, and gas benchmarks do not flatter or punish the consumer.
 contract MockAggregator is AggregatorV3Interface {
     struct Round {
-        int128 answer;
+        int96 answer;
         uint64 updatedAt;
-        uint64 roundId;
+        uint32 roundId;
+        uint56 startedAt;
+        bool reverts;
     }
 
     uint8 public immutable decimals;
     string public description;
     Round internal _latest;
-    uint256 public startedAt;
-    bool public reverts;
 
     event AnswerUpdated(int256 indexed current, uint256 indexed roundId, uint256 updatedAt);
 
@@ -42,18 +43,25 @@ contract MockAggregator is AggregatorV3Interface {
 
     /// @notice For sequencer-uptime feeds: `startedAt` is when the status last changed.
     function setStartedAt(uint256 startedAt_) external {
-        startedAt = startedAt_;
+        _latest.startedAt = uint56(startedAt_);
     }
 
     function setReverts(bool reverts_) external {
-        reverts = reverts_;
+        _latest.reverts = reverts_;
+    }
+
+    function reverts() external view returns (bool) {
+        return _latest.reverts;
+    }
+
+    function startedAt() external view returns (uint256) {
+        return _latest.startedAt;
     }
 
     function latestRoundData() external view returns (uint80, int256, uint256, uint256, uint80) {
-        require(!reverts, "MockAggregator: reverts");
         Round memory r = _latest;
-        uint256 started = startedAt == 0 ? r.updatedAt : startedAt;
-        return (r.roundId, r.answer, started, r.updatedAt, r.roundId);
+        require(!r.reverts, "MockAggregator: reverts");
+        return (r.roundId, r.answer, r.startedAt, r.updatedAt, r.roundId);
     }
 
     function getRoundData(uint80) external view returns (uint80, int256, uint256, uint256, uint80) {
@@ -61,9 +69,12 @@ contract MockAggregator is AggregatorV3Interface {
         return (r.roundId, r.answer, r.updatedAt, r.updatedAt, r.roundId);
     }
 
+    /// @dev Answers beyond int96 are not representable here; tests of absurd answers use 18-decimal
+    /// feeds well inside it. A new round resets `startedAt` to its own time and keeps the flags.
     function _set(int256 answer, uint256 updatedAt) internal {
-        uint64 roundId = _latest.roundId + 1;
-        _latest = Round(int128(answer), uint64(updatedAt), roundId);
+        Round memory r = _latest;
+        uint32 roundId = r.roundId + 1;
+        _latest = Round(int96(answer), uint64(updatedAt), roundId, uint56(updatedAt), r.reverts);
         emit AnswerUpdated(answer, roundId, updatedAt);
     }
 }

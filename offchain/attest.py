@@ -1,0 +1,238 @@
+"""Margin attestations: the EIP-712 typed data (defined here once), k-of-n signing, verification.
+
+A small public API for the engine, keepers and third parties:
+
+    batch = Batch(sequence=..., issued_at=..., price_asset_mask=..., prices_e18=(...), entries=(...))
+    domain = Domain(chain_id=31337, verifying_contract="0x...")
+    signatures = sign(batch, domain, keys)            # k signatures, ascending signer address
+    assert recover_signers(batch, domain, signatures) == sorted signer addresses
+
+The digest is also the engine's idempotency key: the same payload always has the same digest.
+`TYPES` must match `AttestationVerifier`'s typehashes; `tests/test_attest.py` compares them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from coincurve import PrivateKey, PublicKey
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
+
+DOMAIN_NAME = "marginsync"
+DOMAIN_VERSION = "1"
+MICRO_USD_IN_WAD = 10**12
+UINT64_MAX = 2**64 - 1
+
+# The one definition of the typed data. Field order is the signed order.
+TYPES: dict[str, list[tuple[str, str]]] = {
+    "MarginEntry": [
+        ("account", "address"),
+        ("positionNonce", "uint64"),
+        ("imMicroUsd", "uint64"),
+        ("mmMicroUsd", "uint64"),
+    ],
+    "MarginBatch": [
+        ("sequence", "uint64"),
+        ("issuedAt", "uint64"),
+        ("priceAssetMask", "uint32"),
+        ("pricesE18", "uint256[]"),
+        ("entries", "MarginEntry[]"),
+    ],
+}
+_EIP712_DOMAIN = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def encode_type(primary: str) -> str:
+    """EIP-712 `encodeType`: the primary type, then referenced struct types sorted by name."""
+    referenced = sorted(
+        {t.rstrip("[]") for _, t in TYPES[primary] if t.rstrip("[]") in TYPES} - {primary}
+    )
+
+    def one(name: str) -> str:
+        return f"{name}({','.join(f'{t} {n}' for n, t in TYPES[name])})"
+
+    return one(primary) + "".join(one(r) for r in referenced)
+
+
+def typehash(primary: str) -> bytes:
+    return keccak(text=encode_type(primary))
+
+
+ENTRY_TYPEHASH = typehash("MarginEntry")
+BATCH_TYPEHASH = typehash("MarginBatch")
+
+
+@dataclass(frozen=True)
+class Entry:
+    account: str
+    position_nonce: int
+    im_micro_usd: int
+    mm_micro_usd: int
+
+    def __post_init__(self) -> None:
+        for name in ("position_nonce", "im_micro_usd", "mm_micro_usd"):
+            value = getattr(self, name)
+            if not 0 <= value <= UINT64_MAX:
+                raise ValueError(f"Entry.{name}={value} is outside uint64; clamp or rescale it")
+
+    def struct_hash(self) -> bytes:
+        return keccak(
+            abi_encode(
+                ["bytes32", "address", "uint64", "uint64", "uint64"],
+                [ENTRY_TYPEHASH, self.account, self.position_nonce, self.im_micro_usd, self.mm_micro_usd],
+            )
+        )
+
+    def as_tuple(self) -> tuple[str, int, int, int]:
+        return (to_checksum_address(self.account), self.position_nonce, self.im_micro_usd, self.mm_micro_usd)
+
+
+@dataclass(frozen=True)
+class Batch:
+    sequence: int
+    issued_at: int
+    price_asset_mask: int
+    prices_e18: tuple[int, ...]
+    entries: tuple[Entry, ...]
+
+    def __post_init__(self) -> None:
+        if self.sequence <= 0 or self.sequence > UINT64_MAX:
+            raise ValueError(f"Batch.sequence={self.sequence} must be a positive uint64")
+        if bin(self.price_asset_mask).count("1") != len(self.prices_e18):
+            raise ValueError("Batch.prices_e18 needs one price per bit of price_asset_mask, ascending")
+
+    def struct_hash(self) -> bytes:
+        entries_hash = keccak(b"".join(e.struct_hash() for e in self.entries))
+        prices_hash = keccak(b"".join(p.to_bytes(32, "big") for p in self.prices_e18))
+        return keccak(
+            abi_encode(
+                ["bytes32", "uint64", "uint64", "uint32", "bytes32", "bytes32"],
+                [BATCH_TYPEHASH, self.sequence, self.issued_at, self.price_asset_mask, prices_hash, entries_hash],
+            )
+        )
+
+    def as_tuple(self) -> tuple[int, int, int, list[int], list[tuple[str, int, int, int]]]:
+        """The `MarginBatch` struct as web3 wants it for a contract call."""
+        return (
+            self.sequence,
+            self.issued_at,
+            self.price_asset_mask,
+            list(self.prices_e18),
+            [e.as_tuple() for e in self.entries],
+        )
+
+
+@dataclass(frozen=True)
+class Domain:
+    chain_id: int
+    verifying_contract: str
+
+    def separator(self) -> bytes:
+        return keccak(
+            abi_encode(
+                ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+                [
+                    keccak(text=_EIP712_DOMAIN),
+                    keccak(text=DOMAIN_NAME),
+                    keccak(text=DOMAIN_VERSION),
+                    self.chain_id,
+                    self.verifying_contract,
+                ],
+            )
+        )
+
+
+def digest(batch: Batch, domain: Domain) -> bytes:
+    """The EIP-712 digest the keys sign: keccak256(0x1901 ‖ domainSeparator ‖ hashStruct(batch))."""
+    return keccak(b"\x19\x01" + domain.separator() + batch.struct_hash())
+
+
+def wad_to_micro_usd_up(amount_wad: int) -> int:
+    """A requirement in wad to micro-USD, rounded up (against the account), capped at uint64."""
+    return min(-(-amount_wad // MICRO_USD_IN_WAD), UINT64_MAX)
+
+
+def address_of(key: bytes) -> str:
+    public = PrivateKey(key).public_key.format(compressed=False)[1:]
+    return str(to_checksum_address(keccak(public)[-20:]))
+
+
+def _key_bytes(key: str | bytes) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    return bytes.fromhex(key.removeprefix("0x"))
+
+
+def sign_digest(message_digest: bytes, keys: Iterable[str | bytes]) -> bytes:
+    """k signatures over a digest, as (r ‖ s ‖ v) concatenated in ascending signer address,
+    the order the contract requires. coincurve emits low-s signatures (no malleable twins)."""
+    signed: list[tuple[str, bytes]] = []
+    for key in keys:
+        raw = _key_bytes(key)
+        sig = PrivateKey(raw).sign_recoverable(message_digest, hasher=None)
+        signed.append((address_of(raw).lower(), sig[:64] + bytes([sig[64] + 27])))
+    signed.sort()
+    return b"".join(sig for _, sig in signed)
+
+
+def sign(batch: Batch, domain: Domain, keys: Sequence[str | bytes]) -> bytes:
+    return sign_digest(digest(batch, domain), keys)
+
+
+def recover_signers(batch: Batch, domain: Domain, signatures: bytes) -> list[str]:
+    """The signer of each 65-byte signature, in order; raises ValueError on a malformed or
+    malleable (high-s) signature, as the contract rejects them."""
+    if len(signatures) % 65:
+        raise ValueError("signatures must be a whole number of 65-byte (r, s, v) signatures")
+    message_digest = digest(batch, domain)
+    out = []
+    for i in range(0, len(signatures), 65):
+        r, s, v = signatures[i : i + 32], signatures[i + 32 : i + 64], signatures[i + 64]
+        if v not in (27, 28):
+            raise ValueError(f"signature {i // 65}: v={v} is not 27 or 28")
+        if int.from_bytes(s, "big") > _SECP256K1_N // 2:
+            raise ValueError(f"signature {i // 65}: high s (malleable)")
+        public = PublicKey.from_signature_and_message(r + s + bytes([v - 27]), message_digest, hasher=None)
+        out.append(str(to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:])))
+    return out
+
+
+def typed_data(batch: Batch, domain: Domain) -> dict[str, Any]:
+    """The full EIP-712 JSON (as for `eth_signTypedData_v4`), for wallets and third parties."""
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            **{k: [{"name": n, "type": t} for n, t in v] for k, v in TYPES.items()},
+        },
+        "primaryType": "MarginBatch",
+        "domain": {
+            "name": DOMAIN_NAME,
+            "version": DOMAIN_VERSION,
+            "chainId": domain.chain_id,
+            "verifyingContract": domain.verifying_contract,
+        },
+        "message": {
+            "sequence": batch.sequence,
+            "issuedAt": batch.issued_at,
+            "priceAssetMask": batch.price_asset_mask,
+            "pricesE18": list(batch.prices_e18),
+            "entries": [
+                {
+                    "account": e.account,
+                    "positionNonce": e.position_nonce,
+                    "imMicroUsd": e.im_micro_usd,
+                    "mmMicroUsd": e.mm_micro_usd,
+                }
+                for e in batch.entries
+            ],
+        },
+    }
