@@ -298,9 +298,9 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
         // A floor of at least half the static requirement and a cap of at most 10x bound what any
         // quorum can do; maxAge of a day at most keeps "in sync" meaningful.
         if (
-            p.maxAgeSeconds == 0 || p.maxAgeSeconds > 1 days || p.priceBandBps == 0 || p.priceBandBps > 2_000
-                || p.floorBps < 5_000 || p.floorBps > MarginMath.BPS || p.capBps < MarginMath.BPS
-                || p.capBps > 10 * MarginMath.BPS || p.maxBatchSize == 0 || p.maxBatchSize > 1_000
+            p.maxAgeSeconds == 0 || p.maxAgeSeconds > 1 days || p.priceBandBps == 0 || p.priceBandBps > 2000
+                || p.floorBps < 5000 || p.floorBps > MarginMath.BPS || p.capBps < MarginMath.BPS
+                || p.capBps > 10 * MarginMath.BPS || p.maxBatchSize == 0 || p.maxBatchSize > 1000
         ) revert InvalidParams(p.maxAgeSeconds, p.priceBandBps, p.floorBps, p.capBps, p.maxBatchSize);
         _config.params = p;
         emit ParamsSet(p.maxAgeSeconds, p.priceBandBps, p.floorBps, p.capBps, p.maxBatchSize);

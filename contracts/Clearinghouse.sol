@@ -56,7 +56,9 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         address insuranceFund_,
         LiquidationConfig memory liquidation_
     ) Ownable(owner_) {
-        if (address(oracle_) == address(0) || insuranceFund_ == address(0)) revert ZeroAddress();
+        if (address(oracle_) == address(0) || insuranceFund_ == address(0)) {
+            revert ZeroAddress();
+        }
         oracle = oracle_;
         insuranceFund = insuranceFund_;
         _listCollateral(quoteToken, 0, uint16(MarginMath.BPS), quoteDepositCap);
@@ -221,9 +223,7 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         }
         _checkSide(taker, t, m, priceE18, oraclePrice, priced);
         _checkSide(maker, k, m, priceE18, oraclePrice, priced);
-        emit TradeSettled(
-            marketId, taker, maker, takerSizeDelta, priceE18, t.sizeAfter, k.sizeAfter, t.nonce, k.nonce
-        );
+        emit TradeSettled(marketId, taker, maker, takerSizeDelta, priceE18, t.sizeAfter, k.sizeAfter, t.nonce, k.nonce);
     }
 
     function _liquidate(address account_, uint256 marketId, uint256 maxCloseSize)
@@ -579,10 +579,9 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         int256 equityChange = s.cashChangeWad + s.sizeAfter.mulDivFloor(oraclePrice, MarginMath.WAD)
             - s.sizeBefore.mulDivFloor(oraclePrice, MarginMath.WAD);
         uint256 ratePerWad = oraclePrice * m.imBps;
-        int256 imReleased = (
-            s.sizeBefore.abs().mulDivUp(ratePerWad, MarginMath.WAD * MarginMath.BPS)
-                - s.sizeAfter.abs().mulDivUp(ratePerWad, MarginMath.WAD * MarginMath.BPS)
-        ).toInt256();
+        int256 imReleased = (s.sizeBefore.abs().mulDivUp(ratePerWad, MarginMath.WAD * MarginMath.BPS)
+                - s.sizeAfter.abs().mulDivUp(ratePerWad, MarginMath.WAD * MarginMath.BPS))
+        .toInt256();
         int256 surplusChange = equityChange + imReleased;
         if (surplusChange < 0) revert ReduceWorsensMargin(account_, surplusChange);
     }
@@ -628,8 +627,7 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         if (step.sizeAfter == 0) a.marketMask &= ~uint32(1 << marketId);
         _accounts[account_] = a;
 
-        uint64 backstopNonce =
-            _moveToBackstop(marketId, -delta, step.priceE18, step.penaltyWad - step.keeperRewardWad);
+        uint64 backstopNonce = _moveToBackstop(marketId, -delta, step.priceE18, step.penaltyWad - step.keeperRewardWad);
         _updateOpenInterest(marketId, step.sizeBefore, step.sizeAfter);
         if (step.keeperRewardWad != 0) _creditCash(msg.sender, step.keeperRewardWad);
         emit Liquidate(
@@ -710,7 +708,10 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
             _balances[account_][assetId] = 0;
             _balances[insuranceFund][assetId] += amount;
             emit CollateralSeized(
-                account_, assetId, amount, (amount * _scale(c.decimals)).mulDivDown(prices[c.oracleAsset], MarginMath.WAD)
+                account_,
+                assetId,
+                amount,
+                (amount * _scale(c.decimals)).mulDivDown(prices[c.oracleAsset], MarginMath.WAD)
             );
         }
         fund.collateralMask |= a.collateralMask;

@@ -2,7 +2,7 @@
 
 A small public API for the engine, keepers and third parties:
 
-    batch = Batch(sequence=..., issued_at=..., price_asset_mask=..., prices_e18=(...), entries=(...))
+    batch = Batch(sequence=..., issued_at=..., price_asset_mask=..., prices_e18=..., entries=...)
     domain = Domain(chain_id=31337, verifying_contract="0x...")
     signatures = sign(batch, domain, keys)            # k signatures, ascending signer address
     assert recover_signers(batch, domain, signatures) == sorted signer addresses
@@ -42,7 +42,9 @@ TYPES: dict[str, list[tuple[str, str]]] = {
         ("entries", "MarginEntry[]"),
     ],
 }
-_EIP712_DOMAIN = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+_EIP712_DOMAIN = (
+    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
@@ -83,12 +85,23 @@ class Entry:
         return keccak(
             abi_encode(
                 ["bytes32", "address", "uint64", "uint64", "uint64"],
-                [ENTRY_TYPEHASH, self.account, self.position_nonce, self.im_micro_usd, self.mm_micro_usd],
+                [
+                    ENTRY_TYPEHASH,
+                    self.account,
+                    self.position_nonce,
+                    self.im_micro_usd,
+                    self.mm_micro_usd,
+                ],
             )
         )
 
     def as_tuple(self) -> tuple[str, int, int, int]:
-        return (to_checksum_address(self.account), self.position_nonce, self.im_micro_usd, self.mm_micro_usd)
+        return (
+            to_checksum_address(self.account),
+            self.position_nonce,
+            self.im_micro_usd,
+            self.mm_micro_usd,
+        )
 
 
 @dataclass(frozen=True)
@@ -103,7 +116,9 @@ class Batch:
         if self.sequence <= 0 or self.sequence > UINT64_MAX:
             raise ValueError(f"Batch.sequence={self.sequence} must be a positive uint64")
         if bin(self.price_asset_mask).count("1") != len(self.prices_e18):
-            raise ValueError("Batch.prices_e18 needs one price per bit of price_asset_mask, ascending")
+            raise ValueError(
+                "Batch.prices_e18 needs one price per bit of price_asset_mask, ascending"
+            )
 
     def struct_hash(self) -> bytes:
         entries_hash = keccak(b"".join(e.struct_hash() for e in self.entries))
@@ -111,7 +126,14 @@ class Batch:
         return keccak(
             abi_encode(
                 ["bytes32", "uint64", "uint64", "uint32", "bytes32", "bytes32"],
-                [BATCH_TYPEHASH, self.sequence, self.issued_at, self.price_asset_mask, prices_hash, entries_hash],
+                [
+                    BATCH_TYPEHASH,
+                    self.sequence,
+                    self.issued_at,
+                    self.price_asset_mask,
+                    prices_hash,
+                    entries_hash,
+                ],
             )
         )
 
@@ -196,7 +218,9 @@ def recover_signers(batch: Batch, domain: Domain, signatures: bytes) -> list[str
             raise ValueError(f"signature {i // 65}: v={v} is not 27 or 28")
         if int.from_bytes(s, "big") > _SECP256K1_N // 2:
             raise ValueError(f"signature {i // 65}: high s (malleable)")
-        public = PublicKey.from_signature_and_message(r + s + bytes([v - 27]), message_digest, hasher=None)
+        public = PublicKey.from_signature_and_message(
+            r + s + bytes([v - 27]), message_digest, hasher=None
+        )
         out.append(str(to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:])))
     return out
 

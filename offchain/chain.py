@@ -28,9 +28,16 @@ from web3.exceptions import (
     ContractPanicError,
     TimeExhausted,
 )
+from eth_typing import ChecksumAddress
 from web3.types import TxReceipt
 
-from offchain.errors import ConfigError, ContractRevert, RpcUnreachable, ToolchainError, TransactionFailed
+from offchain.errors import (
+    ConfigError,
+    ContractRevert,
+    RpcUnreachable,
+    ToolchainError,
+    TransactionFailed,
+)
 from offchain.settings import Settings
 
 
@@ -40,7 +47,8 @@ class Artifacts:
     def __init__(self, path: Path) -> None:
         if not path.exists():
             raise ToolchainError(
-                f"compiled contracts not found at {path}", "run `make install` (it runs `ape compile`)"
+                f"compiled contracts not found at {path}",
+                "run `make install` (it runs `ape compile`)",
             )
         self._types: dict[str, Any] = json.loads(path.read_text())["contractTypes"]
 
@@ -159,24 +167,26 @@ class Chain:
     def send(
         self, fn: Any, sender: str, action: str, *, gas: int | None = None, value: int = 0
     ) -> TxReceipt:
-        """Pre-flight, sign, send and wait. Raises `ContractRevert` before sending if it would fail."""
-        sender = checksum(sender)
-        params: dict[str, Any] = {"from": sender, "value": value}
+        """Pre-flight, sign, send, wait. Raises `ContractRevert`, sending nothing, if it would fail."""
+        sender_address = checksum(sender)
+        params: dict[str, Any] = {"from": sender_address, "value": value}
         try:
             params["gas"] = gas or int(fn.estimate_gas(params) * 12 // 10) + 10_000
         except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
             raise self._revert(exc, action) from exc
-        local = self._local.get(sender)
+        local = self._local.get(sender_address)
         if local is None:
             tx_hash = fn.transact(params)
         else:
             tx = fn.build_transaction(
-                {**params, "nonce": self.w3.eth.get_transaction_count(sender, "pending")}
+                {**params, "nonce": self.w3.eth.get_transaction_count(sender_address, "pending")}
             )
             signed = local.sign_transaction(tx)
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
         try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120, poll_latency=0.01)
+            receipt = self.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=120, poll_latency=0.01
+            )
         except TimeExhausted as exc:
             raise TransactionFailed(
                 f"{action}: no receipt for {tx_hash.hex()} after 120 s", "check the node is mining"
@@ -235,8 +245,10 @@ class Chain:
         return self.events(logs)
 
 
-def checksum(address: str) -> str:
+def checksum(address: str) -> ChecksumAddress:
     try:
-        return str(to_checksum_address(address))
+        return to_checksum_address(address)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{address!r} is not an address", "give a 0x-prefixed 20-byte hex") from exc
+        raise ConfigError(
+            f"{address!r} is not an address", "give a 0x-prefixed 20-byte hex"
+        ) from exc

@@ -35,7 +35,9 @@ def _connect(ctx: click.Context) -> tuple[Chain, Deployment]:
 
 
 @click.group()
-@click.option("--rpc-url", envvar="MARGINSYNC_RPC_URL", default=None, help="JSON-RPC endpoint of the chain.")
+@click.option(
+    "--rpc-url", envvar="MARGINSYNC_RPC_URL", default=None, help="JSON-RPC endpoint of the chain."
+)
 @click.option(
     "--deployments-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -44,7 +46,9 @@ def _connect(ctx: click.Context) -> tuple[Chain, Deployment]:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log what the keeper and engine do.")
 @click.pass_context
-def cli(ctx: click.Context, rpc_url: str | None, deployments_dir: Path | None, verbose: bool) -> None:
+def cli(
+    ctx: click.Context, rpc_url: str | None, deployments_dir: Path | None, verbose: bool
+) -> None:
     """marginsync: a synchronised margin engine for on-chain derivatives."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -59,7 +63,12 @@ def cli(ctx: click.Context, rpc_url: str | None, deployments_dir: Path | None, v
 
 
 @cli.command()
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="SystemSpec as JSON (defaults: ETH/BTC/SOL perps, USDC/WETH/WBTC collateral).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="SystemSpec as JSON (defaults: ETH/BTC/SOL perps, USDC/WETH/WBTC collateral).",
+)
 @click.pass_context
 def deploy(ctx: click.Context, config_path: Path | None) -> None:
     """Deploy and wire the contracts; record them in deployments/<chainId>.json."""
@@ -67,27 +76,66 @@ def deploy(ctx: click.Context, config_path: Path | None) -> None:
 
     settings = _settings(ctx)
     try:
-        spec = SystemSpec.model_validate_json(config_path.read_text()) if config_path else SystemSpec()
+        spec = (
+            SystemSpec.model_validate_json(config_path.read_text()) if config_path else SystemSpec()
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{config_path}: {where}: {first['msg']}", "fix that field") from exc
     chain = Chain.connect(settings)
-    d = deploy_system(chain, spec, Roles.from_accounts(chain.accounts), progress=lambda s: console.print(f"deploy: {s}"))
+    d = deploy_system(
+        chain,
+        spec,
+        Roles.from_accounts(chain.accounts),
+        progress=lambda s: console.print(f"deploy: {s}"),
+    )
     path = d.save(settings.deployments_dir)
-    console.print(f"clearinghouse {d.clearinghouse}\noracle router {d.oracle_router}\nregistry      {path}")
+    console.print(
+        f"clearinghouse {d.clearinghouse}\noracle router {d.oracle_router}\nregistry      {path}"
+    )
 
 
 @cli.command()
 @click.option("--mode", type=click.Choice(["walk", "crash"]), default="walk", show_default=True)
-@click.option("--asset", "assets", multiple=True, help="Oracle asset symbol(s) to drive (default: all).")
+@click.option(
+    "--asset", "assets", multiple=True, help="Oracle asset symbol(s) to drive (default: all)."
+)
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--interval", "interval_s", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Seconds between updates.")
-@click.option("--vol", type=click.FloatRange(min=0), default=0.01, show_default=True, help="Walk: volatility per step.")
-@click.option("--drop", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.43, show_default=True, help="Crash: total fall (0.43 = -43%).")
+@click.option(
+    "--interval",
+    "interval_s",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds between updates.",
+)
+@click.option(
+    "--vol",
+    type=click.FloatRange(min=0),
+    default=0.01,
+    show_default=True,
+    help="Walk: volatility per step.",
+)
+@click.option(
+    "--drop",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.43,
+    show_default=True,
+    help="Crash: total fall (0.43 = -43%).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
-def feed(ctx: click.Context, mode: str, assets: tuple[str, ...], steps: int, interval_s: float, vol: float, drop: float, seed: int) -> None:
+def feed(
+    ctx: click.Context,
+    mode: str,
+    assets: tuple[str, ...],
+    steps: int,
+    interval_s: float,
+    vol: float,
+    drop: float,
+    seed: int,
+) -> None:
     """Simulate oracle updates on the deployed mock Chainlink feeds."""
     from offchain.feeds import crash, random_walk
 
@@ -112,12 +160,19 @@ def feed(ctx: click.Context, mode: str, assets: tuple[str, ...], steps: int, int
 
 
 @cli.command()
-@click.option("--key-env", default="MARGINSYNC_PRIVATE_KEY", show_default=True, help="Environment variable with the keeper's key; on Anvil an unlocked account is used when unset.")
+@click.option(
+    "--key-env",
+    default="MARGINSYNC_PRIVATE_KEY",
+    show_default=True,
+    help="Variable holding the keeper's key; unset on Anvil: an unlocked account.",
+)
 @click.option("--address", default=None, help="Unlocked node account to send from (local chains).")
 @click.option("--once", is_flag=True, help="One round, then exit.")
 @click.option("--poll", "poll_s", type=click.FloatRange(min=0.05), default=1.0, show_default=True)
 @click.pass_context
-def keeper(ctx: click.Context, key_env: str, address: str | None, once: bool, poll_s: float) -> None:
+def keeper(
+    ctx: click.Context, key_env: str, address: str | None, once: bool, poll_s: float
+) -> None:
     """Liquidate under-water accounts found from contract events."""
     import os
 
@@ -130,9 +185,16 @@ def keeper(ctx: click.Context, key_env: str, address: str | None, once: bool, po
 
     def report(n: int, done: list[Any]) -> None:
         for liq in done:
-            console.print(f"liquidated {liq.account} market {liq.market_id}: {liq.closed_size_wad / 1e18:g} @ {liq.price_e18 / 1e18:,.2f}, reward ${liq.keeper_reward_wad / 1e18:,.2f}, gas {liq.gas_used:,}")
+            console.print(
+                f"liquidated {liq.account} market {liq.market_id}: "
+                f"{liq.closed_size_wad / 1e18:g} @ {liq.price_e18 / 1e18:,.2f}, "
+                f"reward ${liq.keeper_reward_wad / 1e18:,.2f}, gas {liq.gas_used:,}"
+            )
         if once or done:
-            console.print(f"round {n + 1}: {len(done)} liquidation(s); {len(k.mirror.accounts)} accounts mirrored")
+            console.print(
+                f"round {n + 1}: {len(done)} liquidation(s); "
+                f"{len(k.mirror.accounts)} accounts mirrored"
+            )
 
     console.print(f"keeper {sender} on chain {chain.chain_id}")
     k.run(poll_interval_s=poll_s, rounds=1 if once else None, on_round=report)

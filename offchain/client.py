@@ -42,7 +42,15 @@ class Preview:
     equity_wad: int
     maintenance_margin_wad: int
 
-    STATUS = ("LIQUIDATABLE", "HEALTHY", "NO_POSITION", "UNKNOWN_MARKET", "PRICE_UNAVAILABLE", "SEQUENCER_DOWN", "BACKSTOP")
+    STATUS = (
+        "LIQUIDATABLE",
+        "HEALTHY",
+        "NO_POSITION",
+        "UNKNOWN_MARKET",
+        "PRICE_UNAVAILABLE",
+        "SEQUENCER_DOWN",
+        "BACKSTOP",
+    )
 
     @property
     def liquidatable(self) -> bool:
@@ -99,13 +107,19 @@ class Client:
         token = self.tokens[c.symbol]
         if mint:
             self.mint(account, symbol, amount)
-        self.chain.send(token.functions.approve(self.ch.address, raw), account, f"approve {c.symbol}")
+        self.chain.send(
+            token.functions.approve(self.ch.address, raw), account, f"approve {c.symbol}"
+        )
         receipt = self.chain.send(
-            self.ch.functions.deposit(checksum(account), c.id, raw), account, f"deposit {amount} {c.symbol}"
+            self.ch.functions.deposit(checksum(account), c.id, raw),
+            account,
+            f"deposit {amount} {c.symbol}",
         )
         return int(self._event(receipt, "Deposit").args["credited"])
 
-    def withdraw(self, account: str, symbol: str, amount: float | int | str, to: str | None = None) -> TxReceipt:
+    def withdraw(
+        self, account: str, symbol: str, amount: float | int | str, to: str | None = None
+    ) -> TxReceipt:
         c = self.d.collateral(symbol)
         return self.chain.send(
             self.ch.functions.withdraw(c.id, units(amount, c.decimals), checksum(to or account)),
@@ -126,29 +140,41 @@ class Client:
     ) -> TxReceipt:
         m = self.d.market(market)
         return self.chain.send(
-            self.ch.functions.settleTrade(m.id, checksum(taker), checksum(maker), taker_size_delta_wad, price_e18),
+            self.ch.functions.settleTrade(
+                m.id, checksum(taker), checksum(maker), taker_size_delta_wad, price_e18
+            ),
             matcher or self.d.matcher,
             f"settle trade on {m.symbol}",
         )
 
-    def liquidate(self, keeper: str, account: str, market: str | int, max_close: int = MAX_UINT) -> TxReceipt:
+    def liquidate(
+        self, keeper: str, account: str, market: str | int, max_close: int = MAX_UINT
+    ) -> TxReceipt:
         m = self.d.market(market)
         return self.chain.send(
-            self.ch.functions.liquidate(checksum(account), m.id, max_close), keeper, f"liquidate {account[:10]} on {m.symbol}"
+            self.ch.functions.liquidate(checksum(account), m.id, max_close),
+            keeper,
+            f"liquidate {account[:10]} on {m.symbol}",
         )
 
     # ------------------------------------------------------------------ oracle
     def set_price(self, symbol: str, price_usd: float | int | str) -> TxReceipt:
         a = self.d.asset(symbol)
         answer = int(Decimal(str(price_usd)) * (Decimal(10) ** a.feed_decimals))
-        return self.chain.send(self.feeds[a.symbol].functions.setAnswer(answer), self.d.owner, f"set {a.symbol} price")
+        return self.chain.send(
+            self.feeds[a.symbol].functions.setAnswer(answer), self.d.owner, f"set {a.symbol} price"
+        )
 
     def price_e18(self, symbol: str) -> int:
-        return int(self.chain.call(self.router.functions.priceE18(self.d.asset(symbol).id), "read price"))
+        return int(
+            self.chain.call(self.router.functions.priceE18(self.d.asset(symbol).id), "read price")
+        )
 
     # ------------------------------------------------------------------ views
     def health(self, account: str) -> Health:
-        eq, im, mm = self.chain.call(self.ch.functions.accountHealth(checksum(account)), "read health")
+        eq, im, mm = self.chain.call(
+            self.ch.functions.accountHealth(checksum(account)), "read health"
+        )
         return Health(int(eq), int(im), int(mm))
 
     def preview(self, account: str, market: str | int) -> Preview:
@@ -159,11 +185,22 @@ class Client:
         return int(self.ch.functions.position(checksum(account), self.d.market(market).id).call())
 
     def account(self, account: str) -> dict[str, int]:
-        cash, nonce, market_mask, collateral_mask = self.ch.functions.account(checksum(account)).call()
-        return {"cash_wad": cash, "nonce": nonce, "market_mask": market_mask, "collateral_mask": collateral_mask}
+        cash, nonce, market_mask, collateral_mask = self.ch.functions.account(
+            checksum(account)
+        ).call()
+        return {
+            "cash_wad": cash,
+            "nonce": nonce,
+            "market_mask": market_mask,
+            "collateral_mask": collateral_mask,
+        }
 
     def balance(self, account: str, symbol: str) -> int:
-        return int(self.ch.functions.collateralBalance(checksum(account), self.d.collateral(symbol).id).call())
+        return int(
+            self.ch.functions.collateralBalance(
+                checksum(account), self.d.collateral(symbol).id
+            ).call()
+        )
 
     def events(self, receipt: TxReceipt) -> list[Event]:
         return self.chain.events(receipt)

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from offchain.anvil import Anvil
 from offchain.chain import Chain
-from offchain.client import Client, wad
+from offchain.client import Client
 from offchain.deploy import Roles, deploy_system
 from offchain.feeds import crash
 from offchain.keeper import Keeper, Liquidation
@@ -102,7 +102,9 @@ def run_demo(
         chain = Chain.connect(settings, rpc_url=node.url)
         roles = Roles.from_accounts(chain.accounts)
         spec = SystemSpec()
-        deployment = deploy_system(chain, spec, roles, progress=lambda s: console.print(f"  deploy: {s}"))
+        deployment = deploy_system(
+            chain, spec, roles, progress=lambda s: console.print(f"  deploy: {s}")
+        )
         deployment.save(run_dir / "deployments")
         client = Client(chain, deployment)
         maker, keeper_addr = chain.accounts[4], chain.accounts[5]
@@ -145,13 +147,20 @@ def run_demo(
                 _unwind_backstop(client, maker, gas)
                 liquidations.extend(done)
                 gas["liquidate"].extend(liq.gas_used for liq in done)
-                bar.update(task, advance=1, description=f"step {step + 1}/{steps}: {len(liquidations)} liquidations")
+                bar.update(
+                    task,
+                    advance=1,
+                    description=f"step {step + 1}/{steps}: {len(liquidations)} liquidations",
+                )
 
         final = {addr: client.health(addr) for addr in trader_addrs}
         deficit = int(client.ch.functions.deficitWad().call())
         insurance_end = client.health(deployment.insurance_fund).equity_wad
         insolvencies = [
-            e for e in chain.get_events([deployment.clearinghouse], deployment.block, chain.w3.eth.block_number)
+            e
+            for e in chain.get_events(
+                [deployment.clearinghouse], deployment.block, chain.w3.eth.block_number
+            )
             if e.name == "InsolvencyResolved"
         ]
 
@@ -172,11 +181,11 @@ def run_demo(
         start_prices={k: _usd(v) for k, v in start_prices.items()},
         wall_s=time.monotonic() - started,
     )
-    path = run_dir / "report.json"
-    path.write_text(json.dumps(report, indent=2))
+    report_path = run_dir / "report.json"
+    report_path.write_text(json.dumps(report, indent=2))
     _point_latest(settings.runs_dir, run_dir)
-    _print_summary(console, report, path)
-    return path
+    _print_summary(console, report, report_path)
+    return report_path
 
 
 def _report(**r: Any) -> dict[str, Any]:
@@ -205,7 +214,11 @@ def _report(**r: Any) -> dict[str, Any]:
         "start_prices_usd": r["start_prices"],
         "accounts": accounts,
         "liquidations": [
-            {**asdict(liq), "closed_size": liq.closed_size_wad / WAD, "price_usd": _usd(liq.price_e18)}
+            {
+                **asdict(liq),
+                "closed_size": liq.closed_size_wad / WAD,
+                "price_usd": _usd(liq.price_e18),
+            }
             for liq in r["liquidations"]
         ],
         "bad_debt": {
@@ -214,7 +227,10 @@ def _report(**r: Any) -> dict[str, Any]:
             "covered_by_insurance_usd": _usd(covered),
             "deficit_usd": _usd(r["deficit"]),
         },
-        "insurance_fund": {"equity_start_usd": _usd(r["insurance"][0]), "equity_end_usd": _usd(r["insurance"][1])},
+        "insurance_fund": {
+            "equity_start_usd": _usd(r["insurance"][0]),
+            "equity_end_usd": _usd(r["insurance"][1]),
+        },
         "gas": {
             action: {"count": len(v), "mean": int(np.mean(v)), "max": int(max(v))}
             for action, v in sorted(r["gas"].items())
@@ -235,7 +251,16 @@ def _point_latest(runs_dir: Path, run_dir: Path) -> None:
 
 def _print_summary(console: Console, report: dict[str, Any], path: Path) -> None:
     table = Table(title="accounts after the crash")
-    for col in ("trader", "market", "side", "lev", "collateral", "equity start $", "equity end $", "liq."):
+    for col in (
+        "trader",
+        "market",
+        "side",
+        "lev",
+        "collateral",
+        "equity start $",
+        "equity end $",
+        "liq.",
+    ):
         table.add_column(col, justify="right")
     for a in report["accounts"]:
         table.add_row(
@@ -251,8 +276,10 @@ def _print_summary(console: Console, report: dict[str, Any], path: Path) -> None
     console.print(table)
     bd, ins = report["bad_debt"], report["insurance_fund"]
     console.print(
-        f"liquidations: {len(report['liquidations'])}   insolvent accounts: {bd['insolvent_accounts']}   "
-        f"bad debt: ${bd['debt_usd']:,.2f} (insurance covered ${bd['covered_by_insurance_usd']:,.2f}, "
+        f"liquidations: {len(report['liquidations'])}   "
+        f"insolvent accounts: {bd['insolvent_accounts']}   "
+        f"bad debt: ${bd['debt_usd']:,.2f} "
+        f"(insurance covered ${bd['covered_by_insurance_usd']:,.2f}, "
         f"deficit ${bd['deficit_usd']:,.2f})"
     )
     console.print(

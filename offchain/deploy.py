@@ -37,13 +37,16 @@ class Roles:
     def from_accounts(cls, accounts: list[str]) -> Roles:
         owner = accounts[0]
         # Only the owner needs a key; the other roles may fall back to it on a one-key network.
-        pick = lambda i: accounts[i] if len(accounts) > i else owner  # noqa: E731
+
+        def pick(i: int) -> str:
+            return accounts[i] if len(accounts) > i else owner
+
         return cls(owner=owner, matcher=pick(1), guardian=pick(2), insurance_fund=pick(3))
 
 
 def to_units(amount: float, decimals: int) -> int:
     """A human amount in a token's or a feed's integer units (exact for the values we use)."""
-    return round(amount * 10**decimals)
+    return int(round(amount * 10**decimals))
 
 
 def dev_engine_keys(count: int) -> list[str]:
@@ -86,7 +89,11 @@ def deploy_system(
             owner,
             f"set feed {a.symbol}",
         )
-        assets.append(AssetRecord(id=asset_id, symbol=a.symbol, feed=feed.address, feed_decimals=a.feed_decimals))
+        assets.append(
+            AssetRecord(
+                id=asset_id, symbol=a.symbol, feed=feed.address, feed_decimals=a.feed_decimals
+            )
+        )
     asset_id_of = {a.symbol: a.id for a in assets}
 
     progress("collateral tokens and clearinghouse")
@@ -108,19 +115,34 @@ def deploy_system(
     fns = clearinghouse.functions
     collaterals = [
         CollateralRecord(
-            id=0, symbol=quote.symbol, token=tokens[0].address, decimals=quote.decimals, oracle_asset=None, weight_bps=quote.weight_bps
+            id=0,
+            symbol=quote.symbol,
+            token=tokens[0].address,
+            decimals=quote.decimals,
+            oracle_asset=None,
+            weight_bps=quote.weight_bps,
         )
     ]
     for cid, (c, token) in enumerate(zip(spec.collaterals[1:], tokens[1:], strict=True), start=1):
         oracle_asset = asset_id_of[str(c.oracle_symbol)]
         chain.send(
-            fns.listCollateral(token.address, oracle_asset, c.weight_bps, to_units(c.deposit_cap_tokens, c.decimals)),
+            fns.listCollateral(
+                token.address,
+                oracle_asset,
+                c.weight_bps,
+                to_units(c.deposit_cap_tokens, c.decimals),
+            ),
             owner,
             f"list collateral {c.symbol}",
         )
         collaterals.append(
             CollateralRecord(
-                id=cid, symbol=c.symbol, token=token.address, decimals=c.decimals, oracle_asset=oracle_asset, weight_bps=c.weight_bps
+                id=cid,
+                symbol=c.symbol,
+                token=token.address,
+                decimals=c.decimals,
+                oracle_asset=oracle_asset,
+                weight_bps=c.weight_bps,
             )
         )
 
@@ -141,7 +163,13 @@ def deploy_system(
             f"list market {m.symbol}",
         )
         markets.append(
-            MarketRecord(id=mid, symbol=m.symbol, oracle_asset=asset_id_of[m.underlying], im_bps=m.im_bps, mm_bps=m.mm_bps)
+            MarketRecord(
+                id=mid,
+                symbol=m.symbol,
+                oracle_asset=asset_id_of[m.underlying],
+                im_bps=m.im_bps,
+                mm_bps=m.mm_bps,
+            )
         )
 
     verifier_address: str | None = None
@@ -149,9 +177,17 @@ def deploy_system(
     if spec.attestation is not None:
         progress("attestation verifier")
         att = spec.attestation
-        signers = tuple(engine_signers or [address_of(bytes.fromhex(k[2:])) for k in dev_engine_keys(att.signers)])
+        signers = tuple(
+            engine_signers
+            or [address_of(bytes.fromhex(k[2:])) for k in dev_engine_keys(att.signers)]
+        )
         verifier = chain.deploy(
-            "AttestationVerifier", owner, list(signers), att.threshold, att.params_tuple(), sender=owner
+            "AttestationVerifier",
+            owner,
+            list(signers),
+            att.threshold,
+            att.params_tuple(),
+            sender=owner,
         )
         chain.send(fns.setAttestor(verifier.address), owner, "set attestor")
         verifier_address = verifier.address

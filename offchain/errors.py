@@ -52,7 +52,9 @@ class ContractRevert(MarginsyncError):
         self.name = name
         self.args_by_name = args
         values = ", ".join(f"{k}={v}" for k, v in args.items())
-        super().__init__(f"{action} would revert with {name}({values})", fix or _FIXES.get(name, ""))
+        super().__init__(
+            f"{action} would revert with {name}({values})", fix or _FIXES.get(name, "")
+        )
 
 
 class TransactionFailed(MarginsyncError):

@@ -61,7 +61,9 @@ class Keeper:
             if account == self.client.d.insurance_fund or not state.has_positions:
                 continue
             needed = {self.mirror.markets[m].oracle_asset for m, s in state.positions.items() if s}
-            needed |= {self.mirror.collaterals[c].oracle_asset for c, b in state.balances.items() if b}
+            needed |= {
+                self.mirror.collaterals[c].oracle_asset for c, b in state.balances.items() if b
+            }
             if not needed <= prices.keys():
                 continue
             h = self.mirror.health(account, prices)

@@ -37,7 +37,9 @@ class MirroredAccount:
 class AccountMirror:
     """Applies events in order; `sync` pulls new ones in bounded block ranges."""
 
-    def __init__(self, chain: Chain, clearinghouse: str, insurance_fund: str, from_block: int) -> None:
+    def __init__(
+        self, chain: Chain, clearinghouse: str, insurance_fund: str, from_block: int
+    ) -> None:
         self.chain = chain
         self.clearinghouse = clearinghouse
         self.insurance_fund = insurance_fund
@@ -79,7 +81,9 @@ class AccountMirror:
 
     def _on_CollateralConfigured(self, a: dict[str, int]) -> None:
         asset = a["assetId"]
-        self.collaterals[asset] = CollateralParams(self._oracle_assets[asset], a["weightBps"], self._decimals[asset])
+        self.collaterals[asset] = CollateralParams(
+            self._oracle_assets[asset], a["weightBps"], self._decimals[asset]
+        )
 
     def _on_MarketListed(self, a: dict[str, int]) -> None:
         self._market_assets[a["marketId"]] = a["oracleAsset"]
@@ -90,7 +94,7 @@ class AccountMirror:
 
     # ------------------------------------------------------------------ balances
     def _quote_scale(self) -> int:
-        return 10 ** (18 - self._decimals[0])
+        return int(10 ** (18 - self._decimals[0]))
 
     def _on_Deposit(self, a: dict[str, int]) -> None:
         acct = self.accounts[str(a["account"])]

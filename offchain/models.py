@@ -96,7 +96,13 @@ class AttestationSpec(Frozen):
 
     def params_tuple(self) -> tuple[int, int, int, int, int]:
         """The contract's `Params` struct, in field order."""
-        return (self.max_age_s, self.price_band_bps, self.floor_bps, self.cap_bps, self.max_batch_size)
+        return (
+            self.max_age_s,
+            self.price_band_bps,
+            self.floor_bps,
+            self.cap_bps,
+            self.max_batch_size,
+        )
 
 
 class SystemSpec(Frozen):
@@ -111,7 +117,11 @@ class SystemSpec(Frozen):
     collaterals: tuple[CollateralSpec, ...] = (
         CollateralSpec(symbol="USDC", decimals=6, weight_bps=BPS, deposit_cap_tokens=1e12),
         CollateralSpec(
-            symbol="WETH", decimals=18, oracle_symbol="ETH", weight_bps=8_000, deposit_cap_tokens=1e7
+            symbol="WETH",
+            decimals=18,
+            oracle_symbol="ETH",
+            weight_bps=8_000,
+            deposit_cap_tokens=1e7,
         ),
         CollateralSpec(
             symbol="WBTC", decimals=8, oracle_symbol="BTC", weight_bps=7_500, deposit_cap_tokens=1e5

@@ -24,7 +24,11 @@ def cli(provider, mode: str, steps: int, drop: float, seed: int) -> None:  # typ
     client = Client(chain, Deployment.load(settings.deployments_dir, chain.chain_id))
     for i, asset in enumerate(client.d.assets):
         start = client.price_e18(asset.symbol) / 1e18
-        path = random_walk(start, steps, seed=seed + i) if mode == "walk" else crash(start, steps, drop=drop, seed=seed + i)
+        path = (
+            random_walk(start, steps, seed=seed + i)
+            if mode == "walk"
+            else crash(start, steps, drop=drop, seed=seed + i)
+        )
         for price in path:
             client.set_price(asset.symbol, f"{price:.8f}")
         click.echo(f"{asset.symbol}: {start:,.2f} -> {path[-1]:,.2f} over {steps} updates")

@@ -54,7 +54,9 @@ def test_typehashes__python_definition__equal_contract_constants(system: Client)
     assert keccak(text=encode_type("MarginEntry")) == ENTRY_TYPEHASH
 
 
-def test_digest__python__equals_contract_batch_digest(system: Client, trader: str, others: list[str]) -> None:
+def test_digest__python__equals_contract_batch_digest(
+    system: Client, trader: str, others: list[str]
+) -> None:
     batch = Batch(
         sequence=12345678901,
         issued_at=int(time.time()),
@@ -62,10 +64,14 @@ def test_digest__python__equals_contract_batch_digest(system: Client, trader: st
         prices_e18=(3_000 * 10**18 + 7, 150 * 10**18 + 3),
         entries=(Entry(trader, 3, 123_456_789, 98_765_432), Entry(others[0], 0, 1, 1)),
     )
-    assert _verifier(system).functions.batchDigest(batch.as_tuple()).call() == digest(batch, _domain(system))
+    assert _verifier(system).functions.batchDigest(batch.as_tuple()).call() == digest(
+        batch, _domain(system)
+    )
 
 
-def test_sign__two_of_three_keys__recovers_ascending_registered_signers(system: Client, trader: str) -> None:
+def test_sign__two_of_three_keys__recovers_ascending_registered_signers(
+    system: Client, trader: str
+) -> None:
     batch = _batch(system, trader, 100, 50)
     sigs = sign(batch, _domain(system), KEYS[:2])
     signers = recover_signers(batch, _domain(system), sigs)
@@ -79,7 +85,9 @@ def test_submit__valid_quorum__attested_requirement_in_force_until_position_chan
     opened = open_position(size=10, collateral_usd=5_000)  # static IM 3000, MM 1950
     batch = _batch(system, trader, im_usd=2_000, mm_usd=1_600)
     receipt = system.chain.send(
-        _verifier(system).functions.submit(batch.as_tuple(), sign(batch, _domain(system), KEYS[:2])),
+        _verifier(system).functions.submit(
+            batch.as_tuple(), sign(batch, _domain(system), KEYS[:2])
+        ),
         system.d.owner,
         "submit attestation",
     )
@@ -87,19 +95,23 @@ def test_submit__valid_quorum__attested_requirement_in_force_until_position_chan
     h = system.health(trader)
     assert (h.initial_margin_wad, h.maintenance_margin_wad) == (2_000 * 10**18, 1_600 * 10**18)
     # S1: any position change voids it; S2: the static requirement applies again.
-    system.trade("ETH-PERP", trader, opened.maker, -10**17, opened.price_e18)
+    system.trade("ETH-PERP", trader, opened.maker, -(10**17), opened.price_e18)
     h = system.health(trader)
     assert h.initial_margin_wad == 2_970 * 10**18
 
 
 @pytest.mark.parametrize("keys", [KEYS[:1], [KEYS[0], KEYS[0]]])
-def test_submit__below_quorum_or_duplicate_key__reverts(system: Client, trader: str, keys: list[str]) -> None:
+def test_submit__below_quorum_or_duplicate_key__reverts(
+    system: Client, trader: str, keys: list[str]
+) -> None:
     from offchain.errors import ContractRevert
 
     batch = _batch(system, trader, 100, 50)
     with pytest.raises(ContractRevert) as e:
         system.chain.send(
-            _verifier(system).functions.submit(batch.as_tuple(), sign(batch, _domain(system), keys)),
+            _verifier(system).functions.submit(
+                batch.as_tuple(), sign(batch, _domain(system), keys)
+            ),
             system.d.owner,
             "submit",
         )

@@ -13,7 +13,7 @@ from offchain.settings import Settings
 
 def test_demo__small_crash__writes_consistent_report_and_latest_link(tmp_path: Path) -> None:
     settings = Settings(runs_dir=tmp_path / "runs")
-    path = run_demo(seed=3, steps=6, traders=6, settings=settings, console=Console(file=open("/dev/null", "w")))
+    path = run_demo(seed=3, steps=6, traders=6, settings=settings, console=Console(quiet=True))
     report = json.loads(path.read_text())
     assert {"accounts", "liquidations", "bad_debt", "insurance_fund", "gas"} <= report.keys()
     assert (settings.runs_dir / "latest").resolve() == path.parent.resolve()

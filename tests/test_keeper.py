@@ -22,7 +22,9 @@ def test_keeper_step__price_drop__liquidates_only_underwater_accounts(
     assert system.account(keeper)["cash_wad"] == sum(d.keeper_reward_wad for d in done)
 
 
-def test_keeper_step__nothing_underwater__sends_nothing(system: Client, open_position, keeper: str) -> None:
+def test_keeper_step__nothing_underwater__sends_nothing(
+    system: Client, open_position, keeper: str
+) -> None:
     open_position(size=1, collateral_usd=5_000)
     block = system.chain.w3.eth.block_number
     assert Keeper(system, keeper).step() == []
@@ -40,7 +42,9 @@ def test_two_keepers__same_account_same_block__one_wins_other_fails_cheaply(
     w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
     try:
         hashes = [
-            system.ch.functions.liquidate(opened.trader, 0, MAX_UINT).transact({"from": k, "gas": 400_000})
+            system.ch.functions.liquidate(opened.trader, 0, MAX_UINT).transact(
+                {"from": k, "gas": 400_000}
+            )
             for k in (keeper, others[0])
         ]
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]

@@ -12,9 +12,15 @@ def _assert_mirror_equals_chain(system: Client, mirror: AccountMirror) -> None:
         assert state.cash_wad == on_chain["cash_wad"], account
         assert state.nonce == on_chain["nonce"], account
         for m in system.d.markets:
-            assert state.positions.get(m.id, 0) == system.position(account, m.id), (account, m.symbol)
+            assert state.positions.get(m.id, 0) == system.position(account, m.id), (
+                account,
+                m.symbol,
+            )
         for c in system.d.collaterals[1:]:
-            assert state.balances.get(c.id, 0) == system.balance(account, c.symbol), (account, c.symbol)
+            assert state.balances.get(c.id, 0) == system.balance(account, c.symbol), (
+                account,
+                c.symbol,
+            )
     assert mirror.deficit_wad == system.ch.functions.deficitWad().call()
 
 
@@ -37,10 +43,14 @@ def test_mirror__trades_liquidations_and_insolvency__equal_contract_storage(
     for account in (trader, weth_trader):
         while system.position(account, "ETH-PERP") and system.health(account).liquidatable:
             system.liquidate(keeper, account, "ETH-PERP")
-    names = {e.name for e in system.chain.get_events([system.d.clearinghouse], system.d.block, "latest")}
+    names = {
+        e.name for e in system.chain.get_events([system.d.clearinghouse], system.d.block, "latest")
+    }
     assert {"Liquidate", "CollateralSeized", "InsolvencyResolved"} <= names
 
-    mirror = AccountMirror(system.chain, system.d.clearinghouse, system.d.insurance_fund, system.d.block)
+    mirror = AccountMirror(
+        system.chain, system.d.clearinghouse, system.d.insurance_fund, system.d.block
+    )
     applied = mirror.sync()
     assert applied > 20
     assert mirror.accounts[weth_trader].positions[0] == 0
@@ -52,7 +62,9 @@ def test_mirror__health_from_events__equals_contract_health(
 ) -> None:
     open_position(size="7.77", collateral_usd=4_000)
     system.set_price("ETH", "2890.12345678")
-    mirror = AccountMirror(system.chain, system.d.clearinghouse, system.d.insurance_fund, system.d.block)
+    mirror = AccountMirror(
+        system.chain, system.d.clearinghouse, system.d.insurance_fund, system.d.block
+    )
     mirror.sync()
     prices = {a.id: system.price_e18(a.symbol) for a in system.d.assets}
     mirrored = mirror.health(trader, prices)

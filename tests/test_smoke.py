@@ -1,7 +1,9 @@
 from offchain.client import Client
 
 
-def test_open_position__at_oracle_price__records_size_and_health(system: Client, open_position) -> None:
+def test_open_position__at_oracle_price__records_size_and_health(
+    system: Client, open_position
+) -> None:
     opened = open_position(size=10, collateral_usd=5_000)
     assert system.position(opened.trader, "ETH-PERP") == opened.size_wad
     h = system.health(opened.trader)

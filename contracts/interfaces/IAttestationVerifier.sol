@@ -71,13 +71,19 @@ interface IAttestationVerifier {
     error SignerAlreadyRegistered(address signer);
     error SignerNotRegistered(address signer);
     error InvalidThreshold(uint256 threshold, uint256 signerCount);
-    error InvalidParams(uint256 maxAgeSeconds, uint256 priceBandBps, uint256 floorBps, uint256 capBps, uint256 maxBatchSize);
+    error InvalidParams(
+        uint256 maxAgeSeconds, uint256 priceBandBps, uint256 floorBps, uint256 capBps, uint256 maxBatchSize
+    );
 
     // ================================================================ EVENTS
     /// @notice A batch passed the quorum check; `applied` of its entries took effect.
-    event BatchApplied(uint64 indexed sequence, bytes32 indexed digest, uint64 issuedAt, uint256 applied, uint256 skipped);
+    event BatchApplied(
+        uint64 indexed sequence, bytes32 indexed digest, uint64 issuedAt, uint256 applied, uint256 skipped
+    );
     /// @notice `account`'s attested requirement is now this entry (S7: enough to rebuild it).
-    event MarginAttested(address indexed account, uint64 indexed sequence, uint64 positionNonce, uint64 imMicroUsd, uint64 mmMicroUsd);
+    event MarginAttested(
+        address indexed account, uint64 indexed sequence, uint64 positionNonce, uint64 imMicroUsd, uint64 mmMicroUsd
+    );
     /// @notice An entry was not applied because the account already has a newer (or equal) one.
     event AttestationSkipped(address indexed account, uint64 indexed sequence, uint64 appliedSequence);
     /// @notice An entry was not applied because it claims MM above IM.
@@ -85,7 +91,9 @@ interface IAttestationVerifier {
     event SignerAdded(address indexed signer, uint32 keyEpoch);
     event SignerRemoved(address indexed signer, uint32 keyEpoch);
     event ThresholdSet(uint256 threshold, uint32 keyEpoch);
-    event ParamsSet(uint256 maxAgeSeconds, uint256 priceBandBps, uint256 floorBps, uint256 capBps, uint256 maxBatchSize);
+    event ParamsSet(
+        uint256 maxAgeSeconds, uint256 priceBandBps, uint256 floorBps, uint256 capBps, uint256 maxBatchSize
+    );
 
     // ================================================================ ACTIONS
     /// @notice Verifies the quorum over `batch` and applies its fresh entries. Permissionless: the

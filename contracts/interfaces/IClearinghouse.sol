@@ -168,7 +168,9 @@ interface IClearinghouse {
     event PauseSet(bool paused);
 
     /// @notice `credited` is what actually arrived (balance delta), which is what the account gets.
-    event Deposit(address indexed account, uint256 indexed assetId, address indexed from, uint256 amount, uint256 credited);
+    event Deposit(
+        address indexed account, uint256 indexed assetId, address indexed from, uint256 amount, uint256 credited
+    );
     event Withdraw(address indexed account, uint256 indexed assetId, address indexed to, uint256 amount);
 
     /// @notice The taker's size changes by `takerSizeDelta` and the maker's by its negation, both at

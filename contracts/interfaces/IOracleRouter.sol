@@ -62,8 +62,13 @@ interface IOracleRouter {
 
     // ---------------------------------------------------------------- admin
     /// @notice Lists or replaces the feed of `asset`. Owner only.
-    function setFeed(uint256 asset, AggregatorV3Interface feed, uint32 heartbeatSeconds, uint128 minPriceE18, uint128 maxPriceE18)
-        external;
+    function setFeed(
+        uint256 asset,
+        AggregatorV3Interface feed,
+        uint32 heartbeatSeconds,
+        uint128 minPriceE18,
+        uint128 maxPriceE18
+    ) external;
 
     /// @notice Sets the optional L2 sequencer-uptime feed (answer 0 = up, 1 = down) and the grace
     /// period after a restart during which liquidations and risk-increasing actions are refused.

@@ -50,14 +50,20 @@ def measure(client: Client, accounts: list[str]) -> dict[str, int]:
     """Gas used per action; `accounts` are unlocked and unused."""
     gas: dict[str, int] = {}
     maker, trader, trader8, keeper = accounts[:4]
-    used = lambda r: int(r["gasUsed"])  # noqa: E731
+
+    def used(receipt: Any) -> int:
+        return int(receipt["gasUsed"])
 
     client.mint(trader, "USDC", 2_000_000)
-    client.chain.send(client.tokens["USDC"].functions.approve(client.ch.address, MAX_UINT), trader, "approve")
+    client.chain.send(
+        client.tokens["USDC"].functions.approve(client.ch.address, MAX_UINT), trader, "approve"
+    )
     gas["deposit_first"] = used(
         client.chain.send(client.ch.functions.deposit(trader, 0, 1_000 * 10**6), trader, "deposit")
     )
-    gas["deposit"] = used(client.chain.send(client.ch.functions.deposit(trader, 0, 1_000 * 10**6), trader, "deposit"))
+    gas["deposit"] = used(
+        client.chain.send(client.ch.functions.deposit(trader, 0, 1_000 * 10**6), trader, "deposit")
+    )
     gas["withdraw_no_positions"] = used(client.withdraw(trader, "USDC", 500))
 
     client.deposit(maker, "USDC", 100_000_000, mint=True)
@@ -69,7 +75,9 @@ def measure(client: Client, accounts: list[str]) -> dict[str, int]:
     gas["withdraw_with_position"] = used(client.withdraw(trader, "USDC", 50))
 
     for m in client.d.markets:
-        client.trade(m.id, trader8, maker, wad(70), client.price_e18(client.d.asset(m.oracle_asset).symbol))
+        client.trade(
+            m.id, trader8, maker, wad(70), client.price_e18(client.d.asset(m.oracle_asset).symbol)
+        )
     # A 10% fall puts both accounts below maintenance margin (6.5%) but keeps them solvent.
     for a in client.d.assets:
         client.set_price(a.symbol, 90)
