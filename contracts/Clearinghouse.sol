@@ -114,7 +114,7 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         bytes calldata signatures
     ) external nonReentrant {
         // S3: the engine's fresh view is applied in the same transaction as the check that needs it.
-        attestor.submit(batch, signatures);
+        _submitAttestation(batch, signatures);
         _withdraw(assetId, amount, to);
     }
 
@@ -137,7 +137,7 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         bytes calldata signatures
     ) external nonReentrant {
         if (!isMatcher[msg.sender]) revert NotMatcher(msg.sender);
-        attestor.submit(batch, signatures);
+        _submitAttestation(batch, signatures);
         _settleTrade(marketId, taker, maker, takerSizeDelta, priceE18);
     }
 
@@ -731,6 +731,12 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         }
         deficitWad += deficit;
         emit InsolvencyResolved(account_, debt, debt - deficit, deficit);
+    }
+
+    function _submitAttestation(IAttestationVerifier.MarginBatch calldata batch, bytes calldata signatures) internal {
+        IAttestationVerifier attestor_ = attestor;
+        if (address(attestor_) == address(0)) revert AttestationsDisabled();
+        attestor_.submit(batch, signatures);
     }
 
     function _creditCash(address account_, uint256 amountWad) internal {

@@ -140,6 +140,7 @@ interface IClearinghouse {
     error BackstopNotLiquidatable(address account);
     error NotInsolvent(address account, int256 equityWad);
     error HasOpenPositions(address account, uint256 marketMask);
+    error AttestationsDisabled();
 
     // ================================================================ EVENTS
     event CollateralListed(uint256 indexed assetId, address indexed token, uint256 oracleAsset, uint8 decimals);
