@@ -29,7 +29,8 @@ from web3.exceptions import (
     TimeExhausted,
 )
 from eth_typing import ChecksumAddress
-from web3.types import TxReceipt
+from hexbytes import HexBytes
+from web3.types import RPCEndpoint, TxReceipt
 
 from offchain.errors import (
     ConfigError,
@@ -119,7 +120,20 @@ class Chain:
     @classmethod
     def connect(cls, settings: Settings, rpc_url: str | None = None) -> Chain:
         url = rpc_url or settings.rpc_url
-        w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": settings.rpc_timeout_s}))
+        # Caching eth_chainId saves one round trip on every call web3 makes.
+        w3 = Web3(
+            HTTPProvider(
+                url, request_kwargs={"timeout": settings.rpc_timeout_s}, cache_allowed_requests=True
+            )
+        )
+        # web3's default middleware (ENS lookups, validation, gas strategies) costs milliseconds
+        # per call and does nothing for us: addresses are checksummed here and fees come from
+        # the node or the submitter.
+        for name in ("ens_name_to_address", "validation", "gas_price_strategy"):
+            try:
+                w3.middleware_onion.remove(name)
+            except ValueError:
+                pass
         try:
             w3.eth.chain_id  # noqa: B018 - a cheap call that proves the node answers
         except Exception as exc:  # requests' connection errors vary by cause
@@ -176,7 +190,7 @@ class Chain:
             raise self._revert(exc, action) from exc
         local = self._local.get(sender_address)
         if local is None:
-            tx_hash = fn.transact(params)
+            tx_hash = self._send_unlocked(fn, params)
         else:
             tx = fn.build_transaction(
                 {**params, "nonce": self.w3.eth.get_transaction_count(sender_address, "pending")}
@@ -197,6 +211,19 @@ class Chain:
                 "the chain changed between pre-flight and inclusion; retry",
             )
         return receipt
+
+    def _send_unlocked(self, fn: Any, params: dict[str, Any]) -> HexBytes:
+        """eth_sendTransaction from a node-unlocked account (local chains). Sent raw: the node
+        fills nonce and fees itself, which saves web3's default-filling round trips."""
+        if hasattr(fn, "data_in_transaction"):  # a constructor
+            tx: dict[str, Any] = {"data": fn.data_in_transaction}
+        else:
+            tx = {"to": fn.address, "data": fn._encode_transaction_data()}
+        tx |= {"from": params["from"], "gas": hex(params["gas"]), "value": hex(params["value"])}
+        response = self.w3.provider.make_request(RPCEndpoint("eth_sendTransaction"), [tx])
+        if "error" in response:
+            raise TransactionFailed(f"node refused the transaction: {response['error']}", "")
+        return HexBytes(response["result"])
 
     def _revert(self, exc: Exception, action: str) -> ContractRevert:
         data = getattr(exc, "data", None)
