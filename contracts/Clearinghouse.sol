@@ -305,6 +305,7 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
     ) external onlyOwner returns (uint256 marketId) {
         marketId = marketCount;
         if (marketId >= MAX_MARKETS) revert TooManyMarkets(marketId + 1, MAX_MARKETS);
+        _requireOracleAsset(oracleAsset);
         marketCount = marketId + 1;
         MarketConfig storage m = _markets[marketId];
         m.oracleAsset = oracleAsset;
@@ -751,6 +752,11 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
     {
         if (address(token) == address(0)) revert ZeroAddress();
         assetId = collateralCount;
+        for (uint256 i; i < assetId; ++i) {
+            // Two listings of one token would share its held balance and blind CollateralShortfall.
+            if (_collaterals[i].token == token) revert CollateralAlreadyListed(address(token));
+        }
+        if (assetId != QUOTE) _requireOracleAsset(oracleAsset);
         if (assetId >= MAX_COLLATERALS) revert TooManyCollaterals(assetId + 1, MAX_COLLATERALS);
         uint8 decimals = IERC20Metadata(address(token)).decimals();
         if (decimals > 18) revert UnsupportedDecimals(address(token), decimals);
@@ -759,6 +765,10 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         _collaterals[assetId] = CollateralConfig(token, oracleAsset, weightBps, decimals, true, depositCap, 0);
         emit CollateralListed(assetId, address(token), oracleAsset, decimals);
         emit CollateralConfigured(assetId, weightBps, depositCap);
+    }
+
+    function _requireOracleAsset(uint8 oracleAsset) internal view {
+        if (address(oracle.feedConfig(oracleAsset).feed) == address(0)) revert OracleAssetNotListed(oracleAsset);
     }
 
     function _checkCollateralParams(uint256 assetId, uint16 weightBps, uint128 depositCap) internal pure {

@@ -85,7 +85,8 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         AggregatorV3Interface feed = sequencerFeed;
         if (address(feed) == address(0)) return;
         (, int256 answer, uint256 startedAt,,) = feed.latestRoundData();
-        if (answer != 0) revert SequencerDown(startedAt);
+        // startedAt == 0 is an uninitialised round (Chainlink's early Arbitrum feed): not proof of uptime.
+        if (answer != 0 || startedAt == 0) revert SequencerDown(startedAt);
         if (block.timestamp < startedAt + sequencerGracePeriodSeconds) {
             revert SequencerGracePeriod(startedAt, sequencerGracePeriodSeconds);
         }
@@ -96,7 +97,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         AggregatorV3Interface feed = sequencerFeed;
         if (address(feed) == address(0)) return true;
         try feed.latestRoundData() returns (uint80, int256 answer, uint256 startedAt, uint256, uint80) {
-            return answer == 0 && block.timestamp >= startedAt + sequencerGracePeriodSeconds;
+            return answer == 0 && startedAt != 0 && block.timestamp >= startedAt + sequencerGracePeriodSeconds;
         } catch {
             return false;
         }
@@ -126,11 +127,13 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (answer <= 0) return (0, PriceStatus.NON_POSITIVE);
         if (updatedAt > block.timestamp) return (0, PriceStatus.FUTURE);
         if (block.timestamp - updatedAt > cfg.heartbeatSeconds) return (0, PriceStatus.STALE);
-        // An answer above the bound in feed units is above it in 1e18 units too; checking first
-        // keeps the scaling below from overflowing on an absurd answer.
-        if (uint256(answer) > cfg.maxPriceE18) return (uint256(answer), PriceStatus.OUT_OF_BOUNDS);
-        price = uint256(answer) * 10 ** (MAX_FEED_DECIMALS - cfg.feedDecimals);
-        if (price < cfg.minPriceE18 || price > cfg.maxPriceE18) return (price, PriceStatus.OUT_OF_BOUNDS);
+        uint256 scale = 10 ** (MAX_FEED_DECIMALS - cfg.feedDecimals);
+        // An absurd answer must not overflow the scaling (a revert here would break tryPriceE18).
+        if (uint256(answer) > type(uint256).max / scale) return (type(uint256).max, PriceStatus.OUT_OF_BOUNDS);
+        price = uint256(answer) * scale;
+        // A bound is where a feed pins when the market leaves its range (Chainlink's min/maxAnswer,
+        // LUNA 2022), so a price AT a bound is as untrustworthy as one beyond it.
+        if (price <= cfg.minPriceE18 || price >= cfg.maxPriceE18) return (price, PriceStatus.OUT_OF_BOUNDS);
         return (price, PriceStatus.OK);
     }
 }

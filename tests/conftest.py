@@ -44,11 +44,17 @@ def deployment(chain: Chain, roles: Roles, settings: Settings) -> Deployment:
     return d
 
 
+@pytest.fixture(scope="session")
+def session_client(chain: Chain, deployment: Deployment) -> Client:
+    # Building contract objects from ABIs is slow; the client holds no state, so one will do.
+    return Client(chain, deployment)
+
+
 @pytest.fixture
-def system(chain: Chain, deployment: Deployment) -> Iterator[Client]:
+def system(chain: Chain, session_client: Client) -> Iterator[Client]:
     """The deployed system, reset to its freshly deployed state after the test."""
     snapshot = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
-    yield Client(chain, deployment)
+    yield session_client
     chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
 
 

@@ -18,7 +18,8 @@ WAD = 10**18
 ZERO = "0x" + "00" * 20
 MAX_COLLATERALS, MAX_MARKETS = 16, 32
 ETH_ASSET, SOL_ASSET = 0, 2
-# (closeFactorBps, fullLiquidationHealthBps, keeperShareBps, maxPositionsPerAccount, minNotional, cap)
+# closeFactorBps, fullLiquidationHealthBps, keeperShareBps, maxPositionsPerAccount,
+# minPositionNotionalWad, keeperRewardCapWad
 DEFAULT_LIQUIDATION = (5_000, 5_000, 3_000, 8, 50 * WAD, 1_000 * WAD)
 # ETH-PERP as deployed: imBps, mmBps, penaltyBps, bandBps, maxPositionSize, openInterestCap
 ETH_PERP = (1_000, 650, 300, 200, 10_000 * WAD, 1_000_000 * WAD)
@@ -44,18 +45,29 @@ def send(system: Client, contract: Contract, fn: str, *args: Any, sender: str) -
     return system.chain.send(getattr(contract.functions, fn)(*args), sender, fn)
 
 
+def send_many(system: Client, calls: list[Any], sender: str) -> list[Any]:
+    """Bulk setup: sends every call without a pre-flight, then checks each one was mined OK."""
+    hashes = [fn.transact({"from": sender, "gas": 5_000_000}) for fn in calls]
+    w3 = system.chain.w3
+    receipts = [w3.eth.wait_for_transaction_receipt(h, poll_latency=0.01) for h in hashes]
+    assert all(r["status"] == 1 for r in receipts)
+    return receipts
+
+
 def new_token(system: Client, owner: str, decimals: int = 18) -> Contract:
     return system.chain.deploy("MockERC20", "Token", "TKN", decimals, sender=owner)
 
 
 # ---------------------------------------------------------------------------- A17 access control
 CLEARINGHOUSE_SETTERS: list[tuple[str, Callable[[Client, str], list[Any]]]] = [
-    ("listCollateral", lambda s, c: [s.tokens["WETH"].address, ETH_ASSET, 8_000, 1]),
+    # A token never listed: the owner's positive control must not trip CollateralAlreadyListed.
+    ("listCollateral", lambda s, c: [new_token(s, s.d.owner).address, ETH_ASSET, 8_000, 1]),
     ("configureCollateral", lambda s, c: [1, 10_000, 2**128 - 1]),
     ("listMarket", lambda s, c: [ETH_ASSET, *ETH_PERP]),
     ("configureMarket", lambda s, c: [0, 1_000, 650, 1, 1, 2**128 - 1, 2**128 - 1]),
     ("configureLiquidation", lambda s, c: [(10_000, 10_000, 10_000, 32, 0, 2**96 - 1)]),
     ("setMatcher", lambda s, c: [c, True]),
+    ("setAttestor", lambda s, c: [ZERO]),
     ("setGuardian", lambda s, c: [c]),
     ("unpause", lambda s, c: []),
     ("transferOwnership", lambda s, c: [c]),
@@ -71,11 +83,18 @@ ROUTER_SETTERS: list[tuple[str, Callable[[Client, str], list[Any]]]] = [
 
 @pytest.mark.parametrize(
     ("target", "setter", "make_args"),
-    [("clearinghouse", n, f) for n, f in CLEARINGHOUSE_SETTERS] + [("router", n, f) for n, f in ROUTER_SETTERS],
-    ids=[f"clearinghouse.{n}" for n, _ in CLEARINGHOUSE_SETTERS] + [f"router.{n}" for n, _ in ROUTER_SETTERS],
+    [("clearinghouse", n, f) for n, f in CLEARINGHOUSE_SETTERS]
+    + [("router", n, f) for n, f in ROUTER_SETTERS],
+    ids=[f"clearinghouse.{n}" for n, _ in CLEARINGHOUSE_SETTERS]
+    + [f"router.{n}" for n, _ in ROUTER_SETTERS],
 )
 def test_privileged_setter__called_by_non_owner__reverts_ownable_unauthorized_account(
-    system: Client, roles: Roles, trader: str, target: str, setter: str, make_args: Callable[..., list[Any]]
+    system: Client,
+    roles: Roles,
+    trader: str,
+    target: str,
+    setter: str,
+    make_args: Callable[..., list[Any]],
 ) -> None:
     """# A17: not a trader, nor the guardian, matcher or insurance fund: only the owner."""
     contract = system.ch if target == "clearinghouse" else system.router
@@ -84,20 +103,28 @@ def test_privileged_setter__called_by_non_owner__reverts_ownable_unauthorized_ac
             send(system, contract, setter, *make_args(system, caller), sender=caller)
         assert_revert(e.value, "OwnableUnauthorizedAccount", account=caller)
     assert contract.functions.owner().call() == roles.owner
+    send(system, contract, setter, *make_args(system, trader), sender=roles.owner)  # the owner may
 
 
 @pytest.mark.parametrize("role", ["trader", "matcher", "insurance_fund", "keeper"])
 def test_pause__called_by_non_guardian__reverts_not_guardian(
     system: Client, roles: Roles, trader: str, keeper: str, role: str
 ) -> None:
-    caller = {"trader": trader, "keeper": keeper, "matcher": roles.matcher, "insurance_fund": roles.insurance_fund}[role]
+    caller = {
+        "trader": trader,
+        "keeper": keeper,
+        "matcher": roles.matcher,
+        "insurance_fund": roles.insurance_fund,
+    }[role]
     with pytest.raises(ContractRevert) as e:
         send(system, system.ch, "pause", sender=caller)
     assert_revert(e.value, "NotGuardian", caller=caller)
     assert system.ch.functions.paused().call() is False
 
 
-def test_unpause__called_by_guardian__reverts_ownable_unauthorized_account(system: Client, roles: Roles) -> None:
+def test_unpause__called_by_guardian__reverts_ownable_unauthorized_account(
+    system: Client, roles: Roles
+) -> None:
     """B12: the guardian can stop risk-increasing trades but never restart them."""
     send(system, system.ch, "pause", sender=roles.guardian)
     with pytest.raises(ContractRevert) as e:
@@ -133,12 +160,31 @@ def test_list_collateral__valid__emits_listed_and_configured_and_stores_config(
     system: Client, roles: Roles
 ) -> None:
     token = new_token(system, roles.owner, decimals=18)
-    receipt = send(system, system.ch, "listCollateral", token.address, SOL_ASSET, 10_000, 123 * WAD, sender=roles.owner)
+    receipt = send(
+        system,
+        system.ch,
+        "listCollateral",
+        token.address,
+        SOL_ASSET,
+        10_000,
+        123 * WAD,
+        sender=roles.owner,
+    )
     assert events(system, receipt, "CollateralListed") == [
         {"assetId": 3, "token": token.address, "oracleAsset": SOL_ASSET, "decimals": 18}
     ]
-    assert events(system, receipt, "CollateralConfigured") == [{"assetId": 3, "weightBps": 10_000, "depositCap": 123 * WAD}]
-    assert tuple(system.ch.functions.collateral(3).call()) == (token.address, SOL_ASSET, 10_000, 18, True, 123 * WAD, 0)
+    assert events(system, receipt, "CollateralConfigured") == [
+        {"assetId": 3, "weightBps": 10_000, "depositCap": 123 * WAD}
+    ]
+    assert tuple(system.ch.functions.collateral(3).call()) == (
+        token.address,
+        SOL_ASSET,
+        10_000,
+        18,
+        True,
+        123 * WAD,
+        0,
+    )
     assert system.ch.functions.collateralCount().call() == 4
 
 
@@ -148,7 +194,16 @@ def test_list_collateral__weight_or_cap_out_of_bounds__reverts_invalid_collatera
 ) -> None:
     token = new_token(system, roles.owner)
     with pytest.raises(ContractRevert) as e:
-        send(system, system.ch, "listCollateral", token.address, ETH_ASSET, weight, cap, sender=roles.owner)
+        send(
+            system,
+            system.ch,
+            "listCollateral",
+            token.address,
+            ETH_ASSET,
+            weight,
+            cap,
+            sender=roles.owner,
+        )
     assert_revert(e.value, "InvalidCollateralConfig", weightBps=weight, depositCap=cap)
     assert system.ch.functions.collateralCount().call() == 3
 
@@ -166,33 +221,77 @@ def test_list_collateral__token_with_more_than_18_decimals__reverts_unsupported_
 ) -> None:
     token = new_token(system, roles.owner, decimals=decimals)
     with pytest.raises(ContractRevert) as e:
-        send(system, system.ch, "listCollateral", token.address, ETH_ASSET, 8_000, WAD, sender=roles.owner)
+        send(
+            system,
+            system.ch,
+            "listCollateral",
+            token.address,
+            ETH_ASSET,
+            8_000,
+            WAD,
+            sender=roles.owner,
+        )
     assert_revert(e.value, "UnsupportedDecimals", token=token.address, decimals=decimals)
 
 
-def test_list_collateral__seventeenth__reverts_too_many_collaterals(system: Client, roles: Roles) -> None:
+def test_list_collateral__seventeenth__reverts_too_many_collaterals(
+    system: Client, roles: Roles
+) -> None:
     """Bounded by the 16-bit collateral mask (and the gas of the health loop, E07)."""
-    for _ in range(MAX_COLLATERALS - system.ch.functions.collateralCount().call()):
-        token = new_token(system, roles.owner)
-        send(system, system.ch, "listCollateral", token.address, ETH_ASSET, 8_000, WAD, sender=roles.owner)
+    missing = MAX_COLLATERALS - system.ch.functions.collateralCount().call()
+    chain = system.chain
+    factory = chain.w3.eth.contract(
+        abi=chain.artifacts.abi("MockERC20"), bytecode=chain.artifacts.bytecode("MockERC20")
+    )
+    deployed = send_many(system, [factory.constructor("T", "T", 18)] * missing, roles.owner)
+    list_calls = [
+        system.ch.functions.listCollateral(r["contractAddress"], ETH_ASSET, 8_000, WAD)
+        for r in deployed
+    ]
+    send_many(system, list_calls, roles.owner)
     assert system.ch.functions.collateralCount().call() == MAX_COLLATERALS
     token = new_token(system, roles.owner)
     with pytest.raises(ContractRevert) as e:
-        send(system, system.ch, "listCollateral", token.address, ETH_ASSET, 8_000, WAD, sender=roles.owner)
+        send(
+            system,
+            system.ch,
+            "listCollateral",
+            token.address,
+            ETH_ASSET,
+            8_000,
+            WAD,
+            sender=roles.owner,
+        )
     assert_revert(e.value, "TooManyCollaterals", count=MAX_COLLATERALS + 1, max=MAX_COLLATERALS)
 
 
 def test_configure_collateral__valid__emits_and_stores(system: Client, roles: Roles) -> None:
     receipt = send(system, system.ch, "configureCollateral", 1, 7_000, 5 * WAD, sender=roles.owner)
-    assert events(system, receipt, "CollateralConfigured") == [{"assetId": 1, "weightBps": 7_000, "depositCap": 5 * WAD}]
+    assert events(system, receipt, "CollateralConfigured") == [
+        {"assetId": 1, "weightBps": 7_000, "depositCap": 5 * WAD}
+    ]
     config = system.ch.functions.collateral(1).call()
     assert (config[2], config[5]) == (7_000, 5 * WAD)
 
 
 @pytest.mark.parametrize(
     ("asset_id", "weight", "cap"),
-    [(0, 9_999, WAD), (0, 10_001, WAD), (0, 10_000, 0), (1, 0, WAD), (1, 10_001, WAD), (2, 7_500, 0)],
-    ids=["quote-haircut", "quote-over-100pct", "quote-zero-cap", "zero-weight", "over-100pct", "zero-cap"],
+    [
+        (0, 9_999, WAD),
+        (0, 10_001, WAD),
+        (0, 10_000, 0),
+        (1, 0, WAD),
+        (1, 10_001, WAD),
+        (2, 7_500, 0),
+    ],
+    ids=[
+        "quote-haircut",
+        "quote-over-100pct",
+        "quote-zero-cap",
+        "zero-weight",
+        "over-100pct",
+        "zero-cap",
+    ],
 )
 def test_configure_collateral__out_of_bounds__reverts_invalid_collateral_config(
     system: Client, roles: Roles, asset_id: int, weight: int, cap: int
@@ -205,7 +304,9 @@ def test_configure_collateral__out_of_bounds__reverts_invalid_collateral_config(
     assert system.ch.functions.collateral(asset_id).call() == before
 
 
-def test_configure_collateral__unlisted__reverts_unknown_collateral(system: Client, roles: Roles) -> None:
+def test_configure_collateral__unlisted__reverts_unknown_collateral(
+    system: Client, roles: Roles
+) -> None:
     with pytest.raises(ContractRevert) as e:
         send(system, system.ch, "configureCollateral", 3, 8_000, WAD, sender=roles.owner)
     assert_revert(e.value, "UnknownCollateral", assetId=3)
@@ -226,7 +327,9 @@ BAD_MARKETS = [
 ]
 
 
-def test_list_market__valid__emits_listed_and_configured_and_stores_config(system: Client, roles: Roles) -> None:
+def test_list_market__valid__emits_listed_and_configured_and_stores_config(
+    system: Client, roles: Roles
+) -> None:
     params = (10_000, 9_999, 9_998, 9_999, 7 * WAD, 9 * WAD)  # every bound at its edge
     receipt = send(system, system.ch, "listMarket", SOL_ASSET, *params, sender=roles.owner)
     assert events(system, receipt, "MarketListed") == [{"marketId": 3, "oracleAsset": SOL_ASSET}]
@@ -241,7 +344,13 @@ def test_list_market__valid__emits_listed_and_configured_and_stores_config(syste
             "openInterestCap": 9 * WAD,
         }
     ]
-    assert tuple(system.ch.functions.market(3).call()) == (SOL_ASSET, *params[:4], True, *params[4:], 0)
+    assert tuple(system.ch.functions.market(3).call()) == (
+        SOL_ASSET,
+        *params[:4],
+        True,
+        *params[4:],
+        0,
+    )
     assert system.ch.functions.marketCount().call() == 4
 
 
@@ -254,7 +363,14 @@ def test_list_market__out_of_bounds__reverts_invalid_market_config(
     with pytest.raises(ContractRevert) as e:
         send(system, system.ch, "listMarket", ETH_ASSET, *params, sender=roles.owner)
     im, mm, penalty, band = params[:4]
-    assert_revert(e.value, "InvalidMarketConfig", imBps=im, mmBps=mm, liquidationPenaltyBps=penalty, priceBandBps=band)
+    assert_revert(
+        e.value,
+        "InvalidMarketConfig",
+        imBps=im,
+        mmBps=mm,
+        liquidationPenaltyBps=penalty,
+        priceBandBps=band,
+    )
     assert system.ch.functions.marketCount().call() == 3
 
 
@@ -266,7 +382,14 @@ def test_configure_market__out_of_bounds__reverts_invalid_market_config(
     with pytest.raises(ContractRevert) as e:
         send(system, system.ch, "configureMarket", 0, *params, sender=roles.owner)
     im, mm, penalty, band = params[:4]
-    assert_revert(e.value, "InvalidMarketConfig", imBps=im, mmBps=mm, liquidationPenaltyBps=penalty, priceBandBps=band)
+    assert_revert(
+        e.value,
+        "InvalidMarketConfig",
+        imBps=im,
+        mmBps=mm,
+        liquidationPenaltyBps=penalty,
+        priceBandBps=band,
+    )
     assert system.ch.functions.market(0).call() == before
 
 
@@ -286,8 +409,8 @@ def test_configure_market__unlisted__reverts_unknown_market(system: Client, role
 
 def test_list_market__thirty_third__reverts_too_many_markets(system: Client, roles: Roles) -> None:
     """Bounded by the 32-bit market mask (and the gas of the health loop, E07)."""
-    for _ in range(MAX_MARKETS - system.ch.functions.marketCount().call()):
-        send(system, system.ch, "listMarket", ETH_ASSET, *ETH_PERP, sender=roles.owner)
+    missing = MAX_MARKETS - system.ch.functions.marketCount().call()
+    send_many(system, [system.ch.functions.listMarket(ETH_ASSET, *ETH_PERP)] * missing, roles.owner)
     assert system.ch.functions.marketCount().call() == MAX_MARKETS
     with pytest.raises(ContractRevert) as e:
         send(system, system.ch, "listMarket", ETH_ASSET, *ETH_PERP, sender=roles.owner)
@@ -305,8 +428,14 @@ def test_list_market__thirty_third__reverts_too_many_markets(system: Client, rol
         (5_000, 5_000, 3_000, 0, 0, 0),
         (5_000, 5_000, 3_000, 33, 0, 0),
     ],
-    ids=["zero-close-factor", "close-factor-over-100pct", "full-health-over-100pct", "keeper-share-over-100pct",
-         "zero-max-positions", "max-positions-over-market-mask"],
+    ids=[
+        "zero-close-factor",
+        "close-factor-over-100pct",
+        "full-health-over-100pct",
+        "keeper-share-over-100pct",
+        "zero-max-positions",
+        "max-positions-over-market-mask",
+    ],
 )
 def test_configure_liquidation__out_of_bounds__reverts_invalid_liquidation_config(
     system: Client, roles: Roles, config: tuple[int, ...]
@@ -324,7 +453,9 @@ def test_configure_liquidation__out_of_bounds__reverts_invalid_liquidation_confi
     assert tuple(system.ch.functions.liquidationConfig().call()) == DEFAULT_LIQUIDATION
 
 
-def test_configure_liquidation__valid__emits_every_field_and_stores_it(system: Client, roles: Roles) -> None:
+def test_configure_liquidation__valid__emits_every_field_and_stores_it(
+    system: Client, roles: Roles
+) -> None:
     config = (10_000, 0, 10_000, 32, 7 * WAD, 2**96 - 1)  # every bound at its edge
     receipt = send(system, system.ch, "configureLiquidation", config, sender=roles.owner)
     assert events(system, receipt, "LiquidationConfigured") == [
@@ -415,17 +546,32 @@ def test_pause__blocks_risk_increasing_trades_only__exits_and_liquidations_keep_
 
 # ---------------------------------------------------------------------------- A18 blocklist
 @pytest.fixture
-def blocklisted(system: Client, roles: Roles, trader: str, maker: str, others: list[str]) -> dict[str, Any]:
+def blocklisted(
+    system: Client, roles: Roles, trader: str, maker: str, others: list[str]
+) -> dict[str, Any]:
     """BLK (6 decimals, priced as SOL at $150, weight 80%) backs two 10 ETH longs: 40 BLK each
     gives equity 4800 against IM 3000. Then the trader is blocklisted by the token."""
     token = system.chain.deploy("BlocklistToken", sender=roles.owner)
-    receipt = send(system, system.ch, "listCollateral", token.address, SOL_ASSET, 8_000, 10**18, sender=roles.owner)
+    receipt = send(
+        system,
+        system.ch,
+        "listCollateral",
+        token.address,
+        SOL_ASSET,
+        8_000,
+        10**18,
+        sender=roles.owner,
+    )
     [asset_id] = [e["assetId"] for e in events(system, receipt, "CollateralListed")]
     system.deposit(maker, "USDC", 10_000_000, mint=True)
     for account in (trader, others[0]):
         system.chain.send(token.functions.mint(account, 40 * 10**6), account, "mint")
-        system.chain.send(token.functions.approve(system.ch.address, 40 * 10**6), account, "approve")
-        system.chain.send(system.ch.functions.deposit(account, asset_id, 40 * 10**6), account, "deposit")
+        system.chain.send(
+            token.functions.approve(system.ch.address, 40 * 10**6), account, "approve"
+        )
+        system.chain.send(
+            system.ch.functions.deposit(account, asset_id, 40 * 10**6), account, "deposit"
+        )
         system.trade("ETH-PERP", account, maker, wad(10), 3_000 * WAD)
     system.chain.send(token.functions.setBlocked(trader, True), roles.owner, "blocklist trader")
     return {"token": token, "asset_id": asset_id, "blocked": trader, "other": others[0]}
@@ -440,9 +586,13 @@ def test_blocklisted_account__its_own_withdrawal_fails_but_liquidations_of_it_an
 ) -> None:
     """# A18: the blocklist bites on token transfers (its withdrawal), yet liquidations move no
     tokens, so neither the blocked account nor anyone else escapes or blocks them."""
-    token, asset_id, blocked, other = (blocklisted[k] for k in ("token", "asset_id", "blocked", "other"))
+    token, asset_id, blocked, other = (
+        blocklisted[k] for k in ("token", "asset_id", "blocked", "other")
+    )
     with pytest.raises(ContractRevert) as e:
-        system.chain.send(system.ch.functions.withdraw(asset_id, 10**6, blocked), blocked, "withdraw")
+        system.chain.send(
+            system.ch.functions.withdraw(asset_id, 10**6, blocked), blocked, "withdraw"
+        )
     assert_revert(e.value, "Blocked", account=blocked)
 
     system.set_price("ETH", 2_650)  # equity 4800 − 3500 = 1300 < MM 1722.5 for both
@@ -464,9 +614,40 @@ def test_blocklisted_account__insolvent__collateral_seized_internally_without_a_
     receipt = system.liquidate(keeper, blocked, "ETH-PERP")
     assert events(system, receipt, "Liquidate")[0]["sizeAfter"] == 0
     [seized] = events(system, receipt, "CollateralSeized")
-    assert (seized["account"], seized["assetId"], seized["amount"]) == (blocked, asset_id, 40 * 10**6)
+    assert (seized["account"], seized["assetId"], seized["amount"]) == (
+        blocked,
+        asset_id,
+        40 * 10**6,
+    )
     assert len(events(system, receipt, "InsolvencyResolved")) == 1
     assert _token_transfers(receipt, token) == []
     assert system.ch.functions.collateralBalance(blocked, asset_id).call() == 0
-    assert system.ch.functions.collateralBalance(roles.insurance_fund, asset_id).call() == 40 * 10**6
+    assert (
+        system.ch.functions.collateralBalance(roles.insurance_fund, asset_id).call() == 40 * 10**6
+    )
     assert token.functions.balanceOf(system.ch.address).call() == 80 * 10**6
+
+
+def test_list_collateral__token_already_listed__reverts_collateral_already_listed(
+    system: Client, roles: Roles
+) -> None:
+    """Two listings of one token would share its balance and blind the shortfall check (I3)."""
+    weth = system.tokens["WETH"].address
+    with pytest.raises(ContractRevert) as e:
+        send(system, system.ch, "listCollateral", weth, ETH_ASSET, 8_000, WAD, sender=roles.owner)
+    assert_revert(e.value, "CollateralAlreadyListed", token=weth)
+
+
+@pytest.mark.parametrize("setter", ["listCollateral", "listMarket"])
+def test_listing__oracle_asset_without_feed__reverts_oracle_asset_not_listed(
+    system: Client, roles: Roles, setter: str
+) -> None:
+    unpriced = 7  # the router has feeds for assets 0-2 only
+    args = (
+        [new_token(system, roles.owner).address, unpriced, 8_000, WAD]
+        if setter == "listCollateral"
+        else [unpriced, *ETH_PERP]
+    )
+    with pytest.raises(ContractRevert) as e:
+        send(system, system.ch, setter, *args, sender=roles.owner)
+    assert_revert(e.value, "OracleAssetNotListed", oracleAsset=unpriced)

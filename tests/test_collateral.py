@@ -49,12 +49,19 @@ def held(token: Contract, system: Client) -> int:
 
 
 def list_token(
-    system: Client, owner: str, contract: str, *args: Any, weight_bps: int = 8_000, cap: int = 10**30
+    system: Client,
+    owner: str,
+    contract: str,
+    *args: Any,
+    weight_bps: int = 8_000,
+    cap: int = 10**30,
 ) -> tuple[Contract, int]:
     """Deploys a (hostile) token and lists it as collateral priced by ETH; returns it and its id."""
     token = system.chain.deploy(contract, *args, sender=owner)
     receipt = system.chain.send(
-        system.ch.functions.listCollateral(token.address, ETH_ASSET, weight_bps, cap), owner, f"list {contract}"
+        system.ch.functions.listCollateral(token.address, ETH_ASSET, weight_bps, cap),
+        owner,
+        f"list {contract}",
     )
     return token, int(only_event(system, receipt, "CollateralListed")["assetId"])
 
@@ -66,11 +73,17 @@ def deposit_raw(
     if mint:
         system.chain.send(token.functions.mint(account, amount), account, "mint")
     system.chain.send(token.functions.approve(system.ch.address, amount), account, "approve")
-    return system.chain.send(system.ch.functions.deposit(account, asset_id, amount), account, "deposit")
+    return system.chain.send(
+        system.ch.functions.deposit(account, asset_id, amount), account, "deposit"
+    )
 
 
-def withdraw_raw(system: Client, asset_id: int, account: str, amount: int, to: str | None = None) -> Any:
-    return system.chain.send(system.ch.functions.withdraw(asset_id, amount, to or account), account, "withdraw")
+def withdraw_raw(
+    system: Client, asset_id: int, account: str, amount: int, to: str | None = None
+) -> Any:
+    return system.chain.send(
+        system.ch.functions.withdraw(asset_id, amount, to or account), account, "withdraw"
+    )
 
 
 # ---------------------------------------------------------------------------- deposit: happy paths
@@ -78,8 +91,12 @@ def test_deposit__quote_token__credits_cash_and_emits_deposit(system: Client, tr
     amount = 1_234_500_000  # 1234.5 USDC
     before = total_deposited(system, USDC)
     system.mint(trader, "USDC", "1234.5")
-    system.chain.send(system.tokens["USDC"].functions.approve(system.ch.address, amount), trader, "approve")
-    receipt = system.chain.send(system.ch.functions.deposit(trader, USDC, amount), trader, "deposit")
+    system.chain.send(
+        system.tokens["USDC"].functions.approve(system.ch.address, amount), trader, "approve"
+    )
+    receipt = system.chain.send(
+        system.ch.functions.deposit(trader, USDC, amount), trader, "deposit"
+    )
     assert only_event(system, receipt, "Deposit") == {
         "account": trader,
         "assetId": USDC,
@@ -97,8 +114,12 @@ def test_deposit__for_another_account__credits_that_account_and_names_the_payer(
 ) -> None:
     payer = others[0]
     system.mint(payer, "WETH", 2)
-    system.chain.send(system.tokens["WETH"].functions.approve(system.ch.address, 2 * WETH_UNIT), payer, "approve")
-    receipt = system.chain.send(system.ch.functions.deposit(trader, WETH, 2 * WETH_UNIT), payer, "deposit")
+    system.chain.send(
+        system.tokens["WETH"].functions.approve(system.ch.address, 2 * WETH_UNIT), payer, "approve"
+    )
+    receipt = system.chain.send(
+        system.ch.functions.deposit(trader, WETH, 2 * WETH_UNIT), payer, "deposit"
+    )
     assert only_event(system, receipt, "Deposit") == {
         "account": trader,
         "assetId": WETH,
@@ -160,7 +181,9 @@ def test_deposit__zero_amount__reverts_zero_amount(system: Client, trader: str) 
 
 def test_deposit__zero_account__reverts_zero_address(system: Client, trader: str) -> None:
     system.mint(trader, "USDC", 10)
-    system.chain.send(system.tokens["USDC"].functions.approve(system.ch.address, 10**7), trader, "approve")
+    system.chain.send(
+        system.tokens["USDC"].functions.approve(system.ch.address, 10**7), trader, "approve"
+    )
     with pytest.raises(ContractRevert) as e:
         system.chain.send(system.ch.functions.deposit(ZERO, USDC, 10**7), trader, "deposit for 0")
     assert_revert(e.value, "ZeroAddress")
@@ -168,7 +191,9 @@ def test_deposit__zero_account__reverts_zero_address(system: Client, trader: str
 
 
 @pytest.mark.parametrize("asset_id", [3, 15, 2**256 - 1])
-def test_deposit__unlisted_asset__reverts_unknown_collateral(system: Client, trader: str, asset_id: int) -> None:
+def test_deposit__unlisted_asset__reverts_unknown_collateral(
+    system: Client, trader: str, asset_id: int
+) -> None:
     with pytest.raises(ContractRevert) as e:
         system.chain.send(system.ch.functions.deposit(trader, asset_id, 1), trader, "deposit")
     assert_revert(e.value, "UnknownCollateral", assetId=asset_id)
@@ -180,16 +205,26 @@ def test_deposit__beyond_deposit_cap__reverts_deposit_cap_exceeded(
     cap = 100_000 * WBTC_UNIT  # the default WBTC cap
     system.deposit(others[0], "WBTC", 60_000, mint=True)
     system.mint(trader, "WBTC", 40_001)
-    system.chain.send(system.tokens["WBTC"].functions.approve(system.ch.address, 40_001 * WBTC_UNIT), trader, "a")
+    system.chain.send(
+        system.tokens["WBTC"].functions.approve(system.ch.address, 40_001 * WBTC_UNIT), trader, "a"
+    )
     with pytest.raises(ContractRevert) as e:
-        system.chain.send(system.ch.functions.deposit(trader, WBTC, 40_001 * WBTC_UNIT), trader, "deposit")
-    assert_revert(e.value, "DepositCapExceeded", assetId=WBTC, totalAfter=100_001 * WBTC_UNIT, cap=cap)
+        system.chain.send(
+            system.ch.functions.deposit(trader, WBTC, 40_001 * WBTC_UNIT), trader, "deposit"
+        )
+    assert_revert(
+        e.value, "DepositCapExceeded", assetId=WBTC, totalAfter=100_001 * WBTC_UNIT, cap=cap
+    )
     # Exactly up to the cap is fine.
-    system.chain.send(system.ch.functions.deposit(trader, WBTC, 40_000 * WBTC_UNIT), trader, "deposit")
+    system.chain.send(
+        system.ch.functions.deposit(trader, WBTC, 40_000 * WBTC_UNIT), trader, "deposit"
+    )
     assert total_deposited(system, WBTC) == cap
 
 
-def test_deposit__nothing_arrives__reverts_zero_amount(system: Client, roles: Roles, trader: str) -> None:
+def test_deposit__nothing_arrives__reverts_zero_amount(
+    system: Client, roles: Roles, trader: str
+) -> None:
     """A transfer that delivers 0 (here: a rebasing token whose index makes 1 wei worth 0 shares)
     credits nothing and is refused rather than recorded as a deposit."""
     token, asset_id = list_token(system, roles.owner, "RebasingToken")
@@ -220,7 +255,9 @@ def test_withdraw__to_zero_address__reverts_zero_address(system: Client, trader:
 
 
 @pytest.mark.parametrize("asset_id", [3, 2**256 - 1])
-def test_withdraw__unlisted_asset__reverts_unknown_collateral(system: Client, trader: str, asset_id: int) -> None:
+def test_withdraw__unlisted_asset__reverts_unknown_collateral(
+    system: Client, trader: str, asset_id: int
+) -> None:
     with pytest.raises(ContractRevert) as e:
         withdraw_raw(system, asset_id, trader, 1)
     assert_revert(e.value, "UnknownCollateral", assetId=asset_id)
@@ -233,7 +270,9 @@ def test_withdraw__more_than_non_quote_balance__reverts_insufficient_balance(
     system.deposit(others[0], "WETH", 5, mint=True)  # the vault holds enough to pay it
     with pytest.raises(ContractRevert) as e:
         withdraw_raw(system, WETH, trader, WETH_UNIT + 1)
-    assert_revert(e.value, "InsufficientBalance", assetId=WETH, balance=WETH_UNIT, amount=WETH_UNIT + 1)
+    assert_revert(
+        e.value, "InsufficientBalance", assetId=WETH, balance=WETH_UNIT, amount=WETH_UNIT + 1
+    )
     assert system.balance(trader, "WETH") == WETH_UNIT
 
 
@@ -243,7 +282,9 @@ def test_withdraw__more_than_cash_without_positions_or_collateral__reverts_insuf
     system.deposit(trader, "USDC", 100, mint=True)
     with pytest.raises(ContractRevert) as e:
         system.withdraw(trader, "USDC", "100.000001")
-    assert_revert(e.value, "InsufficientBalance", assetId=USDC, balance=100 * USDC_UNIT, amount=100_000_001)
+    assert_revert(
+        e.value, "InsufficientBalance", assetId=USDC, balance=100 * USDC_UNIT, amount=100_000_001
+    )
     assert system.account(trader)["cash_wad"] == 100 * WAD
 
 
@@ -255,14 +296,18 @@ def test_withdraw__below_initial_margin_with_position__reverts_insufficient_marg
     with pytest.raises(ContractRevert) as e:
         system.withdraw(opened.trader, "USDC", "2000.000001")
     assert_revert(
-        e.value, "InsufficientMargin", account=opened.trader, equityWad=2_999_999_999 * 10**12, initialMarginWad=3_000 * WAD
+        e.value,
+        "InsufficientMargin",
+        account=opened.trader,
+        equityWad=2_999_999_999 * 10**12,
+        initialMarginWad=3_000 * WAD,
     )
     system.withdraw(opened.trader, "USDC", 2_000)
     h = system.health(opened.trader)
     assert h.equity_wad == h.initial_margin_wad == 3_000 * WAD
 
 
-def test_withdraw__quote_borrowed_against_weth_beyond_its_haircut_value__reverts_insufficient_margin(
+def test_withdraw__borrowing_beyond_weth_haircut_value__reverts_insufficient_margin(
     system: Client, trader: str, maker: str
 ) -> None:
     """# I5: without positions, negative cash is a loan against collateral at its haircut value
@@ -271,14 +316,18 @@ def test_withdraw__quote_borrowed_against_weth_beyond_its_haircut_value__reverts
     system.deposit(trader, "WETH", 1, mint=True)
     with pytest.raises(ContractRevert) as e:
         system.withdraw(trader, "USDC", "2400.000001")
-    assert_revert(e.value, "InsufficientMargin", account=trader, equityWad=-(10**12), initialMarginWad=0)
+    assert_revert(
+        e.value, "InsufficientMargin", account=trader, equityWad=-(10**12), initialMarginWad=0
+    )
     system.withdraw(trader, "USDC", 2_400)
     assert system.account(trader)["cash_wad"] == -2_400 * WAD
     assert system.health(trader).equity_wad == 0
 
 
 # ---------------------------------------------------------------------------- A03 fee on transfer
-def test_deposit__fee_on_transfer_token__credits_what_arrived(system: Client, roles: Roles, trader: str) -> None:
+def test_deposit__fee_on_transfer_token__credits_what_arrived(
+    system: Client, roles: Roles, trader: str
+) -> None:
     """# A03 / I3: 100 sent, 99 arrive: the account gets 99 and totals match the vault's balance."""
     token, asset_id = list_token(system, roles.owner, "FeeOnTransferToken")
     receipt = deposit_raw(system, token, asset_id, trader, 100 * WAD)
@@ -296,14 +345,20 @@ def test_deposit__fee_on_transfer_token__credits_what_arrived(system: Client, ro
 
     with pytest.raises(ContractRevert) as e:
         withdraw_raw(system, asset_id, trader, 100 * WAD)
-    assert_revert(e.value, "InsufficientBalance", assetId=asset_id, balance=99 * WAD, amount=100 * WAD)
+    assert_revert(
+        e.value, "InsufficientBalance", assetId=asset_id, balance=99 * WAD, amount=100 * WAD
+    )
     withdraw_raw(system, asset_id, trader, 99 * WAD)
     assert total_deposited(system, asset_id) == held(token, system) == 0
-    assert token.functions.balanceOf(trader).call() == 99 * WAD - 99 * WAD // 100  # the token's own fee
+    assert (
+        token.functions.balanceOf(trader).call() == 99 * WAD - 99 * WAD // 100
+    )  # the token's own fee
 
 
 # ---------------------------------------------------------------------------- A04 odd returns
-def test_deposit_and_withdraw__token_without_return_value__work(system: Client, roles: Roles, trader: str) -> None:
+def test_deposit_and_withdraw__token_without_return_value__work(
+    system: Client, roles: Roles, trader: str
+) -> None:
     """# A04: USDT-style `transfer` returning nothing is handled by SafeERC20."""
     token, asset_id = list_token(system, roles.owner, "NoReturnToken")
     receipt = deposit_raw(system, token, asset_id, trader, 500 * USDC_UNIT)
@@ -323,7 +378,9 @@ def test_deposit__token_returning_false__reverts_safe_erc20_failed_operation_and
     system.chain.send(token.functions.approve(system.ch.address, 100 * WAD), trader, "approve")
     system.chain.send(token.functions.setFailing(True), roles.owner, "fail")
     with pytest.raises(ContractRevert) as e:
-        system.chain.send(system.ch.functions.deposit(trader, asset_id, 100 * WAD), trader, "deposit")
+        system.chain.send(
+            system.ch.functions.deposit(trader, asset_id, 100 * WAD), trader, "deposit"
+        )
     assert_revert(e.value, "SafeERC20FailedOperation", token=token.address)
     assert system.ch.functions.collateralBalance(trader, asset_id).call() == 0
     assert total_deposited(system, asset_id) == 0
@@ -353,20 +410,33 @@ def test_withdraw__rebasing_token_shrank__reverts_collateral_shortfall_for_every
     token, asset_id = list_token(system, roles.owner, "RebasingToken")
     deposit_raw(system, token, asset_id, trader, 100 * WAD)
     deposit_raw(system, token, asset_id, maker, 100 * WAD)
+    system.chain.send(token.functions.mint(others[0], 200 * WAD), roles.owner, "mint")
     system.chain.send(token.functions.rebase(5_000), roles.owner, "negative rebase")
     assert held(token, system) == 100 * WAD
 
     for account, amount in ((trader, 100 * WAD), (trader, 1), (maker, 50 * WAD)):
         with pytest.raises(ContractRevert) as e:
             withdraw_raw(system, asset_id, account, amount)
-        assert_revert(e.value, "CollateralShortfall", assetId=asset_id, heldBalance=100 * WAD, trackedBalance=200 * WAD)
+        assert_revert(
+            e.value,
+            "CollateralShortfall",
+            assetId=asset_id,
+            heldBalance=100 * WAD,
+            trackedBalance=200 * WAD,
+        )
 
     newcomer = others[0]
-    system.chain.send(token.functions.mint(newcomer, 50 * WAD), newcomer, "mint")  # 100 at this index
+    assert token.functions.balanceOf(newcomer).call() == 100 * WAD  # 200 minted before the rebase
     deposit_raw(system, token, asset_id, newcomer, 100 * WAD, mint=False)
     with pytest.raises(ContractRevert) as e:
         withdraw_raw(system, asset_id, trader, 100 * WAD)
-    assert_revert(e.value, "CollateralShortfall", assetId=asset_id, heldBalance=200 * WAD, trackedBalance=300 * WAD)
+    assert_revert(
+        e.value,
+        "CollateralShortfall",
+        assetId=asset_id,
+        heldBalance=200 * WAD,
+        trackedBalance=300 * WAD,
+    )
     assert system.ch.functions.collateralBalance(trader, asset_id).call() == 100 * WAD
     assert system.ch.functions.collateralBalance(newcomer, asset_id).call() == 100 * WAD
 
@@ -388,12 +458,14 @@ def test_donation__changes_no_accounts_health_and_keeps_i3_totals(
     for symbol, amount in (("USDC", 1_000_000), ("WETH", 500), ("WBTC", 20)):
         system.mint(donor, symbol, amount)
         raw = amount * 10 ** system.d.collateral(symbol).decimals
-        chain.send(system.tokens[symbol].functions.transfer(system.ch.address, raw), donor, "donate")
+        chain.send(
+            system.tokens[symbol].functions.transfer(system.ch.address, raw), donor, "donate"
+        )
 
     assert {a: system.health(a) for a in accounts} == healths
     assert {i: total_deposited(system, i) for i in (USDC, WETH, WBTC)} == totals
     for symbol, asset_id in (("WETH", WETH), ("WBTC", WBTC)):
-        balances = sum(system.balance(a, symbol) for a in chain.accounts)
+        balances = sum(system.balance(a, symbol) for a in [*accounts, donor])
         assert balances == totals[asset_id] < held(system.tokens[symbol], system)
     assert system.balance(donor, "USDC") == 0
     system.withdraw(others[0], "WBTC", 1)  # the backing check still passes for honest exits
@@ -447,13 +519,20 @@ def test_withdraw__no_positions_and_every_feed_reverting__needs_no_price(
     system.deposit(trader, "WETH", 3, mint=True)
     system.deposit(trader, "WBTC", "0.5", mint=True)
     for symbol in ("ETH", "BTC", "SOL"):
-        system.chain.send(system.feeds[symbol].functions.setReverts(True), roles.owner, "feed reverts")
+        system.chain.send(
+            system.feeds[symbol].functions.setReverts(True), roles.owner, "feed reverts"
+        )
     with pytest.raises(ContractRevert):
         system.health(trader)
     system.withdraw(trader, "WETH", 3)
     system.withdraw(trader, "WBTC", "0.5")
     system.withdraw(trader, "USDC", 1_000)
-    assert system.account(trader) == {"cash_wad": 0, "nonce": 0, "market_mask": 0, "collateral_mask": 0}
+    assert system.account(trader) == {
+        "cash_wad": 0,
+        "nonce": 0,
+        "market_mask": 0,
+        "collateral_mask": 0,
+    }
 
 
 # ---------------------------------------------------------------------------- A15 profit withdrawal
@@ -461,15 +540,26 @@ def test_withdraw__unrealised_profit_down_to_initial_margin__allowed_but_not_bel
     system: Client, open_position: Callable[..., Any]
 ) -> None:
     """# A15 / I5: long 10 ETH from 3000 to 3300 → equity 8000, IM 3300, MM 2145. Withdrawing
-    down to MM (Mango 2022) is refused, one micro-USDC below IM is refused, exactly IM is allowed."""
+    down to MM (Mango 2022) is refused, one micro-USDC below IM is refused, exactly IM is
+    allowed."""
     opened = open_position(size=10, collateral_usd=5_000)
     system.set_price("ETH", 3_300)
     h = system.health(opened.trader)
-    assert (h.equity_wad, h.initial_margin_wad, h.maintenance_margin_wad) == (8_000 * WAD, 3_300 * WAD, 2_145 * WAD)
+    assert (h.equity_wad, h.initial_margin_wad, h.maintenance_margin_wad) == (
+        8_000 * WAD,
+        3_300 * WAD,
+        2_145 * WAD,
+    )
 
     with pytest.raises(ContractRevert) as e:
         system.withdraw(opened.trader, "USDC", 8_000 - 2_145)
-    assert_revert(e.value, "InsufficientMargin", account=opened.trader, equityWad=2_145 * WAD, initialMarginWad=3_300 * WAD)
+    assert_revert(
+        e.value,
+        "InsufficientMargin",
+        account=opened.trader,
+        equityWad=2_145 * WAD,
+        initialMarginWad=3_300 * WAD,
+    )
     with pytest.raises(ContractRevert) as e:
         system.withdraw(opened.trader, "USDC", "4700.000001")
     assert_revert(
@@ -493,7 +583,9 @@ def test_withdraw__position_open_with_weth_collateral__needs_initial_margin_on_h
     system.trade("ETH-PERP", trader, maker, wad(10), 3_000 * WAD)  # IM 3000
     # Leaving 1.25 WETH keeps 3000 = IM; 0.75 + 1 wei is too much.
     with pytest.raises(ContractRevert) as e:
-        system.chain.send(system.ch.functions.withdraw(WETH, 3 * WETH_UNIT // 4 + 1, trader), trader, "w")
+        system.chain.send(
+            system.ch.functions.withdraw(WETH, 3 * WETH_UNIT // 4 + 1, trader), trader, "w"
+        )
     assert_revert(e.value, "InsufficientMargin", account=trader, initialMarginWad=3_000 * WAD)
     assert e.value.args_by_name["equityWad"] < 3_000 * WAD
     system.withdraw(trader, "WETH", "0.75")

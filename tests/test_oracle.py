@@ -57,7 +57,9 @@ def set_feed(
     max_e18: int = 10**27,
 ) -> Any:
     return system.chain.send(
-        system.router.functions.setFeed(asset, feed.address, heartbeat, min_e18, max_e18), owner, "set feed"
+        system.router.functions.setFeed(asset, feed.address, heartbeat, min_e18, max_e18),
+        owner,
+        "set feed",
     )
 
 
@@ -71,7 +73,9 @@ def install_sequencer(
     """An L2 sequencer-uptime feed (answer 0 = up, 1 = down; startedAt = last status change)."""
     feed = new_feed(system.chain, owner, decimals=0, answer=1 if down else 0)
     system.chain.send(feed.functions.setStartedAt(started_at), owner, "sequencer startedAt")
-    system.chain.send(system.router.functions.setSequencerFeed(feed.address, grace), owner, "set sequencer")
+    system.chain.send(
+        system.router.functions.setSequencerFeed(feed.address, grace), owner, "set sequencer"
+    )
     return feed
 
 
@@ -99,7 +103,9 @@ def _feed_read_starved(trace: dict[str, Any], feed: str) -> bool:
     )
 
 
-def starved_runs(chain: Chain, tx: dict[str, Any], feed: str, gas_limits: range) -> list[tuple[int, Any]]:
+def starved_runs(
+    chain: Chain, tx: dict[str, Any], feed: str, gas_limits: range
+) -> list[tuple[int, Any]]:
     """(gas limit, top-level error) for every limit at which the feed read ran out of gas."""
     runs = []
     for gas in gas_limits:
@@ -130,7 +136,9 @@ def liquidatable(system: Client, open_position: Callable[..., Any]) -> Any:
 # ---------------------------------------------------------------------------- setFeed
 def test_set_feed__valid_config__stores_it_and_emits_feed_set(system: Client, roles: Roles) -> None:
     feed = new_feed(system.chain, roles.owner, decimals=6, answer=42 * 10**6)
-    receipt = set_feed(system, roles.owner, FREE_ASSET, feed, heartbeat=600, min_e18=WAD, max_e18=100 * WAD)
+    receipt = set_feed(
+        system, roles.owner, FREE_ASSET, feed, heartbeat=600, min_e18=WAD, max_e18=100 * WAD
+    )
     [event] = [e for e in system.events(receipt) if e.name == "FeedSet"]
     assert event.args == {
         "asset": FREE_ASSET,
@@ -140,7 +148,13 @@ def test_set_feed__valid_config__stores_it_and_emits_feed_set(system: Client, ro
         "minPriceE18": WAD,
         "maxPriceE18": 100 * WAD,
     }
-    assert tuple(router_call(system, "feedConfig", FREE_ASSET)) == (feed.address, 600, 6, WAD, 100 * WAD)
+    assert tuple(router_call(system, "feedConfig", FREE_ASSET)) == (
+        feed.address,
+        600,
+        6,
+        WAD,
+        100 * WAD,
+    )
     assert router_call(system, "priceE18", FREE_ASSET) == 42 * WAD
 
 
@@ -172,13 +186,24 @@ def test_set_feed__asset_id_from_max_assets__reverts_asset_id_too_large(
 def test_set_feed__invalid_config__reverts_invalid_feed_config(
     system: Client, roles: Roles, case: str, heartbeat: int, min_e18: int, max_e18: int
 ) -> None:
-    address = "0x" + "00" * 20 if case == "zero feed address" else new_feed(system.chain, roles.owner).address
+    address = (
+        "0x" + "00" * 20
+        if case == "zero feed address"
+        else new_feed(system.chain, roles.owner).address
+    )
     with pytest.raises(ContractRevert) as e:
         system.chain.send(
-            system.router.functions.setFeed(FREE_ASSET, address, heartbeat, min_e18, max_e18), roles.owner, case
+            system.router.functions.setFeed(FREE_ASSET, address, heartbeat, min_e18, max_e18),
+            roles.owner,
+            case,
         )
     assert_revert(
-        e.value, "InvalidFeedConfig", feed=address, heartbeatSeconds=heartbeat, minPriceE18=min_e18, maxPriceE18=max_e18
+        e.value,
+        "InvalidFeedConfig",
+        feed=address,
+        heartbeatSeconds=heartbeat,
+        minPriceE18=min_e18,
+        maxPriceE18=max_e18,
     )
     assert router_call(system, "feedConfig", FREE_ASSET)[0] == "0x" + "00" * 20
 
@@ -209,14 +234,20 @@ def test_set_sequencer_feed__non_owner__reverts_ownable_unauthorized_account(
 ) -> None:
     feed = new_feed(system.chain, roles.owner, decimals=0, answer=1)
     with pytest.raises(ContractRevert) as e:
-        system.chain.send(system.router.functions.setSequencerFeed(feed.address, 60), trader, "sequencer")
+        system.chain.send(
+            system.router.functions.setSequencerFeed(feed.address, 60), trader, "sequencer"
+        )
     assert_revert(e.value, "OwnableUnauthorizedAccount", account=trader)
     assert system.router.functions.sequencerFeed().call() == "0x" + "00" * 20
 
 
-def test_set_sequencer_feed__owner__stores_it_and_emits_sequencer_feed_set(system: Client, roles: Roles) -> None:
+def test_set_sequencer_feed__owner__stores_it_and_emits_sequencer_feed_set(
+    system: Client, roles: Roles
+) -> None:
     feed = new_feed(system.chain, roles.owner, decimals=0, answer=0)
-    receipt = system.chain.send(system.router.functions.setSequencerFeed(feed.address, 900), roles.owner, "seq")
+    receipt = system.chain.send(
+        system.router.functions.setSequencerFeed(feed.address, 900), roles.owner, "seq"
+    )
     [event] = [e for e in system.events(receipt) if e.name == "SequencerFeedSet"]
     assert event.args == {"feed": feed.address, "gracePeriodSeconds": 900}
     assert system.router.functions.sequencerFeed().call() == feed.address
@@ -239,7 +270,9 @@ def test_price_e18__feed_decimals__normalised_to_1e18(
     assert tuple(system.router.functions.tryPriceE18(FREE_ASSET).call()) == (expected, OK)
 
 
-def test_prices_e18__mask__returns_every_asked_price_at_its_index_and_zero_elsewhere(system: Client) -> None:
+def test_prices_e18__mask__returns_every_asked_price_at_its_index_and_zero_elsewhere(
+    system: Client,
+) -> None:
     prices = router_call(system, "pricesE18", (1 << ETH) | (1 << SOL))
     assert len(prices) == MAX_ASSETS
     assert prices[ETH] == 3_000 * WAD
@@ -256,7 +289,9 @@ def test_price_e18__asset_without_feed__reverts_unknown_asset(system: Client, as
 
 
 @pytest.mark.parametrize("missing", [FREE_ASSET, MAX_ASSETS])
-def test_prices_e18__mask_with_an_asset_without_feed__reverts_unknown_asset(system: Client, missing: int) -> None:
+def test_prices_e18__mask_with_an_asset_without_feed__reverts_unknown_asset(
+    system: Client, missing: int
+) -> None:
     with pytest.raises(ContractRevert) as e:
         router_call(system, "pricesE18", (1 << ETH) | (1 << missing))
     assert_revert(e.value, "UnknownAsset", asset=missing)
@@ -277,40 +312,53 @@ def test_price_e18__non_positive_answer__reverts_non_positive_price(
     assert tuple(system.router.functions.tryPriceE18(ETH).call()) == (0, NON_POSITIVE)
 
 
-def test_price_e18__round_older_than_heartbeat__reverts_stale_price(system: Client, roles: Roles) -> None:
+def test_price_e18__round_older_than_heartbeat__reverts_stale_price(
+    system: Client, chain: Chain, roles: Roles
+) -> None:
     """# I14 / C01: a round exactly one heartbeat old is still fresh; one second more is stale."""
     feed = system.feeds["ETH"]
-    t = now(system.chain)
-    system.chain.send(feed.functions.setRound(ETH_E8, t - HEARTBEAT), roles.owner, "edge round")
-    assert now(system.chain) == t  # one block, same second: the calls below see the same `t`
+    t = now(chain) + 10
+    updated_at = t - HEARTBEAT
+    chain.w3.provider.make_request("evm_setNextBlockTimestamp", [t])  # type: ignore[arg-type]
+    system.chain.send(feed.functions.setRound(ETH_E8, updated_at), roles.owner, "edge round")
+    assert now(chain) == t
     assert router_call(system, "priceE18", ETH) == 3_000 * WAD
 
-    system.chain.send(feed.functions.setRound(ETH_E8, t - HEARTBEAT - 1), roles.owner, "stale round")
-    block_time = now(system.chain)
+    chain.w3.provider.make_request("evm_mine", [t + 1])  # type: ignore[arg-type]
+    assert now(chain) == t + 1
     with pytest.raises(ContractRevert) as e:
         router_call(system, "priceE18", ETH)
-    assert_revert(e.value, "StalePrice", asset=ETH, updatedAt=t - HEARTBEAT - 1, heartbeatSeconds=HEARTBEAT)
-    assert block_time - (t - HEARTBEAT - 1) > HEARTBEAT
+    assert_revert(
+        e.value, "StalePrice", asset=ETH, updatedAt=updated_at, heartbeatSeconds=HEARTBEAT
+    )
     assert tuple(system.router.functions.tryPriceE18(ETH).call()) == (0, STALE)
 
 
-def test_price_e18__fresh_round_aged_by_time_travel__reverts_stale_price(system: Client, chain: Chain) -> None:
+def test_price_e18__fresh_round_aged_by_time_travel__reverts_stale_price(
+    system: Client, chain: Chain
+) -> None:
     """# C01: no new round for longer than the heartbeat (the feed stopped updating)."""
     updated_at = system.feeds["ETH"].functions.latestRoundData().call()[3]
     chain.w3.provider.make_request("evm_increaseTime", [HEARTBEAT + 60])  # type: ignore[arg-type]
     chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     with pytest.raises(ContractRevert) as e:
         router_call(system, "priceE18", ETH)
-    assert_revert(e.value, "StalePrice", asset=ETH, updatedAt=updated_at, heartbeatSeconds=HEARTBEAT)
+    assert_revert(
+        e.value, "StalePrice", asset=ETH, updatedAt=updated_at, heartbeatSeconds=HEARTBEAT
+    )
 
 
-def test_price_e18__round_from_the_future__reverts_future_price(system: Client, roles: Roles) -> None:
+def test_price_e18__round_from_the_future__reverts_future_price(
+    system: Client, roles: Roles
+) -> None:
     feed = system.feeds["ETH"]
     future = now(system.chain) + 600
     system.chain.send(feed.functions.setRound(ETH_E8, future), roles.owner, "future round")
     with pytest.raises(ContractRevert) as e:
         router_call(system, "priceE18", ETH)
-    assert_revert(e.value, "FuturePrice", asset=ETH, updatedAt=future, blockTimestamp=now(system.chain))
+    assert_revert(
+        e.value, "FuturePrice", asset=ETH, updatedAt=future, blockTimestamp=now(system.chain)
+    )
     assert tuple(system.router.functions.tryPriceE18(ETH).call()) == (0, FUTURE)
 
 
@@ -327,7 +375,12 @@ def test_price_e18__outside_bounds__reverts_price_out_of_bounds(
     with pytest.raises(ContractRevert) as e:
         router_call(system, "priceE18", FREE_ASSET)
     assert_revert(
-        e.value, "PriceOutOfBounds", asset=FREE_ASSET, priceE18=expected_e18, minPriceE18=100 * WAD, maxPriceE18=10_000 * WAD
+        e.value,
+        "PriceOutOfBounds",
+        asset=FREE_ASSET,
+        priceE18=expected_e18,
+        minPriceE18=100 * WAD,
+        maxPriceE18=10_000 * WAD,
     )
     assert system.router.functions.tryPriceE18(FREE_ASSET).call()[1] == OUT_OF_BOUNDS
 
@@ -345,9 +398,10 @@ def test_price_e18__answer_pinned_at_a_configured_bound__reverts_price_out_of_bo
     system: Client, roles: Roles, bound: str
 ) -> None:
     """# C03: a Chainlink aggregator clamps its answer to its own min/maxAnswer, so a feed that is
-    pinned reports exactly that value, and an owner mirroring the aggregator's limits into the router
-    sets the bound to exactly that value (IOracleRouter: minPriceE18 is for "a feed pinned at its
-    floor"). A price equal to a bound is the signature of a pinned feed and must be rejected."""
+    pinned reports exactly that value, and an owner mirroring the aggregator's limits into the
+    router sets the bound to exactly that value (IOracleRouter: minPriceE18 is for "a feed pinned
+    at its floor"). A price equal to a bound is the signature of a pinned feed: it must be
+    rejected."""
     min_e18, max_e18 = 100 * WAD, 10_000 * WAD
     pinned = min_e18 if bound == "min" else max_e18
     feed = new_feed(system.chain, roles.owner, 8, pinned // 10**10)
@@ -362,7 +416,7 @@ def test_price_e18__absurd_answer_above_max__reports_the_price_scaled_to_1e18(
     system: Client, roles: Roles
 ) -> None:
     """`PriceOutOfBounds.priceE18` and `tryPriceE18` are documented as 1e18-scaled; an 8-decimals
-    answer of 2e27 is 2e37 in 1e18 units, not 2e27 (which would look like a price below max × 1e10)."""
+    answer of 2e27 is 2e37 in 1e18 units, not 2e27 (which reads as a price 1e10 times too low)."""
     answer = 2 * 10**27
     feed = new_feed(system.chain, roles.owner, 8, answer)
     set_feed(system, roles.owner, FREE_ASSET, feed, min_e18=WAD, max_e18=10**27)
@@ -370,7 +424,10 @@ def test_price_e18__absurd_answer_above_max__reports_the_price_scaled_to_1e18(
         router_call(system, "priceE18", FREE_ASSET)
     assert_revert(e.value, "PriceOutOfBounds", asset=FREE_ASSET, maxPriceE18=10**27)
     assert e.value.args_by_name["priceE18"] == answer * 10**10
-    assert tuple(system.router.functions.tryPriceE18(FREE_ASSET).call()) == (answer * 10**10, OUT_OF_BOUNDS)
+    assert tuple(system.router.functions.tryPriceE18(FREE_ASSET).call()) == (
+        answer * 10**10,
+        OUT_OF_BOUNDS,
+    )
 
 
 def test_prices_e18__one_unusable_asset_in_mask__reverts_with_that_assets_error(
@@ -379,7 +436,9 @@ def test_prices_e18__one_unusable_asset_in_mask__reverts_with_that_assets_error(
     updated_at = make_stale(system, roles.owner, "BTC")
     with pytest.raises(ContractRevert) as e:
         router_call(system, "pricesE18", 0b111)
-    assert_revert(e.value, "StalePrice", asset=BTC, updatedAt=updated_at, heartbeatSeconds=HEARTBEAT)
+    assert_revert(
+        e.value, "StalePrice", asset=BTC, updatedAt=updated_at, heartbeatSeconds=HEARTBEAT
+    )
     assert router_call(system, "pricesE18", 0b101)[SOL] == 150 * WAD  # the others still price
 
 
@@ -437,7 +496,9 @@ def test_check_sequencer__no_sequencer_feed__is_a_no_op(system: Client) -> None:
     assert system.router.functions.sequencerOk().call() is True
 
 
-def test_check_sequencer__sequencer_down__reverts_sequencer_down(system: Client, roles: Roles) -> None:
+def test_check_sequencer__sequencer_down__reverts_sequencer_down(
+    system: Client, roles: Roles
+) -> None:
     went_down = now(system.chain) - 30
     install_sequencer(system, roles.owner, down=True, started_at=went_down)
     with pytest.raises(ContractRevert) as e:
@@ -453,7 +514,9 @@ def test_check_sequencer__within_grace_period__reverts_sequencer_grace_period(
     install_sequencer(system, roles.owner, down=False, started_at=restarted, grace=HEARTBEAT)
     with pytest.raises(ContractRevert) as e:
         router_call(system, "checkSequencer")
-    assert_revert(e.value, "SequencerGracePeriod", restartedAt=restarted, gracePeriodSeconds=HEARTBEAT)
+    assert_revert(
+        e.value, "SequencerGracePeriod", restartedAt=restarted, gracePeriodSeconds=HEARTBEAT
+    )
     assert system.router.functions.sequencerOk().call() is False
 
 
@@ -466,7 +529,9 @@ def test_check_sequencer__after_grace_period__passes(system: Client, roles: Role
 def test_sequencer_ok__sequencer_feed_reverts__returns_false_without_reverting(
     system: Client, roles: Roles
 ) -> None:
-    feed = install_sequencer(system, roles.owner, down=False, started_at=now(system.chain) - 2 * HEARTBEAT)
+    feed = install_sequencer(
+        system, roles.owner, down=False, started_at=now(system.chain) - 2 * HEARTBEAT
+    )
     system.chain.send(feed.functions.setReverts(True), roles.owner, "sequencer feed reverts")
     assert system.router.functions.sequencerOk().call() is False
     with pytest.raises(ContractRevert):
@@ -552,7 +617,9 @@ def test_feed_pinned_at_its_floor_while_market_is_10x_lower__risk_increasing_tra
     floor_e18 = WAD // 10
     feed = system.feeds["SOL"]
     system.chain.send(
-        system.router.functions.setFeed(SOL, feed.address, HEARTBEAT, floor_e18, 10**27), roles.owner, "bounds"
+        system.router.functions.setFeed(SOL, feed.address, HEARTBEAT, floor_e18, 10**27),
+        roles.owner,
+        "bounds",
     )
     system.chain.send(feed.functions.setAnswer(floor_e18 // 10**10), roles.owner, "pinned at floor")
     system.deposit(trader, "USDC", 1_000, mint=True)
@@ -570,14 +637,23 @@ def test_feed_below_the_routers_own_floor__trade_reverts_and_deposits_still_work
     pinned print is flagged; deposits stay open (I13)."""
     feed = system.feeds["SOL"]
     system.chain.send(
-        system.router.functions.setFeed(SOL, feed.address, HEARTBEAT, WAD, 10**27), roles.owner, "bounds"
+        system.router.functions.setFeed(SOL, feed.address, HEARTBEAT, WAD, 10**27),
+        roles.owner,
+        "bounds",
     )
     system.chain.send(feed.functions.setAnswer(10**7), roles.owner, "feed at $0.10")
     assert system.deposit(trader, "USDC", 1_000, mint=True) == 1_000 * 10**6
     system.deposit(maker, "USDC", 1_000, mint=True)
     with pytest.raises(ContractRevert) as e:
         system.trade("SOL-PERP", trader, maker, wad(1_000), WAD // 10)
-    assert_revert(e.value, "PriceOutOfBounds", asset=SOL, priceE18=WAD // 10, minPriceE18=WAD, maxPriceE18=10**27)
+    assert_revert(
+        e.value,
+        "PriceOutOfBounds",
+        asset=SOL,
+        priceE18=WAD // 10,
+        minPriceE18=WAD,
+        maxPriceE18=10**27,
+    )
 
 
 # ---------------------------------------------------------------------------- C06 gas starvation
@@ -587,10 +663,14 @@ def test_liquidate__feed_read_starved_of_gas__whole_transaction_reverts(
     """# C06: at every gas limit that starves the feed read, the liquidation reverts as a whole;
     one such transaction mined for real has status 0 and changes nothing."""
     trader = liquidatable.trader
-    tx = {"from": keeper, "to": system.ch.address, "data": system.ch.encode_abi("liquidate", [trader, 0, MAX_UINT])}
+    tx = {
+        "from": keeper,
+        "to": system.ch.address,
+        "data": system.ch.encode_abi("liquidate", [trader, 0, MAX_UINT]),
+    }
     needed = chain.w3.eth.estimate_gas(tx)  # type: ignore[arg-type]
     feed = system.feeds["ETH"].address
-    runs = starved_runs(chain, tx, feed, range(30_000, needed, 500))
+    runs = starved_runs(chain, tx, feed, range(30_000, needed, 1_000))
     assert runs, "no gas limit starved the feed read: widen the sweep"
     assert all(error is not None for _, error in runs), runs
 
@@ -602,7 +682,11 @@ def test_liquidate__feed_read_starved_of_gas__whole_transaction_reverts(
         "debug_traceTransaction", [receipt["transactionHash"].hex(), {"tracer": "callTracer"}]
     )["result"]
     assert _feed_read_starved(mined, feed)
-    assert (system.position(trader, "ETH-PERP"), system.account(trader), system.account(keeper)) == before
+    assert (
+        system.position(trader, "ETH-PERP"),
+        system.account(trader),
+        system.account(keeper),
+    ) == before
     system.liquidate(keeper, trader, "ETH-PERP")  # with enough gas it goes through
     assert system.position(trader, "ETH-PERP") == liquidatable.size_wad // 2
 
@@ -610,20 +694,26 @@ def test_liquidate__feed_read_starved_of_gas__whole_transaction_reverts(
 def test_settle_trade__reducing_trade_with_feed_read_starved__never_skips_the_band_check(
     system: Client, chain: Chain, roles: Roles, open_position: Callable[..., Any]
 ) -> None:
-    """# C06 / I13: a reducing trade tolerates an unusable oracle (`tryPriceE18`), but a matcher must
-    not fake "unusable" by starving the feed read to settle outside the band: every starved run of a
-    trade 33% below the oracle reverts, and so does a mined one."""
+    """# C06 / I13: a reducing trade tolerates an unusable oracle (`tryPriceE18`), but a matcher
+    must not fake "unusable" by starving the feed read to settle outside the band: every starved
+    run of a trade 33% below the oracle reverts, and so does a mined one."""
     opened = open_position(size=10, collateral_usd=5_000)
     off_band = 2_000 * WAD
     args = [0, opened.trader, opened.maker, -opened.size_wad // 2, off_band]
-    tx = {"from": roles.matcher, "to": system.ch.address, "data": system.ch.encode_abi("settleTrade", args)}
+    tx = {
+        "from": roles.matcher,
+        "to": system.ch.address,
+        "data": system.ch.encode_abi("settleTrade", args),
+    }
     with pytest.raises(ContractRevert) as e:
         system.trade("ETH-PERP", opened.trader, opened.maker, -opened.size_wad // 2, off_band)
-    assert_revert(e.value, "PriceOutsideBand", marketId=0, tradePriceE18=off_band, oraclePriceE18=3_000 * WAD)
+    assert_revert(
+        e.value, "PriceOutsideBand", marketId=0, tradePriceE18=off_band, oraclePriceE18=3_000 * WAD
+    )
     in_band = {**tx, "data": system.ch.encode_abi("settleTrade", [*args[:4], opened.price_e18])}
     needed = chain.w3.eth.estimate_gas(in_band)  # type: ignore[arg-type]
     feed = system.feeds["ETH"].address
-    runs = starved_runs(chain, tx, feed, range(30_000, needed + 5_000, 500))
+    runs = starved_runs(chain, tx, feed, range(30_000, needed + 5_000, 1_000))
     assert runs, "no gas limit starved the feed read: widen the sweep"
     assert all(error is not None for _, error in runs), runs
 
@@ -655,7 +745,7 @@ def test_sequencer_down__liquidation_risk_increasing_trade_and_withdraw__revert_
     assert system.position(liquidatable.trader, "ETH-PERP") == liquidatable.size_wad
 
 
-def test_sequencer_within_grace__liquidation_and_risk_increasing_trade__revert_sequencer_grace_period(
+def test_sequencer_in_grace__liquidation_and_risk_increasing_trade__revert_grace_period(
     system: Client, roles: Roles, liquidatable: Any, keeper: str, others: list[str]
 ) -> None:
     """# C07: just restarted: users get the grace period to add margin before keepers may act."""
@@ -709,7 +799,9 @@ def test_donation_and_large_trade__do_not_move_the_oracle_price_or_anyones_healt
     for symbol, amount in (("USDC", 5_000_000), ("WETH", 1_000), ("WBTC", 50)):
         system.mint(whale, symbol, amount)
         raw = amount * 10 ** system.d.collateral(symbol).decimals
-        chain.send(system.tokens[symbol].functions.transfer(system.ch.address, raw), whale, "donate")
+        chain.send(
+            system.tokens[symbol].functions.transfer(system.ch.address, raw), whale, "donate"
+        )
     system.deposit(whale, "USDC", 2_000_000, mint=True)
     system.deposit(counterparty, "USDC", 2_000_000, mint=True)
     system.trade("ETH-PERP", whale, counterparty, wad(5_000), 3_060 * WAD)  # +2%: the band's edge
@@ -717,3 +809,15 @@ def test_donation_and_large_trade__do_not_move_the_oracle_price_or_anyones_healt
     assert router_call(system, "pricesE18", 0b111) == prices
     assert system.health(opened.trader) == health
     assert system.preview(opened.trader, "ETH-PERP").price_e18 == 3_000 * WAD
+
+
+def test_sequencer__uninitialised_round_started_at_zero__reverts_sequencer_down(
+    system: Client, roles: Roles
+) -> None:
+    """An 'up' answer from a round that never started is no proof of uptime (C07)."""
+    install_sequencer(system, roles.owner, down=False, started_at=0, grace=0)
+    with pytest.raises(ContractRevert) as e:
+        router_call(system, "checkSequencer")
+    assert e.value.name == "SequencerDown"
+    assert e.value.args_by_name == {"statusChangedAt": 0}
+    assert system.router.functions.sequencerOk().call() is False

@@ -3,9 +3,9 @@ refuses to be re-entered mid-transfer, and the health views refuse to answer mid
 (THREATS A01, A02; SPEC I15).
 
 `ReentrantToken` calls `hookTarget` with `hookCalldata` on every transfer and records the outcome
-(`lastHookSucceeded`, `lastHookReturn`). Each test arms the hook, runs a deposit or withdrawal of the
-token (the outer call), checks the inner call was refused with `ReentrancyGuardReentrantCall` and
-that nothing but the outer call's own effect changed; then it fires the same hook outside any
+(`lastHookSucceeded`, `lastHookReturn`). Each test arms the hook, runs a deposit or withdrawal of
+the token (the outer call), checks the inner call was refused with `ReentrancyGuardReentrantCall`
+and that nothing but the outer call's own effect changed; then it fires the same hook outside any
 clearinghouse call to show the inner call is valid on its own, so only the guard stopped it."""
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 from web3.contract import Contract
 
+from offchain.attest import Batch, Domain, Entry, sign
 from offchain.chain import Chain
 from offchain.client import MAX_UINT, Client, wad
-from offchain.deploy import Roles
+from offchain.deploy import Roles, dev_engine_keys
+from offchain.models import SystemSpec
 
 WAD = 10**18
 USDC = 0
@@ -43,7 +45,9 @@ def arm(system: Client, owner: str, token: Contract, target: str, calldata: byte
 
 
 def hook_outcome(token: Contract) -> tuple[bool, bytes]:
-    return bool(token.functions.lastHookSucceeded().call()), bytes(token.functions.lastHookReturn().call())
+    return bool(token.functions.lastHookSucceeded().call()), bytes(
+        token.functions.lastHookReturn().call()
+    )
 
 
 def assert_refused_by_guard(chain: Chain, token: Contract) -> None:
@@ -62,9 +66,13 @@ def run_outer(system: Client, hooked: Hooked, outer: str) -> int:
     """Deposits or withdraws 5 of the hooked token; returns the change in the holder's balance."""
     ch = system.ch.functions
     if outer == "deposit":
-        system.chain.send(ch.deposit(hooked.holder, hooked.asset_id, 5 * WAD), hooked.holder, "outer deposit")
+        system.chain.send(
+            ch.deposit(hooked.holder, hooked.asset_id, 5 * WAD), hooked.holder, "outer deposit"
+        )
         return 5 * WAD
-    system.chain.send(ch.withdraw(hooked.asset_id, 5 * WAD, hooked.holder), hooked.holder, "outer withdraw")
+    system.chain.send(
+        ch.withdraw(hooked.asset_id, 5 * WAD, hooked.holder), hooked.holder, "outer withdraw"
+    )
     return -5 * WAD
 
 
@@ -87,16 +95,32 @@ def state(system: Client, accounts: list[str]) -> dict[str, Any]:
     return {name: value for (name, _), value in zip(keys, values, strict=True)}
 
 
+def signed_batch(system: Client, entries: list[tuple[str, int]]) -> tuple[Any, bytes]:
+    """A quorum-signed attestation (sequence 1, no prices) of zero requirements for each
+    (account, position nonce): valid to submit, so only the guard can refuse the call."""
+    assert system.d.attestation_verifier is not None
+    spec = SystemSpec().attestation
+    assert spec is not None
+    issued_at = int(system.chain.w3.eth.get_block("latest")["timestamp"])
+    batch = Batch(1, issued_at, 0, (), tuple(Entry(a, nonce, 0, 0) for a, nonce in entries))
+    domain = Domain(system.chain.chain_id, system.d.attestation_verifier)
+    return batch.as_tuple(), sign(batch, domain, dev_engine_keys(spec.signers)[: spec.threshold])
+
+
 @pytest.fixture
 def hooked(system: Client, roles: Roles, trader: str) -> Hooked:
     token = system.chain.deploy("ReentrantToken", sender=roles.owner)
     receipt = system.chain.send(
-        system.ch.functions.listCollateral(token.address, ETH_ASSET, 8_000, 10**30), roles.owner, "list"
+        system.ch.functions.listCollateral(token.address, ETH_ASSET, 8_000, 10**30),
+        roles.owner,
+        "list",
     )
     [asset_id] = [e.args["assetId"] for e in system.events(receipt) if e.name == "CollateralListed"]
     system.chain.send(token.functions.mint(trader, 100 * WAD), trader, "mint")
     system.chain.send(token.functions.approve(system.ch.address, MAX_UINT), trader, "approve")
-    system.chain.send(system.ch.functions.deposit(trader, asset_id, 10 * WAD), trader, "first deposit")
+    system.chain.send(
+        system.ch.functions.deposit(trader, asset_id, 10 * WAD), trader, "first deposit"
+    )
     return Hooked(token, int(asset_id), trader)
 
 
@@ -121,8 +145,13 @@ def setup_reentry(
     if inner == "deposit":
         system.mint(me, "USDC", 100)
         # The token approves the clearinghouse for its USDC through its own hook.
-        arm(system, roles.owner, hooked.token, system.tokens["USDC"].address,
-            system.tokens["USDC"].encode_abi("approve", [ch.address, MAX_UINT]))
+        arm(
+            system,
+            roles.owner,
+            hooked.token,
+            system.tokens["USDC"].address,
+            system.tokens["USDC"].encode_abi("approve", [ch.address, MAX_UINT]),
+        )
         fire_outside(system, hooked)
         assert hook_outcome(hooked.token)[0]
         calldata = ch.encode_abi("deposit", [me, USDC, 100 * 10**6])
@@ -133,7 +162,9 @@ def setup_reentry(
         return Reentry(calldata, [me], done)
     if inner == "withdraw":
         system.mint(roles.owner, "USDC", 100)
-        send(system.tokens["USDC"].functions.approve(ch.address, 100 * 10**6), roles.owner, "approve")
+        send(
+            system.tokens["USDC"].functions.approve(ch.address, 100 * 10**6), roles.owner, "approve"
+        )
         send(ch.functions.deposit(me, USDC, 100 * 10**6), roles.owner, "deposit for the token")
         calldata = ch.encode_abi("withdraw", [USDC, 100 * 10**6, me])
 
@@ -179,12 +210,55 @@ def setup_reentry(
             assert system.balance(borrower, "WETH") == 0
 
         return Reentry(calldata, [borrower, roles.insurance_fund], done)
+    if inner == "withdrawWithAttestation":
+        system.mint(roles.owner, "USDC", 100)
+        send(
+            system.tokens["USDC"].functions.approve(ch.address, 100 * 10**6), roles.owner, "approve"
+        )
+        send(ch.functions.deposit(me, USDC, 100 * 10**6), roles.owner, "deposit for the token")
+        batch, signatures = signed_batch(system, [(me, 0)])
+        calldata = ch.encode_abi(
+            "withdrawWithAttestation", [USDC, 100 * 10**6, me, batch, signatures]
+        )
+
+        def done() -> None:
+            assert system.account(me)["cash_wad"] == 0
+            assert system.tokens["USDC"].functions.balanceOf(me).call() == 100 * 10**6
+
+        return Reentry(calldata, [me], done)
+    if inner == "settleTradeWithAttestation":
+        send(ch.functions.setMatcher(me, True), roles.owner, "token as matcher")
+        taker, maker = others[0], others[1]
+        system.deposit(taker, "USDC", 10_000, mint=True)
+        system.deposit(maker, "USDC", 10_000, mint=True)
+        batch, signatures = signed_batch(system, [(taker, 1), (maker, 1)])
+        calldata = ch.encode_abi(
+            "settleTradeWithAttestation",
+            [MARKET, taker, maker, wad(1), 3_000 * WAD, batch, signatures],
+        )
+
+        def done() -> None:
+            assert system.position(taker, MARKET) == wad(1)
+            assert system.position(maker, MARKET) == -wad(1)
+
+        return Reentry(calldata, [taker, maker], done)
     raise AssertionError(inner)
 
 
 @pytest.mark.parametrize("outer", ["deposit", "withdraw"])
-@pytest.mark.parametrize("inner", ["deposit", "withdraw", "liquidate", "settleTrade", "resolveInsolvency"])
-def test_hooked_collateral__reenters_an_entry_point_mid_transfer__inner_call_reverts_and_state_unchanged(
+@pytest.mark.parametrize(
+    "inner",
+    [
+        "deposit",
+        "withdraw",
+        "withdrawWithAttestation",
+        "liquidate",
+        "settleTrade",
+        "settleTradeWithAttestation",
+        "resolveInsolvency",
+    ],
+)
+def test_hooked_token__reenters_entry_point_mid_transfer__inner_call_reverts_state_unchanged(
     system: Client,
     roles: Roles,
     hooked: Hooked,
@@ -205,14 +279,19 @@ def test_hooked_collateral__reenters_an_entry_point_mid_transfer__inner_call_rev
 
     assert_refused_by_guard(system.chain, hooked.token)
     after = state(system, watched)
-    balance_key, total_key = f"balance {hooked.holder} {hooked.asset_id}", f"total {hooked.asset_id}"
+    balance_key, total_key = (
+        f"balance {hooked.holder} {hooked.asset_id}",
+        f"total {hooked.asset_id}",
+    )
     assert after[balance_key] == before[balance_key] + delta
     assert after[total_key][6] == before[total_key][6] + delta  # totalDeposited
     changed = {k for k in after if after[k] != before[k]}
     assert changed == {balance_key, total_key}, {k: (before[k], after[k]) for k in changed}
 
     fire_outside(system, hooked)  # the same call with no clearinghouse frame below it
-    assert hook_outcome(hooked.token)[0], system.chain.artifacts.decode_error(hook_outcome(hooked.token)[1])
+    assert hook_outcome(hooked.token)[0], system.chain.artifacts.decode_error(
+        hook_outcome(hooked.token)[1]
+    )
     reentry.check_done()
 
 
@@ -259,7 +338,9 @@ def test_hooked_collateral__totals_read_mid_transfer__are_consistent(
 
     succeeded, returned = hook_outcome(hooked.token)
     assert succeeded
-    (config,) = system.chain.w3.codec.decode(["(address,uint8,uint16,uint8,bool,uint128,uint128)"], returned)
+    (config,) = system.chain.w3.codec.decode(
+        ["(address,uint8,uint16,uint8,bool,uint128,uint128)"], returned
+    )
     total_mid = config[6]
     assert total_mid == (total_before if outer == "deposit" else total_before + delta)
     held = hooked.token.functions.balanceOf(system.ch.address).call()

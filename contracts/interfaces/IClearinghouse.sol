@@ -141,6 +141,8 @@ interface IClearinghouse {
     error NotInsolvent(address account, int256 equityWad);
     error HasOpenPositions(address account, uint256 marketMask);
     error AttestationsDisabled();
+    error OracleAssetNotListed(uint256 oracleAsset);
+    error CollateralAlreadyListed(address token);
 
     // ================================================================ EVENTS
     event CollateralListed(uint256 indexed assetId, address indexed token, uint256 oracleAsset, uint8 decimals);
@@ -300,7 +302,7 @@ interface IClearinghouse {
 
     function setGuardian(address guardian) external;
 
-    /// @notice Guardian only: stops risk-increasing trades. Exits stay open (S4).
+    /// @notice Guardian (or owner): stops risk-increasing trades. Exits stay open (S4).
     function pause() external;
 
     /// @notice Owner only.

@@ -15,8 +15,8 @@ interface IOracleRouter {
     /// @param feed The Chainlink-compatible aggregator.
     /// @param heartbeatSeconds A round older than this is stale.
     /// @param feedDecimals The feed's `decimals()`, cached at listing.
-    /// @param minPriceE18 Prices below this are rejected (a feed pinned at its floor, LUNA 2022).
-    /// @param maxPriceE18 Prices above this are rejected.
+    /// @param minPriceE18 Prices at or below this are rejected (a feed pinned at its floor, LUNA 2022).
+    /// @param maxPriceE18 Prices at or above this are rejected.
     struct FeedConfig {
         AggregatorV3Interface feed;
         uint32 heartbeatSeconds;
@@ -45,7 +45,6 @@ interface IOracleRouter {
     error StalePrice(uint256 asset, uint256 updatedAt, uint256 heartbeatSeconds);
     error FuturePrice(uint256 asset, uint256 updatedAt, uint256 blockTimestamp);
     error PriceOutOfBounds(uint256 asset, uint256 priceE18, uint256 minPriceE18, uint256 maxPriceE18);
-    error FeedCallFailed(uint256 asset, address feed);
     error SequencerDown(uint256 statusChangedAt);
     error SequencerGracePeriod(uint256 restartedAt, uint256 gracePeriodSeconds);
 

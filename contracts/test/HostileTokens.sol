@@ -88,8 +88,9 @@ contract RebasingToken is ERC20 {
 
     constructor() ERC20("Rebasing", "REB") {}
 
+    /// @dev `_update` converts amounts to shares, so minting passes the amount unscaled.
     function mint(address to, uint256 amount) external {
-        _mint(to, amount * 10_000 / indexBps);
+        _mint(to, amount);
     }
 
     function rebase(uint256 newIndexBps) external {
