@@ -50,12 +50,6 @@ def require_positive(name: str, array: FloatArray) -> None:
         raise RiskInputError(f"{name} must be > 0 everywhere; non-positive at flat index {bad}")
 
 
-def require_non_negative(name: str, array: FloatArray) -> None:
-    if not np.all(array >= 0.0):
-        bad = np.flatnonzero(~(array.ravel() >= 0.0))[:5].tolist()
-        raise RiskInputError(f"{name} must be >= 0 everywhere; negative at flat index {bad}")
-
-
 def require_probability(name: str, value: float) -> float:
     """Confidence levels live strictly inside (0, 1); 0.5 and above is the only useful range."""
     if not (0.5 <= value < 1.0):
@@ -64,7 +58,7 @@ def require_probability(name: str, value: float) -> float:
 
 
 def as_index_array(name: str, value: Any, *, upper: int) -> IntArray:
-    """Return integer indices in [0, upper), rejecting floats with fractions and out-of-range ids."""
+    """Return integer indices in [0, upper); reject non-integer dtypes and out-of-range ids."""
     array = np.asarray(value)
     if array.ndim != 1:
         raise RiskInputError(f"{name} must be 1-dimensional, got shape {array.shape}")
@@ -75,3 +69,8 @@ def as_index_array(name: str, value: Any, *, upper: int) -> IntArray:
         bad = indices[(indices < 0) | (indices >= upper)][:5].tolist()
         raise RiskInputError(f"{name} holds indices {bad} outside [0, {upper}); check the ids")
     return indices
+
+
+def bincount_sum(index: IntArray, weights: FloatArray, minlength: int) -> FloatArray:
+    """Sum `weights` into `minlength` bins by `index` (np.bincount, typed as the float64 it is)."""
+    return np.asarray(np.bincount(index, weights=weights, minlength=minlength), dtype=np.float64)

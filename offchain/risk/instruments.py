@@ -30,6 +30,7 @@ from offchain.risk.checks import (
     RiskInputError,
     as_float_array,
     as_index_array,
+    bincount_sum,
 )
 
 SECONDS_PER_DAY = 86_400.0
@@ -91,7 +92,7 @@ class Instruments:
         strike = _option_column("strike_usd", strike_usd, n, is_option, ids)
         expiry = _option_column("expiry_s", expiry_s, n, is_option, ids)
         if np.any(strike[is_option] <= 0.0):
-            bad = [ids[i] for i in np.flatnonzero(is_option & ~(strike > 0.0))]
+            bad = [ids[int(i)] for i in np.flatnonzero(is_option & ~(strike > 0.0))]
             raise RiskInputError(f"strike_usd must be > 0 for options; bad for {bad[:5]}")
         return cls(tuple(ids), tuple(underlyings), kind, underlying_idx, strike, expiry)
 
@@ -145,7 +146,7 @@ def _option_column(
         raise RiskInputError(f"{name} must have shape ({n},), got {raw.shape}")
     missing = is_option & ~np.isfinite(raw)
     if np.any(missing):
-        bad = [ids[i] for i in np.flatnonzero(missing)]
+        bad = [ids[int(i)] for i in np.flatnonzero(missing)]
         raise RiskInputError(f"{name} must be finite for every option; missing for {bad[:5]}")
     return np.where(is_option, raw, np.nan)
 
@@ -220,23 +221,27 @@ class PositionBook:
     def sum_by_group(self, values: FloatArray) -> FloatArray:
         """Sum per-position rows (1-D or 2-D along axis 0) within each group."""
         if self.n_groups == 0:
-            return np.zeros((0,) + values.shape[1:])
+            return np.zeros((0, *values.shape[1:]))
         return np.asarray(np.add.reduceat(values, self.group_start, axis=0), dtype=np.float64)
 
-    def sum_by_account(self, group_values: FloatArray) -> FloatArray:
-        """Sum per-group values into one value per account (zero for accounts without groups)."""
-        return np.bincount(self.group_account, weights=group_values, minlength=self.n_accounts)
-
-    def dense_by_group(self, group_values: FloatArray) -> FloatArray:
-        """Scatter per-group values into an accounts × underlyings matrix."""
-        out = np.zeros((self.n_accounts, self.n_underlyings))
-        out[self.group_account, self.group_underlying] = group_values
-        return out
+    def subset(self, keep: BoolArray) -> PositionBook:
+        """The book restricted to some positions; order (hence grouping) is preserved."""
+        return _grouped(
+            self.n_accounts,
+            self.n_underlyings,
+            self.account_idx[keep],
+            self.instrument_idx[keep],
+            self.underlying_idx[keep],
+            self.size[keep],
+        )
 
 
 def build_book(instruments: Instruments, positions: Positions) -> PositionBook:
     """Net, drop zeros and sort positions so (account, underlying) groups are contiguous."""
-    if positions.instrument_idx.size and positions.instrument_idx.max() >= instruments.n_instruments:
+    if (
+        positions.instrument_idx.size
+        and positions.instrument_idx.max() >= instruments.n_instruments
+    ):
         raise RiskInputError("positions refer to instruments beyond the Instruments table")
     n_inst = instruments.n_instruments
     n_und = instruments.n_underlyings
@@ -246,26 +251,42 @@ def build_book(instruments: Instruments, positions: Positions) -> PositionBook:
     key = (positions.account_idx.astype(np.int64) * n_und + underlying) * n_inst
     key = key + positions.instrument_idx
     unique_key, inverse = np.unique(key, return_inverse=True)
-    netted = np.bincount(inverse.ravel(), weights=positions.size, minlength=unique_key.size)
+    netted = bincount_sum(inverse.ravel(), weights=positions.size, minlength=unique_key.size)
     keep = netted != 0.0
     unique_key, netted = unique_key[keep], netted[keep]
     instrument = (unique_key % n_inst).astype(np.intp)
     group_key = unique_key // n_inst
-    account = (group_key // n_und).astype(np.intp)
-    und = (group_key % n_und).astype(np.intp)
-    is_new_group = np.ones(group_key.shape, dtype=bool)
-    is_new_group[1:] = group_key[1:] != group_key[:-1]
+    return _grouped(
+        positions.n_accounts,
+        n_und,
+        (group_key // n_und).astype(np.intp),
+        instrument,
+        (group_key % n_und).astype(np.intp),
+        netted.astype(np.float64),
+    )
+
+
+def _grouped(
+    n_accounts: int,
+    n_underlyings: int,
+    account: IntArray,
+    instrument: IntArray,
+    underlying: IntArray,
+    size: FloatArray,
+) -> PositionBook:
+    """Attach group boundaries to positions already sorted by (account, underlying)."""
+    is_new_group = np.ones(account.shape, dtype=bool)
+    is_new_group[1:] = (account[1:] != account[:-1]) | (underlying[1:] != underlying[:-1])
     group_start = np.flatnonzero(is_new_group).astype(np.intp)
-    group_of_position = (np.cumsum(is_new_group) - 1).astype(np.intp)
     return PositionBook(
-        n_accounts=positions.n_accounts,
-        n_underlyings=n_und,
+        n_accounts=n_accounts,
+        n_underlyings=n_underlyings,
         account_idx=account,
         instrument_idx=instrument,
-        underlying_idx=und,
-        size=netted.astype(np.float64),
+        underlying_idx=underlying,
+        size=size,
         group_start=group_start,
-        group_of_position=group_of_position,
+        group_of_position=(np.cumsum(is_new_group) - 1).astype(np.intp),
         group_account=account[group_start],
-        group_underlying=und[group_start],
+        group_underlying=underlying[group_start],
     )

@@ -70,3 +70,68 @@ def tiered_margin(
         im += schedule.im_rate_increment[underlying_idx, t] * hinge
         mm += schedule.mm_rate_increment[underlying_idx, t] * hinge
     return im, mm
+
+
+@dataclass(frozen=True)
+class SortedSizes:
+    """Per underlying, the positions' |size| in descending order with their account.
+
+    At price S a position's notional |q|·S crosses floor f exactly when |q| > f/S, so the
+    positions above a tier floor are a prefix of this order: one binary search per tier and
+    market finds them, and only they need the hinge terms. Everything below the second floor is
+    the base rate times notional, which the engine sums per account with one matrix product.
+    """
+
+    neg_abs_size: tuple[FloatArray, ...]  # ascending, i.e. |size| descending
+    account: tuple[IntArray, ...]
+
+    @classmethod
+    def build(
+        cls,
+        abs_size: FloatArray,
+        underlying_idx: IntArray,
+        account_idx: IntArray,
+        n_underlyings: int,
+    ) -> SortedSizes:
+        neg: list[FloatArray] = []
+        acc: list[IntArray] = []
+        for u in range(n_underlyings):
+            in_u = np.flatnonzero(underlying_idx == u)
+            order = in_u[np.argsort(-abs_size[in_u], kind="stable")]
+            neg.append(-abs_size[order])
+            acc.append(account_idx[order])
+        return cls(tuple(neg), tuple(acc))
+
+
+def tier_excess_entries(
+    sizes: SortedSizes, prices_usd: FloatArray, schedule: TierSchedule
+) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+    """(account, underlying, IM excess, MM excess) of every position above a tier-1+ floor.
+
+    The excess is the requirement beyond base rate × notional; summing it per account and
+    adding the base gives exactly `tiered_margin` summed per account.
+    """
+    accounts: list[IntArray] = []
+    underlyings: list[IntArray] = []
+    im: list[FloatArray] = []
+    mm: list[FloatArray] = []
+    for u, neg in enumerate(sizes.neg_abs_size):
+        for t in range(1, schedule.n_tiers):
+            floor = schedule.floor_usd[u, t]
+            count = int(np.searchsorted(neg, -floor / prices_usd[u], side="left"))
+            if count == 0:
+                continue
+            hinge = -neg[:count] * prices_usd[u] - floor
+            accounts.append(sizes.account[u][:count])
+            underlyings.append(np.full(count, u, dtype=np.intp))
+            im.append(schedule.im_rate_increment[u, t] * hinge)
+            mm.append(schedule.mm_rate_increment[u, t] * hinge)
+    if not accounts:
+        empty_i = np.zeros(0, dtype=np.intp)
+        return empty_i, empty_i, np.zeros(0), np.zeros(0)
+    return (
+        np.concatenate(accounts),
+        np.concatenate(underlyings),
+        np.concatenate(im),
+        np.concatenate(mm),
+    )

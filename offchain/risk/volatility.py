@@ -73,7 +73,9 @@ def ewma_update(
     # A repeated timestamp carries no time, hence no information about a variance rate.
     update = mask & ~first & (dt_s > 0.0)
     safe_dt = np.where(update, dt_s, 1.0)
-    rate_obs = np.log(prices_usd / np.where(update, state.last_price_usd, prices_usd)) ** 2 / safe_dt
+    rate_obs = (
+        np.log(prices_usd / np.where(update, state.last_price_usd, prices_usd)) ** 2 / safe_dt
+    )
     keep_slow = np.where(update, lambda_per_day ** (safe_dt / SECONDS_PER_DAY), 1.0)
     keep_fast = np.where(update, 0.5 ** (safe_dt / fast_half_life_s), 1.0)
     touched = mask & (first | (dt_s > 0.0))
@@ -93,5 +95,5 @@ def volatility_mm_rate(
     floor_rate: FloatArray,
     cap_rate: FloatArray,
 ) -> FloatArray:
-    """MM per USD of notional: z·σ·√horizon clipped to [floor, cap] (all arrays over underlyings)."""
+    """MM per USD of notional: z·σ·√horizon clipped to [floor, cap] (arrays over underlyings)."""
     return np.clip(z * sigma_per_sqrt_s * np.sqrt(horizon_s), floor_rate, cap_rate)
