@@ -248,8 +248,17 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         step.priceE18 = prices[m.oracleAsset];
         step.sizeBefore = size;
         (step.closeSize,) = _closeSize(size, step.priceE18, h);
-        if (step.closeSize > maxCloseSize) step.closeSize = maxCloseSize;
-        (step.penaltyWad, step.keeperRewardWad) = _penalty(step.closeSize, step.priceE18, m.liquidationPenaltyBps);
+        if (step.closeSize > maxCloseSize) {
+            // A keeper may close less than allowed, but never leave dust nobody will pay to close.
+            step.closeSize = maxCloseSize;
+            uint256 remainingWad = (size.abs() - maxCloseSize).mulDivDown(step.priceE18, MarginMath.WAD);
+            if (remainingWad < _liquidation.minPositionNotionalWad) {
+                revert LiquidationLeavesDust(remainingWad, _liquidation.minPositionNotionalWad);
+            }
+        }
+        bool ok;
+        (step.penaltyWad, step.keeperRewardWad, ok) = _penalty(size, step.closeSize, step.priceE18, m);
+        if (!ok) revert LiquidationTooSmall(step.closeSize);
         _executeLiquidation(account_, marketId, a, step);
 
         if (a.marketMask == 0) {
@@ -444,7 +453,7 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
             return p;
         }
         (p.closeSize, p.fullLiquidation) = _closeSize(size, p.priceE18, h);
-        (p.penaltyWad, p.keeperRewardWad) = _penalty(p.closeSize, p.priceE18, m.liquidationPenaltyBps);
+        (p.penaltyWad, p.keeperRewardWad,) = _penalty(size, p.closeSize, p.priceE18, m);
     }
 
     // ================================================================ INTERNAL: MARGIN
@@ -576,7 +585,7 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
             _requireInitialMargin(account_, _accounts[account_]);
             return;
         }
-        if (!priced || priceE18 == oraclePrice) return;
+        if (!priced) return;
         int256 equityChange = s.cashChangeWad + s.sizeAfter.mulDivFloor(oraclePrice, MarginMath.WAD)
             - s.sizeBefore.mulDivFloor(oraclePrice, MarginMath.WAD);
         uint256 ratePerWad = oraclePrice * m.imBps;
@@ -665,15 +674,39 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         if (full) closeSize = absSize;
     }
 
-    /// @dev Penalty on the closed notional, rounded up; the keeper's share is rounded down and capped.
-    function _penalty(uint256 closeSize, uint256 priceE18, uint256 penaltyBps)
+    /// @dev Penalty on the closed notional, rounded up, but never more than the closure frees
+    /// (MM released plus the equity change of realising at the oracle price, both exact), so a
+    /// liquidation never leaves MM − equity larger, not even by a rounding wei (SPEC I8). `ok` is
+    /// false when even a zero penalty could not keep that promise (closes of a few wei). The
+    /// keeper's share is rounded down and capped.
+    function _penalty(int256 size, uint256 closeSize, uint256 priceE18, MarketConfig memory m)
         internal
         view
-        returns (uint256 penaltyWad, uint256 keeperRewardWad)
+        returns (uint256 penaltyWad, uint256 keeperRewardWad, bool ok)
     {
-        penaltyWad = closeSize.mulDivUp(priceE18 * penaltyBps, MarginMath.WAD * MarginMath.BPS);
+        int256 freed = _freedByClose(size, closeSize, priceE18, m.mmBps);
+        if (freed < 0) return (0, 0, false);
+        penaltyWad = closeSize.mulDivUp(priceE18 * m.liquidationPenaltyBps, MarginMath.WAD * MarginMath.BPS);
+        if (penaltyWad > uint256(freed)) penaltyWad = uint256(freed);
+        ok = true;
         keeperRewardWad = penaltyWad.mulDivDown(_liquidation.keeperShareBps, MarginMath.BPS);
         if (keeperRewardWad > _liquidation.keeperRewardCapWad) keeperRewardWad = _liquidation.keeperRewardCapWad;
+    }
+
+    /// @dev How much closing `closeSize` at the oracle price lowers MM − equity, exactly: maintenance
+    /// margin released, plus the cash received, minus the mark given up.
+    function _freedByClose(int256 size, uint256 closeSize, uint256 priceE18, uint256 mmBps)
+        internal
+        pure
+        returns (int256)
+    {
+        int256 delta = size > 0 ? -closeSize.toInt256() : closeSize.toInt256();
+        int256 sizeAfter = size + delta;
+        uint256 ratePerWad = priceE18 * mmBps;
+        uint256 released = size.abs().mulDivUp(ratePerWad, MarginMath.WAD * MarginMath.BPS)
+            - sizeAfter.abs().mulDivUp(ratePerWad, MarginMath.WAD * MarginMath.BPS);
+        return released.toInt256() - delta.mulDivCeil(priceE18, MarginMath.WAD)
+            + sizeAfter.mulDivFloor(priceE18, MarginMath.WAD) - size.mulDivFloor(priceE18, MarginMath.WAD);
     }
 
     /// @dev The backstop (insurance fund account) takes `delta` at the oracle price and is paid

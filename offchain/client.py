@@ -15,7 +15,7 @@ from web3.types import TxReceipt
 
 from offchain.chain import Chain, Event, checksum
 from offchain.errors import ConfigError
-from offchain.models import WAD, Deployment
+from offchain.models import Deployment, to_units
 
 MAX_UINT = 2**256 - 1
 
@@ -62,15 +62,16 @@ class Preview:
 
 
 def wad(amount: float | int | str | Decimal) -> int:
-    """Human USD amount or base size to 18-decimal integer units, exactly for decimal input."""
-    return int(Decimal(str(amount)) * WAD)
+    """Human USD amount or base size (signed) in 18-decimal integer units, exactly."""
+    return (
+        to_units(amount, 18) if Decimal(str(amount)) >= 0 else -to_units(-Decimal(str(amount)), 18)
+    )
 
 
 def units(amount: float | int | str | Decimal, decimals: int) -> int:
-    value = Decimal(str(amount)) * (Decimal(10) ** decimals)
-    if value < 0:
+    if Decimal(str(amount)) < 0:
         raise ConfigError(f"amount {amount} is negative", "give a positive amount")
-    return int(value)
+    return to_units(amount, decimals)
 
 
 class Client:

@@ -15,12 +15,12 @@ from eth_utils import keccak
 from offchain.attest import address_of
 from offchain.chain import Chain
 from offchain.models import (
-    WAD,
     AssetRecord,
     CollateralRecord,
     Deployment,
     MarketRecord,
     SystemSpec,
+    to_units,
 )
 
 
@@ -42,11 +42,6 @@ class Roles:
             return accounts[i] if len(accounts) > i else owner
 
         return cls(owner=owner, matcher=pick(1), guardian=pick(2), insurance_fund=pick(3))
-
-
-def to_units(amount: float, decimals: int) -> int:
-    """A human amount in a token's or a feed's integer units (exact for the values we use)."""
-    return int(round(amount * 10**decimals))
 
 
 def dev_engine_keys(count: int) -> list[str]:
@@ -83,8 +78,8 @@ def deploy_system(
                 asset_id,
                 feed.address,
                 a.heartbeat_s,
-                int(a.min_price_usd * WAD),
-                int(a.max_price_usd * WAD),
+                to_units(a.min_price_usd, 18),
+                to_units(a.max_price_usd, 18),
             ),
             owner,
             f"set feed {a.symbol}",
@@ -156,8 +151,8 @@ def deploy_system(
                 m.mm_bps,
                 m.liquidation_penalty_bps,
                 m.price_band_bps,
-                int(m.max_position_size * WAD),
-                int(m.open_interest_cap * WAD),
+                to_units(m.max_position_size, 18),
+                to_units(m.open_interest_cap, 18),
             ),
             owner,
             f"list market {m.symbol}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -10,6 +11,12 @@ from offchain.errors import ConfigError, DeploymentMissing
 
 WAD = 10**18
 BPS = 10_000
+
+
+def to_units(amount: float | int | str | Decimal, decimals: int) -> int:
+    """A human amount in integer units of `decimals` (18 for wad), exact: through the decimal
+    string, so 1e6 becomes 10**24 and not 999999.99999999998 × 10**18."""
+    return int(Decimal(str(amount)).scaleb(decimals).to_integral_value(rounding=ROUND_DOWN))
 
 
 class Frozen(BaseModel):
@@ -72,8 +79,8 @@ class LiquidationSpec(Frozen):
             self.full_liquidation_health_bps,
             self.keeper_share_bps,
             self.max_positions_per_account,
-            int(self.min_position_notional_usd * WAD),
-            int(self.keeper_reward_cap_usd * WAD),
+            to_units(self.min_position_notional_usd, 18),
+            to_units(self.keeper_reward_cap_usd, 18),
         )
 
 

@@ -135,6 +135,8 @@ interface IClearinghouse {
     error TooManyPositions(address account, uint256 count, uint256 max);
     error ReduceWorsensMargin(address account, int256 surplusChangeWad);
     error AccountHealthy(address account, int256 equityWad, uint256 maintenanceMarginWad);
+    error LiquidationLeavesDust(uint256 remainingNotionalWad, uint256 minPositionNotionalWad);
+    error LiquidationTooSmall(uint256 closeSize);
     error NoPosition(address account, uint256 marketId);
     error SelfLiquidation(address account);
     error BackstopNotLiquidatable(address account);
