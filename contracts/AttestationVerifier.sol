@@ -94,7 +94,16 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
         _verifyQuorum(digest, signatures, cfg.threshold);
         if (applied == 0) revert NothingApplied(sequence);
         _record(batch, digest, cfg.keyEpoch);
-        emit BatchApplied(sequence, digest, batch.issuedAt, applied, count - applied);
+        emit BatchApplied(
+            sequence,
+            digest,
+            batch.issuedAt,
+            cfg.keyEpoch,
+            batch.priceAssetMask,
+            batch.pricesE18,
+            applied,
+            count - applied
+        );
     }
 
     // ================================================================ ADMIN
@@ -231,6 +240,8 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
 
     function _record(MarginBatch calldata batch, bytes32 digest, uint32 epoch) internal {
         BatchRecord storage r = _records[batch.sequence % RING_SIZE];
+        // An older batch never evicts a newer one's record: its own entries are just not in force.
+        if (r.sequence > batch.sequence) return;
         if (r.sequence == batch.sequence) {
             // Entries of one sequence may arrive in several batches only if they are the same batch.
             if (r.digest != digest) revert ConflictingBatch(batch.sequence, r.digest, digest);

@@ -76,9 +76,18 @@ interface IAttestationVerifier {
     );
 
     // ================================================================ EVENTS
-    /// @notice A batch passed the quorum check; `applied` of its entries took effect.
+    /// @notice A batch passed the quorum check; `applied` of its entries took effect. Carries the
+    /// prices it was computed from, which decide (with the key epoch) whether its entries are in
+    /// force, so an observer can rebuild S1 from events alone (S7).
     event BatchApplied(
-        uint64 indexed sequence, bytes32 indexed digest, uint64 issuedAt, uint256 applied, uint256 skipped
+        uint64 indexed sequence,
+        bytes32 indexed digest,
+        uint64 issuedAt,
+        uint32 keyEpoch,
+        uint32 priceAssetMask,
+        uint256[] pricesE18,
+        uint256 applied,
+        uint256 skipped
     );
     /// @notice `account`'s attested requirement is now this entry (S7: enough to rebuild it).
     event MarginAttested(
