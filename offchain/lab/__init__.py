@@ -1,0 +1,38 @@
+"""The simulation lab: one market scenario replayed on real Anvil chains under three generations
+of margin rules (static / block-based / synchronised), measuring bad debt, liquidations, capital
+efficiency, sync lag and gas. See docs/lab.md for how to read the report.
+
+Modules, in the order data flows: `scenarios` (named price paths from `offchain.feeds`),
+`population` (seeded traders), `generations` (the three rule sets and Gen 3's `Gen3Sync`),
+`transport` and `ledger` (batched JSON-RPC and the event-only view of a chain), `liquidator`
+(keeper and backstop rounds), `runner` (one generation on its own Anvil), `metrics`, `report`,
+and `main` (`run_lab`).
+"""
+
+from offchain.lab.generations import (
+    GEN1,
+    GEN2,
+    GEN3,
+    GENERATIONS,
+    Gen3Sync,
+    Generation,
+    SynchronisedMargin,
+    SyncStats,
+)
+from offchain.lab.main import DEFAULT_STEPS, SWEEPS, run_lab
+from offchain.lab.scenarios import SCENARIOS
+
+__all__ = [
+    "DEFAULT_STEPS",
+    "GEN1",
+    "GEN2",
+    "GEN3",
+    "GENERATIONS",
+    "SCENARIOS",
+    "SWEEPS",
+    "Gen3Sync",
+    "Generation",
+    "SyncStats",
+    "SynchronisedMargin",
+    "run_lab",
+]

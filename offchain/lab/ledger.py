@@ -1,0 +1,49 @@
+"""One chain as the lab sees it: the account mirror and every event, read from logs only.
+
+The lab never reads an account's storage in its loop (S7/I17): after each batch of transactions
+it pulls the new logs of the clearinghouse (and the attestation verifier, when there is one),
+applies the clearinghouse's to `offchain.mirror.AccountMirror` and keeps every event tagged with
+the price update it happened in. Metrics are then computed from these events and the exact
+integer health mirror, and checked against the chain once at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from offchain.chain import Chain, Event
+from offchain.lab.transport import Transport
+from offchain.mirror import AccountMirror
+from offchain.models import Deployment
+
+
+class Ledger:
+    def __init__(self, chain: Chain, deployment: Deployment, transport: Transport) -> None:
+        self.transport = transport
+        self.deployment = deployment
+        self.mirror = AccountMirror(
+            chain, deployment.clearinghouse, deployment.insurance_fund, deployment.block
+        )
+        self._clearinghouse = deployment.clearinghouse.lower()
+        self._addresses = [deployment.clearinghouse]
+        if deployment.attestation_verifier is not None:
+            self._addresses.append(deployment.attestation_verifier)
+        self._next_block = deployment.block
+        self.tick = 0  # the price update the next events belong to (0 = opening positions)
+        self.events: list[tuple[int, Event]] = []
+
+    def pull(self) -> list[Event]:
+        """Applies and returns every event since the last pull."""
+        head = self.transport.block_number()
+        if head < self._next_block:
+            return []
+        events = self.transport.events(self._addresses, self._next_block, head)
+        self._next_block = head + 1
+        for event in events:
+            if event.address.lower() == self._clearinghouse:
+                self.mirror.apply(event)
+            self.events.append((self.tick, event))
+        return events
+
+    def named(self, name: str) -> Iterator[tuple[int, Event]]:
+        return ((tick, e) for tick, e in self.events if e.name == name)

@@ -1,0 +1,212 @@
+"""The lab's keeper and backstop operator: `offchain.keeper`'s round, with batched transport.
+
+A round is what `Keeper.step` does: rank every account the mirror finds under water (deepest
+shortfall first), confirm each with `previewLiquidation`, skip those whose reward does not pay
+for the gas, liquidate each account's markets once. The differences are transport and one input:
+each pass of previews and each pass of liquidations is one JSON-RPC batch (a 200-trader crash
+would otherwise spend minutes in web3 round trips), and the ranking asks the caller for the
+requirement in force, because under Gen 3 that is the attested one, which the static mirror
+cannot see. The chain still decides: a preview that says HEALTHY is never liquidated.
+
+After the keeper, the backstop operator sells whatever the insurance fund absorbed to the market
+maker at the oracle price (as in `offchain.demo`) and resolves accounts left with negative equity
+and no positions (`resolveInsolvency`, S6), so bad debt is booked rather than left latent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from offchain.chain import Chain
+from offchain.client import MAX_UINT
+from offchain.keeper import LIQUIDATION_GAS_ESTIMATE
+from offchain.lab.ledger import Ledger
+from offchain.lab.transport import Transport, Tx
+from offchain.models import WAD, Deployment
+from offchain.risk.health import Health
+
+# A fixed gas price for the keeper's profitability check. Anvil's base fee drifts with how the
+# lab's batches fill blocks, which would make the check (and so the run) depend on timing.
+KEEPER_GAS_PRICE_WEI = 10**9
+# Gas limits for transactions the lab sends unestimated; only gas used is reported.
+LIQUIDATE_GAS_LIMIT = 1_500_000
+TRADE_GAS_LIMIT = 1_000_000
+PREVIEW_LIQUIDATABLE = 0
+
+Requirement = Callable[[str, Health, Mapping[int, int]], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Liquidation:
+    update: int
+    account: str
+    market_id: int
+    closed_size_wad: int
+    price_e18: int
+    penalty_wad: int
+    keeper_reward_wad: int
+    gas_used: int
+
+
+class LabKeeper:
+    def __init__(
+        self,
+        *,
+        chain: Chain,
+        deployment: Deployment,
+        ledger: Ledger,
+        transport: Transport,
+        address: str,
+        requirement: Requirement,
+        eth_asset: int,
+    ) -> None:
+        self.d = deployment
+        self.ledger = ledger
+        self.transport = transport
+        self.address = address
+        self.requirement = requirement
+        self.eth_asset = eth_asset
+        self._ch = chain.contract("Clearinghouse", deployment.clearinghouse)
+
+    def candidates(self, prices_e18: Mapping[int, int]) -> list[tuple[int, str]]:
+        """(shortfall, account) of accounts below the MM in force, deepest first."""
+        mirror = self.ledger.mirror
+        ranked: list[tuple[int, str]] = []
+        for account, state in mirror.accounts.items():
+            if account == self.d.insurance_fund or not state.has_positions:
+                continue
+            static = mirror.health(account, dict(prices_e18))
+            _, mm = self.requirement(account, static, prices_e18)
+            if static.equity_wad < mm:
+                ranked.append((mm - static.equity_wad, account))
+        ranked.sort(reverse=True)
+        return ranked
+
+    def round(self, prices_e18: Mapping[int, int], timestamp_s: int) -> list[Liquidation]:
+        """One keeper round at the current prices; every transaction mined at `timestamp_s`."""
+        gas_cost_wad = (
+            LIQUIDATION_GAS_ESTIMATE * KEEPER_GAS_PRICE_WEI * prices_e18[self.eth_asset] // WAD
+        )
+        tried: set[tuple[str, int]] = set()
+        done: list[Liquidation] = []
+        positions = self.ledger.mirror.accounts
+        while True:
+            pairs: list[tuple[str, int]] = []
+            for _, account in self.candidates(prices_e18):
+                untried = [
+                    m
+                    for m, s in sorted(positions[account].positions.items())
+                    if s and (account, m) not in tried
+                ]
+                if untried:
+                    pairs.append((account, untried[0]))
+            if not pairs:
+                return done
+            tried.update(pairs)
+            previews = self.transport.call_all(
+                [
+                    (
+                        self._ch.address,
+                        self.transport.codec.encode("Clearinghouse", "previewLiquidation", a, m),
+                    )
+                    for a, m in pairs
+                ]
+            )
+            txs: list[Tx] = []
+            for (account, market_id), raw in zip(pairs, previews, strict=True):
+                preview = self.transport.codec.decode("Clearinghouse", "previewLiquidation", raw)[0]
+                status, reward_wad = int(preview[0]), int(preview[5])
+                if status != PREVIEW_LIQUIDATABLE or reward_wad < gas_cost_wad:
+                    continue
+                data = self.transport.codec.encode(
+                    "Clearinghouse", "liquidate", account, market_id, MAX_UINT
+                )
+                txs.append(
+                    Tx(
+                        self.address,
+                        self._ch.address,
+                        data,
+                        LIQUIDATE_GAS_LIMIT,
+                        f"liquidate {account[:10]} on market {market_id}",
+                    )
+                )
+            if not txs:
+                continue
+            receipts = self.transport.send_all(txs, timestamp_s=timestamp_s)
+            gas_by_tx = {r.tx_hash.lower(): r.gas_used for r in receipts}
+            for event in self.ledger.pull():
+                if event.name != "Liquidate":
+                    continue
+                a = event.args
+                done.append(
+                    Liquidation(
+                        update=self.ledger.tick,
+                        account=str(a["account"]),
+                        market_id=int(a["marketId"]),
+                        closed_size_wad=abs(int(a["sizeDelta"])),
+                        price_e18=int(a["priceE18"]),
+                        penalty_wad=int(a["penaltyWad"]),
+                        keeper_reward_wad=int(a["keeperRewardWad"]),
+                        gas_used=gas_by_tx[event.tx_hash.lower()],
+                    )
+                )
+
+
+class Backstop:
+    """The insurance fund's operator: unwinds absorbed positions and books insolvencies."""
+
+    def __init__(
+        self,
+        *,
+        chain: Chain,
+        deployment: Deployment,
+        ledger: Ledger,
+        transport: Transport,
+        maker: str,
+        traders: list[str],
+    ) -> None:
+        self.d = deployment
+        self.ledger = ledger
+        self.transport = transport
+        self.maker = maker
+        self.traders = traders
+        self._ch = chain.contract("Clearinghouse", deployment.clearinghouse)
+
+    def act(self, prices_e18: Mapping[int, int], timestamp_s: int) -> list[int]:
+        """Gas used by each transaction sent."""
+        mirror = self.ledger.mirror
+        txs: list[Tx] = []
+        fund = mirror.accounts[self.d.insurance_fund]
+        for market in self.d.markets:
+            size = fund.positions.get(market.id, 0)
+            if size:
+                data = self.transport.codec.encode(
+                    "Clearinghouse",
+                    "settleTrade",
+                    market.id,
+                    self.d.insurance_fund,
+                    self.maker,
+                    -size,
+                    prices_e18[market.oracle_asset],
+                )
+                txs.append(
+                    Tx(self.d.matcher, self._ch.address, data, TRADE_GAS_LIMIT, "backstop unwind")
+                )
+        receipts = self.transport.send_all(txs, timestamp_s=timestamp_s)
+        if receipts:
+            self.ledger.pull()
+        insolvent = []
+        for account in self.traders:
+            state = mirror.accounts[account]
+            if state.has_positions:
+                continue
+            if mirror.health(account, dict(prices_e18)).equity_wad < 0:
+                data = self.transport.codec.encode("Clearinghouse", "resolveInsolvency", account)
+                insolvent.append(
+                    Tx(self.d.owner, self._ch.address, data, TRADE_GAS_LIMIT, "resolve insolvency")
+                )
+        resolved = self.transport.send_all(insolvent, timestamp_s=timestamp_s)
+        if resolved:
+            self.ledger.pull()
+        return [r.gas_used for r in (*receipts, *resolved)]

@@ -1,0 +1,458 @@
+"""One generation, one scenario, on its own Anvil: deploy, open the population, replay the path.
+
+Every generation gets the same path and the same population (both from the seed), a fresh chain
+and the same clock: the opening block is mined at `CHAIN_START_S` and update k at
+`CHAIN_START_S + t_k` (the scenario's time), so oracle heartbeats and attestation ages run on the
+scenario's clock, and two runs with the same seed produce the same blocks, gas and events.
+
+Per update: the three oracle feeds move (one block); Gen 3's engine recomputes and attests; the
+keeper (on its cadence) liquidates; the backstop operator unwinds what the insurance fund absorbed
+and books insolvencies; then every trader's equity, requirement in force and notional are
+recorded from the event mirror (no per-account reads). At the end the lab checks its off-chain
+view against the chain once: the Liquidate events counted afresh and every trader's
+`accountHealth`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from offchain.anvil import Anvil
+from offchain.chain import Chain
+from offchain.client import MAX_UINT
+from offchain.deploy import Roles, deploy_system
+from offchain.errors import ConfigError
+from offchain.lab.generations import Gen3Sync, Generation, SynchronisedMargin, SyncStats
+from offchain.lab.ledger import Ledger
+from offchain.lab.liquidator import TRADE_GAS_LIMIT, Backstop, LabKeeper, Liquidation
+from offchain.lab.population import TraderPlan, maker_capital_usd
+from offchain.lab.scenarios import LabPath
+from offchain.lab.transport import Transport, Tx
+from offchain.models import BPS, WAD, AttestationSpec, Deployment, SystemSpec
+from offchain.risk.health import CollateralParams, Health, health
+from offchain.settings import Settings
+
+FloatArray = NDArray[np.float64]
+# A fixed chain clock (2033-05-18) after any wall-clock deployment time, so runs are identical.
+CHAIN_START_S = 2_000_000_000
+# Dev accounts by role: 0-3 owner, matcher, guardian, insurance fund (deploy.Roles); then these.
+MAKER, KEEPER, ENGINE, FIRST_TRADER = 4, 5, 6, 7
+MAX_TRADERS = 250
+DEPOSIT_GAS_LIMIT = 300_000
+ORACLE_GAS_LIMIT = 200_000
+
+
+@dataclass(frozen=True)
+class Insolvency:
+    update: int
+    account: str
+    debt_wad: int
+    covered_wad: int
+    deficit_wad: int
+    seized_value_wad: int  # market value of the collateral the fund took with the debt
+
+
+@dataclass
+class GenerationRun:
+    """Everything one generation produced; `metrics.py` turns it into figures."""
+
+    generation: Generation
+    traders: list[str]
+    interval_s: float
+    times_s: list[float]  # scenario time of each point (0 = opening)
+    symbols: dict[int, str]  # oracle asset id → symbol
+    market_assets: dict[int, int]  # market id → oracle asset id
+    prices_e18: list[dict[int, int]]  # oracle price per asset id at each point
+    # Points × traders, USD, recorded after each update's actions (row 0: after opening).
+    equity_usd: FloatArray
+    im_usd: FloatArray
+    mm_usd: FloatArray
+    notional_usd: FloatArray
+    hold_equity_usd: FloatArray  # the opening positions held untouched along the path
+    market_equity_end_usd: FloatArray  # per trader at the end, collateral at full oracle value
+    liquidations: list[Liquidation]
+    insolvencies: list[Insolvency]
+    gas: dict[str, list[int]]
+    keeper_wall_ms: dict[int, float]  # update → price receipt to keeper round start
+    sync: dict[int, SyncStats]  # update → Gen 3 engine step
+    sigma_annual: list[list[float]]  # Gen 3 engine's σ per underlying after each update
+    insurance_fund_start_wad: int
+    insurance_fund_end_wad: int
+    deficit_wad: int
+    onchain_liquidate_events: int
+    onchain_deficit_wad: int
+    health_mismatches: int
+    setup_s: float
+    wall_s: float
+    notes: list[str] = field(default_factory=list)
+
+
+def run_generation(
+    generation: Generation,
+    lab_path: LabPath,
+    plans: list[TraderPlan],
+    *,
+    settings: Settings,
+    on_progress: Callable[[str], None] = lambda _: None,
+) -> GenerationRun:
+    """Runs `generation` over `lab_path` with `plans` on a fresh embedded Anvil."""
+    if len(plans) > MAX_TRADERS:
+        raise ConfigError(f"{len(plans)} traders", f"the lab runs at most {MAX_TRADERS} traders")
+    started = time.perf_counter()
+    with Anvil(accounts=FIRST_TRADER + len(plans) + 1, binary=settings.anvil_bin) as node:
+        chain = Chain.connect(settings, rpc_url=node.url)
+        roles = Roles.from_accounts(chain.accounts)
+        spec = SystemSpec(attestation=AttestationSpec() if generation.attested else None)
+        deployment = deploy_system(chain, spec, roles)
+        on_progress("deployed")
+        transport = Transport(node.url, chain)
+        transport.manual_mining()
+        return _Run(generation, lab_path, plans, chain, deployment, transport, spec).execute(
+            started, on_progress
+        )
+
+
+class _Run:
+    def __init__(
+        self,
+        generation: Generation,
+        lab_path: LabPath,
+        plans: list[TraderPlan],
+        chain: Chain,
+        deployment: Deployment,
+        transport: Transport,
+        spec: SystemSpec,
+    ) -> None:
+        self.g = generation
+        self.path = lab_path
+        self.plans = plans
+        self.chain = chain
+        self.d = deployment
+        self.transport = transport
+        self.spec = spec
+        self.ledger = Ledger(chain, deployment, transport)
+        self.maker = chain.accounts[MAKER]
+        self.traders = chain.accounts[FIRST_TRADER : FIRST_TRADER + len(plans)]
+        self.now_s = CHAIN_START_S
+        self.gas: dict[str, list[int]] = defaultdict(list)
+        self._ch = chain.contract("Clearinghouse", deployment.clearinghouse)
+        self._feeds = {a.id: chain.contract("MockAggregator", a.feed) for a in deployment.assets}
+        self._decimals = {a.id: a.feed_decimals for a in deployment.assets}
+        self._asset_id = {a.symbol: a.id for a in deployment.assets}
+        self.sync: Gen3Sync | None = None
+        if generation.attested:
+            assert spec.attestation is not None
+            self.sync = Gen3Sync(
+                chain=chain,
+                deployment=deployment,
+                ledger=self.ledger,
+                transport=transport,
+                margin=SynchronisedMargin(
+                    [a.symbol for a in deployment.assets],
+                    lab_path.interval_s,
+                    lab_path.warmup,
+                    liquidation_cost_rate=max(m.liquidation_penalty_bps for m in spec.markets)
+                    / BPS,
+                ),
+                spec=spec.attestation,
+                sender=chain.accounts[ENGINE],
+                clock=lambda: self.now_s,
+            )
+        self.keeper = LabKeeper(
+            chain=chain,
+            deployment=deployment,
+            ledger=self.ledger,
+            transport=transport,
+            address=chain.accounts[KEEPER],
+            requirement=self.requirement,
+            eth_asset=self._asset_id["ETH"],
+        )
+        self.backstop = Backstop(
+            chain=chain,
+            deployment=deployment,
+            ledger=self.ledger,
+            transport=transport,
+            maker=self.maker,
+            traders=self.traders,
+        )
+
+    # ------------------------------------------------------------------ the requirement in force
+    def requirement(
+        self, account: str, static: Health, prices_e18: Mapping[int, int]
+    ) -> tuple[int, int]:
+        if self.sync is None:
+            return static.initial_margin_wad, static.maintenance_margin_wad
+        return self.sync.in_force(account, static, prices_e18, self.now_s)
+
+    # ------------------------------------------------------------------ the run
+    def execute(self, started: float, on_progress: Callable[[str], None]) -> GenerationRun:
+        path = self.path.path
+        points = [self._prices_e18(k) for k in range(path.steps + 1)]
+        self._open_positions(points[0])
+        setup_s = time.perf_counter() - started
+        on_progress("positions opened")
+        rows = [self._snapshot(points[0])]
+        held = [self.ledger.mirror.accounts[a].state() for a in self.traders]
+        fund_start = self.ledger.mirror.health(self.d.insurance_fund, points[0]).equity_wad
+        liquidations: list[Liquidation] = []
+        keeper_wall_ms: dict[int, float] = {}
+        sync: dict[int, SyncStats] = {}
+        sigma: list[list[float]] = []
+        for k in range(1, path.steps + 1):
+            self.now_s = CHAIN_START_S + round(float(path.ts_s[k] - path.ts_s[0]))
+            self.ledger.tick = k
+            prices = points[k]
+            self._push_prices(prices, "oracle_update")
+            tick_at = time.perf_counter()
+            if self.sync is not None:
+                stats = self.sync.tick(prices, float(path.ts_s[k]), post=self.g.engine_posts(k))
+                sigma.append([float(s) for s in self.sync.margin.sigma_annual])
+                if self.g.engine_posts(k):
+                    sync[k] = stats
+                    if stats.gas:
+                        self.gas["engine_submit"].append(stats.gas)
+            if self.g.keeper_checks(k):
+                keeper_wall_ms[k] = (time.perf_counter() - tick_at) * 1000.0
+                done = self.keeper.round(prices, self.now_s)
+                liquidations.extend(done)
+                self.gas["liquidate"].extend(liq.gas_used for liq in done)
+                self.gas["backstop"].extend(self.backstop.act(prices, self.now_s))
+            self.ledger.pull()
+            rows.append(self._snapshot(prices))
+            on_progress(f"update {k}/{path.steps}: {len(liquidations)} liquidations")
+
+        final = points[-1]
+        mirror = self.ledger.mirror
+        equity, im, mm, notional = (np.array([r[i] for r in rows]) for i in range(4))
+        hold = np.array(
+            [
+                [health(s, mirror.collaterals, mirror.markets, p).equity_wad / WAD for s in held]
+                for p in points
+            ]
+        )
+        unhaircut = {
+            asset: CollateralParams(c.oracle_asset, BPS, c.decimals)
+            for asset, c in mirror.collaterals.items()
+        }
+        market_equity = np.array(
+            [
+                health(mirror.accounts[a].state(), unhaircut, mirror.markets, final).equity_wad
+                / WAD
+                for a in self.traders
+            ]
+        )
+        onchain_liquidations, onchain_deficit, mismatches = self._check_against_chain(final)
+        return GenerationRun(
+            generation=self.g,
+            traders=list(self.traders),
+            interval_s=self.path.interval_s,
+            times_s=[float(t) for t in path.ts_s],
+            symbols={a.id: a.symbol for a in self.d.assets},
+            market_assets={m.id: m.oracle_asset for m in self.d.markets},
+            prices_e18=points,
+            equity_usd=equity,
+            im_usd=im,
+            mm_usd=mm,
+            notional_usd=notional,
+            hold_equity_usd=hold,
+            market_equity_end_usd=market_equity,
+            liquidations=liquidations,
+            insolvencies=self._insolvencies(),
+            gas=dict(self.gas),
+            keeper_wall_ms=keeper_wall_ms,
+            sync=sync,
+            sigma_annual=sigma,
+            insurance_fund_start_wad=fund_start,
+            insurance_fund_end_wad=mirror.health(self.d.insurance_fund, final).equity_wad,
+            deficit_wad=mirror.deficit_wad,
+            onchain_liquidate_events=onchain_liquidations,
+            onchain_deficit_wad=onchain_deficit,
+            health_mismatches=mismatches,
+            setup_s=setup_s,
+            wall_s=time.perf_counter() - started,
+        )
+
+    def _insolvencies(self) -> list[Insolvency]:
+        """Every `InsolvencyResolved`, with the market value of the collateral the fund seized
+        in the same transaction (`CollateralSeized.valueWad`, unhaircut)."""
+        seized: dict[tuple[str, str], int] = defaultdict(int)
+        for _, e in self.ledger.named("CollateralSeized"):
+            seized[(e.tx_hash, str(e.args["account"]))] += int(e.args["valueWad"])
+        return [
+            Insolvency(
+                update=tick,
+                account=str(e.args["account"]),
+                debt_wad=int(e.args["debtWad"]),
+                covered_wad=int(e.args["coveredWad"]),
+                deficit_wad=int(e.args["deficitWad"]),
+                seized_value_wad=seized[(e.tx_hash, str(e.args["account"]))],
+            )
+            for tick, e in self.ledger.named("InsolvencyResolved")
+        ]
+
+    # ------------------------------------------------------------------ steps
+    def _prices_e18(self, k: int) -> dict[int, int]:
+        """The path's prices as the oracle router will report them: rounded to the feed's
+        decimals, then scaled to 1e18, exactly."""
+        out = {}
+        for symbol, series in self.path.path.prices_usd.items():
+            asset = self._asset_id[symbol]
+            answer = round(float(series[k]) * 10 ** self._decimals[asset])
+            out[asset] = answer * 10 ** (18 - self._decimals[asset])
+        return out
+
+    def _push_prices(self, prices_e18: Mapping[int, int], gas_key: str) -> None:
+        txs = [
+            Tx(
+                self.d.owner,
+                feed.address,
+                self.transport.codec.encode(
+                    "MockAggregator",
+                    "setAnswer",
+                    prices_e18[asset] // 10 ** (18 - self._decimals[asset]),
+                ),
+                ORACLE_GAS_LIMIT,
+                f"set price of asset {asset}",
+            )
+            for asset, feed in sorted(self._feeds.items())
+        ]
+        receipts = self.transport.send_all(txs, timestamp_s=self.now_s)
+        self.gas[gas_key].extend(r.gas_used for r in receipts)
+
+    def _open_positions(self, prices: dict[int, int]) -> None:
+        """Deposits for everyone, then every trader's legs against the maker at the oracle price,
+        all before the first update and identical in every generation."""
+        self._push_prices(prices, "setup_oracle")
+        owner, ch, enc = self.d.owner, self._ch, self.transport.codec.encode
+        eth_usd = prices[self._asset_id["ETH"]] / WAD
+        amounts: list[tuple[str, str, int]] = [
+            (self.maker, "USDC", round(maker_capital_usd(self.plans) * 1e6))
+        ]
+        for trader, plan in zip(self.traders, self.plans, strict=True):
+            if plan.collateral == "USDC":
+                amounts.append((trader, "USDC", round(plan.collateral_usd * 1e6)))
+            else:
+                weth = round(plan.collateral_usd / eth_usd, 6)
+                amounts.append((trader, "WETH", round(weth * 1e6) * 10**12))
+        txs: list[Tx] = []
+        for symbol in ("USDC", "WETH"):
+            total = sum(a for _, s, a in amounts if s == symbol)
+            token = self.chain.contract("MockERC20", self.d.collateral(symbol).token)
+            txs.append(
+                Tx(
+                    owner,
+                    token.address,
+                    enc("MockERC20", "mint", owner, total),
+                    DEPOSIT_GAS_LIMIT,
+                    f"mint {symbol}",
+                )
+            )
+            txs.append(
+                Tx(
+                    owner,
+                    token.address,
+                    enc("MockERC20", "approve", ch.address, MAX_UINT),
+                    DEPOSIT_GAS_LIMIT,
+                    f"approve {symbol}",
+                )
+            )
+        for account, symbol, amount in amounts:
+            asset = self.d.collateral(symbol).id
+            txs.append(
+                Tx(
+                    owner,
+                    ch.address,
+                    enc("Clearinghouse", "deposit", account, asset, amount),
+                    DEPOSIT_GAS_LIMIT,
+                    f"deposit {symbol} for {account[:10]}",
+                )
+            )
+        self.transport.send_all(txs, timestamp_s=self.now_s)
+        self.ledger.pull()
+
+        mirror = self.ledger.mirror
+        trades: list[Tx] = []
+        for trader, plan in zip(self.traders, self.plans, strict=True):
+            # Leverage on the collateral's counted (haircut) value, sized in whole base wei.
+            equity_wad = mirror.health(trader, prices).equity_wad
+            for leg in plan.legs:
+                market = self.d.market(leg.market)
+                price = prices[market.oracle_asset]
+                notional_wad = equity_wad * round(leg.leverage * 10_000) // 10_000
+                size = leg.side * (notional_wad * WAD // price)
+                data = enc(
+                    "Clearinghouse", "settleTrade", market.id, trader, self.maker, size, price
+                )
+                trades.append(
+                    Tx(
+                        self.d.matcher,
+                        ch.address,
+                        data,
+                        TRADE_GAS_LIMIT,
+                        f"open {plan.name} on {leg.market}",
+                    )
+                )
+        receipts = self.transport.send_all(trades, timestamp_s=self.now_s)
+        self.gas["settle_trade"].extend(r.gas_used for r in receipts)
+        self.ledger.pull()
+
+    def _snapshot(self, prices: dict[int, int]) -> tuple[list[float], ...]:
+        """(equity, IM in force, MM in force, notional) of every trader, USD."""
+        mirror = self.ledger.mirror
+        markets = {m.id: m.oracle_asset for m in self.d.markets}
+        equity, im, mm, notional = [], [], [], []
+        for account in self.traders:
+            static = mirror.health(account, prices)
+            req_im, req_mm = self.requirement(account, static, prices)
+            gross = sum(
+                abs(size) * prices[markets[m]]
+                for m, size in mirror.accounts[account].positions.items()
+                if size
+            )
+            equity.append(static.equity_wad / WAD)
+            im.append(req_im / WAD)
+            mm.append(req_mm / WAD)
+            notional.append(gross / WAD**2)
+        return equity, im, mm, notional
+
+    def _check_against_chain(self, prices: dict[int, int]) -> tuple[int, int, int]:
+        """(Liquidate events counted afresh, deficitWad, traders whose on-chain health differs
+        from the lab's view)."""
+        head = self.transport.block_number()
+        events = self.transport.events([self.d.clearinghouse], self.d.block, head)
+        liquidations = sum(1 for e in events if e.name == "Liquidate")
+        ch, codec = self._ch.address, self.transport.codec
+        raw = self.transport.call_all(
+            [(ch, codec.encode("Clearinghouse", "accountHealth", a)) for a in self.traders]
+            + [(ch, codec.encode("Clearinghouse", "deficitWad"))]
+        )
+        mismatches = 0
+        for account, data in zip(self.traders, raw[:-1], strict=True):
+            values = codec.decode("Clearinghouse", "accountHealth", data)[0]
+            onchain = tuple(int(v) for v in values)
+            static = self.ledger.mirror.health(account, prices)
+            expected = (static.equity_wad, *self.requirement(account, static, prices))
+            mismatches += onchain != expected
+        deficit = int(codec.decode("Clearinghouse", "deficitWad", raw[-1])[0])
+        return liquidations, deficit, mismatches
+
+
+def next_check_lag_ms(
+    update: int, every: int, steps: int, interval_s: float, wall_ms: Mapping[int, float]
+) -> float:
+    """Time from price update `update` until the next check that acts on it: whole updates
+    waited (scenario time) plus the measured wall time of that check. A check past the end of
+    the path never measured anything, so it takes the median of the measured ones."""
+    check = math.ceil(update / every) * every
+    waited_ms = (check - update) * interval_s * 1000.0
+    if check in wall_ms:
+        return waited_ms + wall_ms[check]
+    measured = list(wall_ms.values())
+    return waited_ms + (float(np.median(measured)) if measured else 0.0)

@@ -1,0 +1,104 @@
+"""The lab's market paths by name, built from `offchain.feeds` (nothing here invents a model).
+
+* `crash` is the 2020-03-12 template (ETH −43% in a day, in two legs with a pause between, so
+  volatility builds before the collapse); `2020-03-12`, `2022-11` and `2025-10-10` are the feeds'
+  crash templates by name. ETH takes the template's depth; BTC and SOL fall in the proportions of
+  2020-03-12 (−35% and −50% when ETH fell 43%), with correlated noise on top.
+* `calm` is low-volatility correlated GBM at one-minute updates.
+
+Every path comes with a warm-up: the same market's calm history before the scenario starts, which
+the synchronised engine (Gen 3) folds into its volatility and correlation estimates as a running
+engine would have. It is never pushed on chain. The path's `steps` updates are spread over the
+template's duration, so fewer steps mean bigger moves per update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from offchain.errors import ConfigError
+from offchain.feeds import CRASH_TEMPLATES, Scenario, crash_scenario, gbm
+
+SYMBOLS = ("ETH", "BTC", "SOL")
+# Daily-return correlations of the majors, rounded; order = SYMBOLS.
+CORRELATION = np.array([[1.0, 0.8, 0.75], [0.8, 1.0, 0.7], [0.75, 0.7, 1.0]])
+# 2020-03-12 peak-to-trough moves relative to ETH's (the demo's figures).
+DEPTH_RELATIVE_TO_ETH = {"ETH": 1.0, "BTC": 0.35 / 0.43, "SOL": 0.50 / 0.43}
+CALM_SIGMA_ANNUAL = {"ETH": 0.45, "BTC": 0.35, "SOL": 0.65}
+CALM_INTERVAL_S = 60.0
+WARMUP_STEPS = 60
+
+SCENARIOS: dict[str, str] = {
+    "crash": "2020-03-12 crash (ETH −43% in a day; BTC −35%, SOL −50%)",
+    "calm": "calm market: correlated GBM, σ ETH 45% / BTC 35% / SOL 65% a year, 1-minute updates",
+    **{name: t.description for name, t in CRASH_TEMPLATES.items()},
+}
+
+
+@dataclass(frozen=True)
+class LabPath:
+    name: str
+    description: str
+    path: Scenario  # steps + 1 points; point 0 is the opening state, ts from 0
+    warmup: Scenario  # history ending at the opening prices, ts ≤ 0
+    interval_s: float
+
+    @property
+    def steps(self) -> int:
+        return self.path.steps
+
+
+def lab_path(name: str, *, seed: int, steps: int, start_usd: Mapping[str, float]) -> LabPath:
+    """The named scenario on `steps` updates for the given start prices."""
+    if name not in SCENARIOS:
+        raise ConfigError(f"unknown lab scenario {name!r}", f"use one of {', '.join(SCENARIOS)}")
+    if steps < 2:
+        raise ConfigError(f"steps = {steps}", "the lab needs at least 2 price updates")
+    start = {s: float(start_usd[s]) for s in SYMBOLS}
+    if name == "calm":
+        interval_s = CALM_INTERVAL_S
+        path = gbm(
+            start,
+            steps,
+            interval_s=interval_s,
+            sigma_annual=CALM_SIGMA_ANNUAL,
+            correlation=CORRELATION,
+            seed=seed,
+        )
+    else:
+        template = CRASH_TEMPLATES["2020-03-12" if name == "crash" else name]
+        interval_s = template.duration_s / steps
+        path = crash_scenario(
+            template,
+            start,
+            interval_s=interval_s,
+            depth_scale=DEPTH_RELATIVE_TO_ETH,
+            correlation=CORRELATION,
+            seed=seed,
+        )
+    return LabPath(
+        name=name,
+        description=SCENARIOS[name],
+        path=path,
+        warmup=_warmup(start, interval_s, seed),
+        interval_s=interval_s,
+    )
+
+
+def _warmup(start: Mapping[str, float], interval_s: float, seed: int) -> Scenario:
+    """Calm history at the path's update interval, rescaled to end exactly at the start prices."""
+    history = gbm(
+        start,
+        WARMUP_STEPS,
+        interval_s=interval_s,
+        sigma_annual=CALM_SIGMA_ANNUAL,
+        correlation=CORRELATION,
+        start_ts_s=-WARMUP_STEPS * interval_s,
+        # A different stream from the path's, so warm-up and path are independent draws.
+        seed=seed + 1_000_003,
+    )
+    prices = {s: p * (start[s] / p[-1]) for s, p in history.prices_usd.items()}
+    return Scenario("warmup", history.ts_s, prices, history.params)
