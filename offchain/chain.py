@@ -7,6 +7,7 @@ receipts' events, not re-queried.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
 from eth_utils import event_abi_to_log_topic, function_abi_to_4byte_selector, to_checksum_address
+from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3._utils.events import get_event_data
 from web3.contract import Contract
@@ -28,8 +31,6 @@ from web3.exceptions import (
     ContractPanicError,
     TimeExhausted,
 )
-from eth_typing import ChecksumAddress
-from hexbytes import HexBytes
 from web3.types import RPCEndpoint, TxReceipt
 
 from offchain.errors import (
@@ -130,10 +131,8 @@ class Chain:
         # per call and does nothing for us: addresses are checksummed here and fees come from
         # the node or the submitter.
         for name in ("ens_name_to_address", "validation", "gas_price_strategy"):
-            try:
+            with contextlib.suppress(ValueError):
                 w3.middleware_onion.remove(name)
-            except ValueError:
-                pass
         try:
             w3.eth.chain_id  # noqa: B018 - a cheap call that proves the node answers
         except Exception as exc:  # requests' connection errors vary by cause
@@ -181,7 +180,7 @@ class Chain:
     def send(
         self, fn: Any, sender: str, action: str, *, gas: int | None = None, value: int = 0
     ) -> TxReceipt:
-        """Pre-flight, sign, send, wait. Raises `ContractRevert`, sending nothing, if it would fail."""
+        """Pre-flight, sign, send, wait. Raises `ContractRevert`, sending nothing, if it fails."""
         sender_address = checksum(sender)
         params: dict[str, Any] = {"from": sender_address, "value": value}
         try:

@@ -200,16 +200,170 @@ def keeper(
     k.run(poll_interval_s=poll_s, rounds=1 if once else None, on_round=report)
 
 
-@cli.command()
-@click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--steps", type=click.IntRange(min=2), default=12, show_default=True)
-@click.option("--traders", type=click.IntRange(min=1, max=200), default=8, show_default=True)
-@click.pass_context
-def demo(ctx: click.Context, seed: int, steps: int, traders: int) -> None:
-    """Embedded Anvil: deploy, open leveraged positions, crash prices, liquidate, report."""
-    from offchain.demo import run_demo
+def _lab_options(f: F) -> F:
+    for option in reversed(
+        (
+            click.option("--seed", type=int, default=7, show_default=True),
+            click.option("--traders", type=click.IntRange(1, 250), default=200, show_default=True),
+            click.option("--steps", type=click.IntRange(min=4), default=40, show_default=True),
+        )
+    ):
+        f = option(f)
+    return f
 
-    run_demo(seed=seed, steps=steps, traders=traders, settings=_settings(ctx), console=console)
+
+@cli.command()
+@click.option(
+    "--scenario",
+    type=click.Choice(["crash", "calm", "2020-03-12", "2022-11", "2025-10-10"]),
+    default="crash",
+    show_default=True,
+)
+@click.option("--sweep", type=click.Choice(["keeper-latency", "sync-interval"]), default=None)
+@_lab_options
+@click.pass_context
+def lab(
+    ctx: click.Context, scenario: str, sweep: str | None, seed: int, traders: int, steps: int
+) -> None:
+    """Replay a scenario on real Anvil chains under Gen 1, Gen 2 and Gen 3 rules; report."""
+    from offchain.lab import run_lab
+
+    run_lab(
+        scenario=scenario,
+        seed=seed,
+        traders=traders,
+        sweep=sweep,
+        settings=_settings(ctx),
+        console=console,
+        steps=steps,
+    )
+
+
+@cli.command()
+@_lab_options
+@click.pass_context
+def demo(ctx: click.Context, seed: int, traders: int, steps: int) -> None:
+    """The lab's default: a 2020-03-12-sized crash, ~200 traders, all three generations."""
+    from offchain.lab import run_lab
+
+    run_lab(
+        scenario="crash",
+        seed=seed,
+        traders=traders,
+        sweep=None,
+        settings=_settings(ctx),
+        console=console,
+        steps=steps,
+    )
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="One tick, one pass, wait for receipts, then exit.")
+@click.option(
+    "--source",
+    type=click.Choice(["sim", "ws", "chain"]),
+    default="chain",
+    show_default=True,
+    help="Prices: chain = poll the deployed (mock) Chainlink feeds; sim = seeded simulator "
+    "(5 sources); ws = JSON ticks from --ws-url.",
+)
+@click.option("--ws-url", default=None, help="Websocket of JSON ticks (with --source ws).")
+@click.option(
+    "--dev-keys", is_flag=True, help="Public development engine keys (local chains only)."
+)
+@click.option(
+    "--outbox",
+    "outbox_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite outbox [default: .marginsync/outbox-<chainId>-<verifier>.sqlite].",
+)
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), default=None, help="Serve /metrics here."
+)
+@click.option(
+    "--interval",
+    "interval_s",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    help="Seconds between feed polls / simulated ticks; a pass runs at least this often.",
+)
+@click.option(
+    "--threshold-bps",
+    type=click.FloatRange(min=0),
+    default=500.0,
+    show_default=True,
+    help="Attest an account when its requirement moves by more than this (relative).",
+)
+@click.option(
+    "--risk-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="RiskConfig JSON [default: volatility margin on every underlying].",
+)
+@click.pass_context
+def engine(
+    ctx: click.Context,
+    once: bool,
+    source: str,
+    ws_url: str | None,
+    dev_keys: bool,
+    outbox_path: Path | None,
+    metrics_port: int | None,
+    interval_s: float,
+    threshold_bps: float,
+    risk_config: Path | None,
+) -> None:
+    """Stream margin: recompute every account on each tick and post k-of-n signed attestations.
+
+    Engine keys come from MARGINSYNC_ENGINE_KEYS (comma-separated hex) or
+    MARGINSYNC_ENGINE_KEYSTORES + MARGINSYNC_ENGINE_KEYSTORE_PASSWORD, or --dev-keys on a local
+    chain; transactions are sent from MARGINSYNC_PRIVATE_KEY. Without fresh agreeing prices, a
+    working signer quorum or a clock in step with the chain it stops attesting and says why.
+    """
+    import asyncio
+
+    from offchain.sync.engine import EngineConfig, build_engine, build_source
+
+    settings = _settings(ctx)
+    chain, d = _connect(ctx)
+    config = EngineConfig(interval_s=interval_s, threshold_bps=threshold_bps)
+    key = settings.private_key.get_secret_value() if settings.private_key else None
+    eng = build_engine(
+        chain,
+        d,
+        source=source,  # type: ignore[arg-type]
+        dev_keys=dev_keys,
+        outbox_path=outbox_path,
+        config=config,
+        submitter_key=key,
+        risk_config_path=risk_config,
+        progress=lambda line: console.print(f"engine: {line}"),
+    )
+    if metrics_port is not None:
+        eng.metrics.serve(metrics_port)
+        console.print(f"engine: metrics on http://127.0.0.1:{metrics_port}/metrics")
+    ticks = build_source(
+        source,  # type: ignore[arg-type]
+        chain,
+        d,
+        interval_s=interval_s,
+        ws_url=ws_url,
+        once=once,
+    )
+    console.print(
+        f"engine: chain {chain.chain_id}, verifier {d.attestation_verifier}, source {source}, "
+        f"outbox {eng.outbox.path}"
+    )
+    try:
+        if once:
+            report = asyncio.run(eng.once(ticks, stop_when_accepted=source == "ws"))
+            console.print(f"engine: done: {report.summary()}")
+        else:
+            asyncio.run(eng.run(ticks))
+    finally:
+        eng.close()
 
 
 @cli.group()
@@ -235,14 +389,24 @@ def bench_risk(json_path: Path | None) -> None:
     run(json_path)
 
 
+@bench.command("sync")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def bench_sync(json_path: Path | None) -> None:
+    """Engine: tick-to-chain latency, gas per attested account, throughput, Gen-2 health gas."""
+    from offchain.bench.sync import run
+
+    run(json_path)
+
+
 @bench.command("all")
 @click.option("--json-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 def bench_all(json_dir: Path | None) -> None:
     """Every benchmark in turn."""
-    from offchain.bench import gas, risk
+    from offchain.bench import gas, risk, sync
 
     gas.run(json_dir / "gas.json" if json_dir else None)
     risk.run(json_dir / "risk.json" if json_dir else None)
+    sync.run(json_dir / "sync.json" if json_dir else None)
 
 
 def main() -> None:

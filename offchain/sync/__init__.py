@@ -1,0 +1,66 @@
+"""The synchronisation engine: keeps on-chain margin requirements in step with the market.
+
+`engine.Engine` is the service (`marginsync engine`); `policy` decides which accounts to attest
+(pure numpy); `outbox` makes every attestation durable before it is signed or sent; `submitter`
+gets it on-chain (nonces, EIP-1559 fees, retries); `keys` loads the k-of-n signing keys;
+`metrics` exposes Prometheus metrics and key=value logs.
+"""
+
+from offchain.sync.engine import (
+    CRASH_ENV,
+    Engine,
+    EngineConfig,
+    EngineHalted,
+    EngineMirror,
+    Prices,
+    StepReport,
+    build_source,
+    default_risk_config,
+    dev_submitter_key,
+    sim_source,
+    source_sanitizer_config,
+)
+from offchain.sync.keys import (
+    EngineKeyError,
+    LocalSigner,
+    Quorum,
+    Signer,
+    SignerUnavailable,
+    load_signers,
+)
+from offchain.sync.metrics import EngineMetrics
+from offchain.sync.outbox import Outbox, Row, State
+from offchain.sync.policy import PolicyConfig, PolicyInputs, Selection, select
+from offchain.sync.submitter import FeePolicy, Outcome, Submitter
+
+__all__ = [
+    "CRASH_ENV",
+    "Engine",
+    "EngineConfig",
+    "EngineHalted",
+    "EngineKeyError",
+    "EngineMetrics",
+    "EngineMirror",
+    "FeePolicy",
+    "LocalSigner",
+    "Outbox",
+    "Outcome",
+    "PolicyConfig",
+    "PolicyInputs",
+    "Prices",
+    "Quorum",
+    "Row",
+    "Selection",
+    "Signer",
+    "SignerUnavailable",
+    "State",
+    "StepReport",
+    "Submitter",
+    "build_source",
+    "default_risk_config",
+    "dev_submitter_key",
+    "load_signers",
+    "select",
+    "sim_source",
+    "source_sanitizer_config",
+]
