@@ -16,19 +16,9 @@ from web3.types import TxReceipt
 from offchain.chain import Chain, Event, checksum
 from offchain.errors import ConfigError
 from offchain.models import Deployment, to_units
+from offchain.risk.health import Health
 
 MAX_UINT = 2**256 - 1
-
-
-@dataclass(frozen=True)
-class Health:
-    equity_wad: int
-    initial_margin_wad: int
-    maintenance_margin_wad: int
-
-    @property
-    def liquidatable(self) -> bool:
-        return self.equity_wad < self.maintenance_margin_wad
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import assert_revert
 from web3.contract import Contract
 
 from offchain.client import Client, wad
@@ -26,15 +27,6 @@ ETH_PERP = (1_000, 650, 300, 200, 10_000 * WAD, 1_000_000 * WAD)
 
 
 # ---------------------------------------------------------------------------- helpers
-def assert_revert(exc: ContractRevert, name: str, **values: Any) -> None:
-    """The exact custom error and the values it carries (addresses compared case-insensitively)."""
-    assert exc.name == name, f"expected {name}, got {exc.name}({exc.args_by_name})"
-    for key, want in values.items():
-        got = exc.args_by_name[key]
-        if isinstance(want, str):
-            assert str(got).lower() == want.lower(), f"{name}.{key}: {got} != {want}"
-        else:
-            assert got == want, f"{name}.{key}: {got} != {want}"
 
 
 def events(system: Client, receipt: Any, name: str) -> list[dict[str, Any]]:

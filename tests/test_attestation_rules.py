@@ -11,34 +11,32 @@ Default system: ETH 3000, IM 10 %, MM 6.5 %; verifier 2-of-3, maxAge 300 s, band
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
-from eth_utils import to_checksum_address
-from web3.contract import Contract
+from helpers import (
+    KEYS,
+    _applied,
+    _batch,
+    _domain,
+    _entry,
+    _events,
+    _micro,
+    _now,
+    _requirement,
+    _revert,
+    _sign,
+    _submit,
+    _submit_reverts,
+    _verifier,
+)
 
-from offchain.attest import Batch, Domain, Entry, address_of, digest, sign
+from offchain.attest import address_of, digest
 from offchain.client import Client, wad
-from offchain.deploy import dev_engine_keys
-from offchain.errors import ContractRevert
 
-KEYS = dev_engine_keys(3)
 SIGNERS = [address_of(bytes.fromhex(k[2:])) for k in KEYS]
-ASSET_BITS = {"ETH": 0b001, "BTC": 0b010, "SOL": 0b100}
 OUTSIDER_KEY = "0x" + "11" * 32  # a well-formed key that is not registered
 
 
 # ---------------------------------------------------------------------------- helpers
-def _verifier(system: Client) -> Contract:
-    return system.chain.contract("AttestationVerifier", system.d.attestation_verifier)
-
-
-def _domain(system: Client) -> Domain:
-    return Domain(system.chain.chain_id, system.d.attestation_verifier)
-
-
-def _now(system: Client) -> int:
-    return int(system.chain.w3.eth.get_block("latest")["timestamp"])
 
 
 def _mine_at(system: Client, timestamp: int) -> None:
@@ -49,85 +47,6 @@ def _mine_at(system: Client, timestamp: int) -> None:
 def _advance(system: Client, seconds: int) -> None:
     system.chain.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
     system.chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-
-
-def _micro(usd: int | str) -> int:
-    return int(Decimal(str(usd)) * 10**6)
-
-
-def _entry(
-    system: Client, account: str, im_usd: int | str, mm_usd: int | str, nonce: int | None = None
-) -> Entry:
-    if nonce is None:
-        nonce = system.account(account)["nonce"]
-    return Entry(account, nonce, _micro(im_usd), _micro(mm_usd))
-
-
-def _batch(
-    system: Client,
-    entries: list[Entry],
-    sequence: int = 1,
-    *,
-    issued_at: int | None = None,
-    assets: tuple[str, ...] = ("ETH",),
-    prices: tuple[int, ...] | None = None,
-) -> Batch:
-    mask = 0
-    for a in assets:
-        mask |= ASSET_BITS[a]
-    ordered = sorted(assets, key=lambda a: ASSET_BITS[a])
-    return Batch(
-        sequence=sequence,
-        issued_at=_now(system) if issued_at is None else issued_at,
-        price_asset_mask=mask,
-        prices_e18=prices if prices is not None else tuple(system.price_e18(a) for a in ordered),
-        entries=tuple(entries),
-    )
-
-
-def _sign(system: Client, batch: Batch, keys: list[str] | None = None) -> bytes:
-    return sign(batch, _domain(system), KEYS[:2] if keys is None else keys)
-
-
-def _submit(system: Client, batch: Batch, sigs: bytes | None = None, sender: str | None = None):
-    sigs = _sign(system, batch) if sigs is None else sigs
-    return system.chain.send(
-        _verifier(system).functions.submit(batch.as_tuple(), sigs),
-        sender or system.d.owner,
-        "submit attestation",
-    )
-
-
-def _revert(system: Client, fn, sender: str) -> ContractRevert:
-    """The decoded custom error of a call that must revert; address values checksummed."""
-    with pytest.raises(ContractRevert) as e:
-        system.chain.send(fn, sender, "expected to revert")
-    err = e.value
-    err.args_by_name = {
-        k: to_checksum_address(v) if isinstance(v, str) and len(v) == 42 else v
-        for k, v in err.args_by_name.items()
-    }
-    return err
-
-
-def _submit_reverts(system: Client, batch: Batch, sigs: bytes | None = None) -> ContractRevert:
-    sigs = _sign(system, batch) if sigs is None else sigs
-    return _revert(
-        system, _verifier(system).functions.submit(batch.as_tuple(), sigs), system.d.owner
-    )
-
-
-def _applied(system: Client, account: str) -> tuple[int, int, int, int]:
-    return tuple(_verifier(system).functions.appliedEntry(account).call())  # type: ignore[return-value]
-
-
-def _requirement(system: Client, account: str) -> tuple[int, int]:
-    h = system.health(account)
-    return h.initial_margin_wad, h.maintenance_margin_wad
-
-
-def _events(system: Client, receipt, name: str) -> list[dict]:
-    return [e.args for e in system.events(receipt) if e.name == name]
 
 
 def _names(system: Client, receipt) -> list[str]:

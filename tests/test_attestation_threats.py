@@ -13,130 +13,52 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from decimal import Decimal
 
 import pytest
 from eth_utils import keccak, to_checksum_address
-from web3.contract import Contract
+from helpers import (
+    KEYS,
+    _applied,
+    _batch,
+    _domain,
+    _entry,
+    _events,
+    _micro,
+    _requirement,
+    _revert,
+    _sign,
+    _submit,
+    _submit_reverts,
+    _verifier,
+)
 
-from offchain.attest import Batch, Domain, Entry, address_of, digest, recover_signers, sign
+from offchain.attest import Domain, Entry, address_of, digest, recover_signers, sign
 from offchain.client import Client, wad
-from offchain.deploy import Roles, deploy_system, dev_engine_keys
+from offchain.deploy import Roles, deploy_system
 from offchain.errors import ContractRevert
 from offchain.models import SystemSpec
 
-KEYS = dev_engine_keys(3)
 SIGNERS = [address_of(bytes.fromhex(k[2:])) for k in KEYS]
 NEW_KEY = "0x" + keccak(text="marginsync rotated engine key").hex()
 NEW_SIGNER = address_of(bytes.fromhex(NEW_KEY[2:]))
 ZERO = "0x" + "00" * 20
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 ECRECOVER = "0x" + "00" * 19 + "01"
-ASSET_BITS = {"ETH": 0b001, "BTC": 0b010, "SOL": 0b100}
 DEFAULT_PARAMS = (300, 100, 5_000, 50_000, 500)
 STATIC_10_ETH = (wad(3_000), wad(1_950))  # IM, MM of 10 ETH at 3000
 
 
 # ---------------------------------------------------------------------------- helpers
-def _verifier(system: Client) -> Contract:
-    return system.chain.contract("AttestationVerifier", system.d.attestation_verifier)
-
-
-def _domain(system: Client) -> Domain:
-    return Domain(system.chain.chain_id, system.d.attestation_verifier)
-
-
-def _now(system: Client) -> int:
-    return int(system.chain.w3.eth.get_block("latest")["timestamp"])
 
 
 def _mine(system: Client) -> None:
     system.chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
 
-def _micro(usd: int | str) -> int:
-    return int(Decimal(str(usd)) * 10**6)
-
-
-def _entry(
-    system: Client, account: str, im_usd: int | str, mm_usd: int | str, nonce: int | None = None
-) -> Entry:
-    if nonce is None:
-        nonce = system.account(account)["nonce"]
-    return Entry(account, nonce, _micro(im_usd), _micro(mm_usd))
-
-
-def _batch(
-    system: Client,
-    entries: list[Entry],
-    sequence: int = 1,
-    *,
-    issued_at: int | None = None,
-    assets: tuple[str, ...] = ("ETH",),
-) -> Batch:
-    mask = 0
-    for a in assets:
-        mask |= ASSET_BITS[a]
-    ordered = sorted(assets, key=lambda a: ASSET_BITS[a])
-    return Batch(
-        sequence=sequence,
-        issued_at=_now(system) if issued_at is None else issued_at,
-        price_asset_mask=mask,
-        prices_e18=tuple(system.price_e18(a) for a in ordered),
-        entries=tuple(entries),
-    )
-
-
-def _sign(system: Client, batch: Batch, keys: list[str] | None = None) -> bytes:
-    return sign(batch, _domain(system), KEYS[:2] if keys is None else keys)
-
-
-def _submit(system: Client, batch: Batch, sigs: bytes | None = None, sender: str | None = None):
-    sigs = _sign(system, batch) if sigs is None else sigs
-    return system.chain.send(
-        _verifier(system).functions.submit(batch.as_tuple(), sigs),
-        sender or system.d.owner,
-        "submit attestation",
-    )
-
-
-def _revert(system: Client, fn, sender: str) -> ContractRevert:
-    """The decoded custom error of a call that must revert; address values checksummed."""
-    with pytest.raises(ContractRevert) as e:
-        system.chain.send(fn, sender, "expected to revert")
-    err = e.value
-    err.args_by_name = {
-        k: to_checksum_address(v) if isinstance(v, str) and len(v) == 42 else v
-        for k, v in err.args_by_name.items()
-    }
-    return err
-
-
-def _submit_reverts(
-    system: Client, batch: Batch | tuple, sigs: bytes, verifier: Contract | None = None
-) -> ContractRevert:
-    raw = batch.as_tuple() if isinstance(batch, Batch) else batch
-    fn = (verifier or _verifier(system)).functions.submit(raw, sigs)
-    return _revert(system, fn, system.d.owner)
-
-
 def _admin(system: Client, fn: str, *args, sender: str | None = None):
     return system.chain.send(
         getattr(_verifier(system).functions, fn)(*args), sender or system.d.owner, fn
     )
-
-
-def _applied(system: Client, account: str) -> tuple[int, int, int, int]:
-    return tuple(_verifier(system).functions.appliedEntry(account).call())  # type: ignore[return-value]
-
-
-def _requirement(system: Client, account: str) -> tuple[int, int]:
-    h = system.health(account)
-    return h.initial_margin_wad, h.maintenance_margin_wad
-
-
-def _events(system: Client, receipt, name: str) -> list[dict]:
-    return [e.args for e in system.events(receipt) if e.name == name]
 
 
 def _ecrecover(system: Client, message_digest: bytes, v: int, r: bytes, s: bytes) -> str | None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import assert_revert
 from web3.contract import Contract
 
 from offchain.chain import Chain
@@ -23,15 +24,6 @@ USDC_UNIT, WETH_UNIT, WBTC_UNIT = 10**6, 10**18, 10**8
 
 
 # ---------------------------------------------------------------------------- helpers
-def assert_revert(exc: ContractRevert, name: str, **values: Any) -> None:
-    """The exact custom error and the values it carries (addresses compared case-insensitively)."""
-    assert exc.name == name, f"expected {name}, got {exc.name}({exc.args_by_name})"
-    for key, want in values.items():
-        got = exc.args_by_name[key]
-        if isinstance(want, str):
-            assert str(got).lower() == want.lower(), f"{name}.{key}: {got} != {want}"
-        else:
-            assert got == want, f"{name}.{key}: {got} != {want}"
 
 
 def only_event(system: Client, receipt: Any, name: str) -> dict[str, Any]:

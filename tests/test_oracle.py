@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import assert_revert
 from web3.contract import Contract
 
 from offchain.chain import Chain
@@ -27,15 +28,6 @@ OK, NO_FEED, CALL_FAILED, NON_POSITIVE, STALE, FUTURE, OUT_OF_BOUNDS = range(7)
 
 
 # ---------------------------------------------------------------------------- helpers
-def assert_revert(exc: ContractRevert, name: str, **values: Any) -> None:
-    """The exact custom error and the values it carries (addresses compared case-insensitively)."""
-    assert exc.name == name, f"expected {name}, got {exc.name}({exc.args_by_name})"
-    for key, want in values.items():
-        got = exc.args_by_name[key]
-        if isinstance(want, str):
-            assert str(got).lower() == want.lower(), f"{name}.{key}: {got} != {want}"
-        else:
-            assert got == want, f"{name}.{key}: {got} != {want}"
 
 
 def now(chain: Chain) -> int:

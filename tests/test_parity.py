@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import function_abi_to_4byte_selector
+from helpers import _abi_type, read_many, rollback
 
 from offchain.chain import Chain
 from offchain.client import MAX_UINT, Client
@@ -30,20 +28,6 @@ ROUNDS, MOVES_PER_ROUND, ACCOUNTS = 2, 8, 24
 
 
 # ---------------------------------------------------------------------------- helpers
-@contextmanager
-def rollback(chain: Chain) -> Iterator[None]:
-    snapshot = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
-    try:
-        yield
-    finally:
-        chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
-
-
-def _abi_type(output: dict[str, Any]) -> str:
-    kind = str(output["type"])
-    if kind.startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in output["components"]) + ")" + kind[5:]
-    return kind
 
 
 def _encode(contract: Any, name: str, *args: Any) -> tuple[str, str, list[str]]:
@@ -54,18 +38,6 @@ def _encode(contract: Any, name: str, *args: Any) -> tuple[str, str, list[str]]:
         [_abi_type(i) for i in abi["inputs"]], list(args)
     )
     return contract.address, "0x" + data.hex(), [_abi_type(o) for o in abi["outputs"]]
-
-
-def read_many(chain: Chain, views: list[tuple[str, str, list[str]]]) -> list[Any]:
-    """Many view calls in one JSON-RPC batch."""
-    requests = [("eth_call", [{"to": to, "data": data}, "latest"]) for to, data, _ in views]
-    responses = chain.w3.provider.make_batch_request(requests)  # type: ignore[attr-defined]
-    out = []
-    for (_, _, types), response in zip(views, responses, strict=True):
-        assert "error" not in response, response
-        values = abi_decode(types, bytes.fromhex(response["result"][2:]))
-        out.append(values[0] if len(values) == 1 else values)
-    return out
 
 
 def send(chain: Chain, call: tuple[str, str, list[str]], sender: str) -> None:
