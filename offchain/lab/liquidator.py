@@ -9,8 +9,8 @@ requirement in force, because under Gen 3 that is the attested one, which the st
 cannot see. The chain still decides: a preview that says HEALTHY is never liquidated.
 
 After the keeper, the backstop operator sells whatever the insurance fund absorbed to the market
-maker at the oracle price, as a backstop operator would, and resolves accounts left with negative equity
-and no positions (`resolveInsolvency`, S6), so bad debt is booked rather than left latent.
+maker at the oracle price, as a real backstop would, and resolves accounts left with negative
+equity and no positions (`resolveInsolvency`, S6), so bad debt is booked rather than left latent.
 """
 
 from __future__ import annotations
