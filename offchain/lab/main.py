@@ -175,6 +175,17 @@ def run_lab(
         "interval_s": path.interval_s,
         "population": _population_summary(plans),
         "generations": metrics,
+        # The demo's headline figures by generation, at the top level where `make demo`'s first
+        # report kept them (the full figures are under `generations`).
+        **{
+            key: {g: metrics[g][field] for g in metrics}
+            for key, field in (
+                ("liquidations", "liquidations"),
+                ("bad_debt", "bad_debt"),
+                ("insurance_fund", "insurance_fund_end"),
+                ("gas", "gas"),
+            )
+        },
         "sweep": sweep_report,
         "plots": plots,
         "price_paths_usd": {s: [float(p) for p in v] for s, v in path.path.prices_usd.items()},
