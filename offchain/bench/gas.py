@@ -25,9 +25,10 @@ GOALS = {"liquidate_1_position": 150_000, "liquidate_8_positions": 300_000}
 AAVE_V3_LIQUIDATION_AVG = 265_700
 
 
-def bench_spec(markets: int = 8) -> SystemSpec:
+def bench_spec(markets: int = 8, *, verifier: bool = True) -> SystemSpec:
     symbols = [f"A{i}" for i in range(markets)]
     return SystemSpec(
+        attestation=SystemSpec().attestation if verifier else None,
         assets=tuple(OracleAssetSpec(symbol=s, price_usd=100.0) for s in symbols),
         collaterals=SystemSpec().collaterals[:1],
         markets=tuple(
@@ -89,25 +90,45 @@ def measure(client: Client, accounts: list[str]) -> dict[str, int]:
 
 def run(json_path: Path | None = None, console: Console | None = None) -> dict[str, Any]:
     console = console or Console()
-    console.print("bench gas: starting Anvil and deploying an 8-market system…")
-    with Anvil(accounts=12) as node:
-        chain = Chain.connect(Settings(rpc_url=node.url))
-        d = deploy_system(chain, bench_spec(), Roles.from_accounts(chain.accounts))
-        gas = measure(Client(chain, d), chain.accounts[4:8])
+    # Static margin only (the Gen 2 contracts), then with the attestation verifier wired in and
+    # no attestation in force: the price of asking the verifier from every health check.
+    configs = {"static": False, "with_verifier": True}
+    gas_by: dict[str, dict[str, int]] = {}
+    for label, verifier in configs.items():
+        console.print(f"bench gas ({label}): starting Anvil and deploying an 8-market system…")
+        with Anvil(accounts=12) as node:
+            chain = Chain.connect(Settings(rpc_url=node.url))
+            d = deploy_system(
+                chain, bench_spec(verifier=verifier), Roles.from_accounts(chain.accounts)
+            )
+            gas_by[label] = measure(Client(chain, d), chain.accounts[4:8])
+    gas = gas_by["static"]
     result: dict[str, Any] = {
         "gas": gas,
+        "gas_with_verifier": gas_by["with_verifier"],
         "goals": GOALS,
         "goals_met": {k: gas[k] <= v for k, v in GOALS.items()},
+        "goals_met_with_verifier": {k: gas_by["with_verifier"][k] <= v for k, v in GOALS.items()},
         "reference": {"aave_v3_liquidationCall_avg": AAVE_V3_LIQUIDATION_AVG},
     }
     table = Table(title="gas per transaction (Anvil, solc 0.8.37, optimizer 200 runs)")
     table.add_column("action")
-    table.add_column("gas", justify="right")
+    table.add_column("static", justify="right")
+    table.add_column("with verifier", justify="right")
     table.add_column("goal", justify="right")
+
+    def mark(value: int, goal: int | None) -> str:
+        return "" if goal is None else (" ✓" if value <= goal else " ✗")
+
     for action, value in gas.items():
         goal = GOALS.get(action)
-        mark = "" if goal is None else (f"≤ {goal:,} ✓" if value <= goal else f"≤ {goal:,} ✗")
-        table.add_row(action, f"{value:,}", mark)
+        other = gas_by["with_verifier"][action]
+        table.add_row(
+            action,
+            f"{value:,}{mark(value, goal)}",
+            f"{other:,}{mark(other, goal)}",
+            "" if goal is None else f"≤ {goal:,}",
+        )
     console.print(table)
     console.print(f"reference: Aave v3 liquidationCall averages ≈ {AAVE_V3_LIQUIDATION_AVG:,} gas")
     if json_path:
