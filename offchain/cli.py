@@ -169,19 +169,53 @@ def feed(
 @click.option("--address", default=None, help="Unlocked node account to send from (local chains).")
 @click.option("--once", is_flag=True, help="One round, then exit.")
 @click.option("--poll", "poll_s", type=click.FloatRange(min=0.05), default=1.0, show_default=True)
+@click.option(
+    "--journal",
+    "journal_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite write-ahead journal [default: .marginsync/keeper-<chain>-<address>.sqlite].",
+)
+@click.option(
+    "--max-per-round",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Liquidations sent per block, deepest shortfall first (staged, not a stampede).",
+)
+@click.option("--min-profit-usd", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--max-fee-gwei", type=click.FloatRange(min=0, min_open=True), default=5_000.0)
 @click.pass_context
 def keeper(
-    ctx: click.Context, key_env: str, address: str | None, once: bool, poll_s: float
+    ctx: click.Context,
+    key_env: str,
+    address: str | None,
+    once: bool,
+    poll_s: float,
+    journal_path: Path | None,
+    max_per_round: int,
+    min_profit_usd: float,
+    max_fee_gwei: float,
 ) -> None:
     """Liquidate under-water accounts found from contract events."""
     import os
 
-    from offchain.keeper import Keeper
+    from offchain.keeper import Keeper, KeeperConfig
 
     chain, d = _connect(ctx)
     key = os.environ.get(key_env)
     sender = chain.add_key(key) if key else checksum(address or chain.accounts[-1])
-    k = Keeper(Client(chain, d), sender)
+    # Keyed by the genesis block too: a restarted local chain reuses chain id and addresses, and
+    # a journal of transactions on a dead chain must not be replayed on the new one.
+    genesis = bytes(chain.w3.eth.get_block(0)["hash"]).hex()[:12]
+    journal = (
+        journal_path or Path(".marginsync") / f"keeper-{chain.chain_id}-{genesis}-{sender}.sqlite"
+    )
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    config = KeeperConfig(
+        max_per_round=max_per_round, min_profit_usd=min_profit_usd, max_fee_gwei=max_fee_gwei
+    )
+    k = Keeper(Client(chain, d), sender, config=config, journal=journal)
 
     def report(n: int, done: list[Any]) -> None:
         for liq in done:

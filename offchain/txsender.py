@@ -1,0 +1,754 @@
+"""Transactions of one key, sent so that a crash, a flaky RPC or a fee spike never doubles one.
+
+Generic over calldata (to, data, gas): the keeper uses it for liquidations, and the engine's
+batch submitter could use it for attestations. The path of one transaction:
+
+1. `send` takes the next nonce (from the node's pending count once, then counted locally), prices
+   it (EIP-1559: maxPriorityFeePerGas from the node, maxFeePerGas = k × next base fee + priority,
+   never above the transaction's own cap), signs it, and commits nonce, raw bytes, hash and
+   purpose to the journal BEFORE broadcasting (write-ahead). A process killed at any point after
+   that re-broadcasts the same bytes on restart (`resume`), so a restart can never send the same
+   purpose again under a new nonce (THREATS D09).
+2. Transport failures (connection reset, timeout, HTTP 5xx, a response lost after the node took
+   the transaction) re-send the same raw bytes, nothing else (D05). "Already known" is success;
+   "nonce too low" means a receipt will decide.
+3. `poll` reads receipts. A transaction with no receipt after `stuck_after_blocks` blocks or
+   `stuck_after_s` seconds is replaced at the SAME nonce with both fee fields raised by at least
+   `bump_bps` (12.5 % by default; nodes need 10 %) and never above its cap (D03). While one is
+   stuck, `congested` tells the caller not to queue new nonces behind it.
+
+The journal is SQLite (WAL, synchronous=FULL): one file per key and chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from web3 import Web3
+from web3.types import RPCEndpoint
+
+from offchain.chain import Chain, checksum
+from offchain.errors import ConfigError, MarginsyncError
+
+log = logging.getLogger("marginsync.txsender")
+
+GWEI = 10**9
+BPS = 10_000
+CANCEL_GAS = 21_000  # a zero-value transfer to ourselves: the cheapest way to use up a nonce
+
+
+class TxState(StrEnum):
+    PENDING = "pending"  # journaled; broadcast at least once (or about to be)
+    MINED = "mined"  # a receipt with status 1
+    REVERTED = "reverted"  # a receipt with status 0: mined, gas paid, no effect
+    CANCELLED = "cancelled"  # our no-op replacement took the nonce (stuck at its fee cap)
+    DROPPED = "dropped"  # the nonce went to a transaction that is not one of ours
+    REJECTED = "rejected"  # the node refused it for good (e.g. insufficient funds)
+
+
+class SendRejected(MarginsyncError):
+    """The node refused a transaction for a reason that retrying cannot fix."""
+
+
+@dataclass(frozen=True)
+class FeePolicy:
+    """EIP-1559 pricing and replacement. A transaction's own cap (`send(fee_cap_wei=...)`) can
+    only lower `max_fee_cap_wei`."""
+
+    base_fee_multiplier: int = 2
+    default_priority_fee_wei: int = 1 * GWEI
+    max_fee_cap_wei: int = 500 * GWEI
+    bump_bps: int = 1_250
+    stuck_after_blocks: int = 3
+    stuck_after_s: float = 36.0
+    send_attempts: int = 5
+    retry_delay_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.bump_bps < 1_000:
+            raise ConfigError(
+                f"fee bump of {self.bump_bps} bps is below the 10 % nodes require to replace",
+                "use at least 1000 bps (default 1250)",
+            )
+
+
+@dataclass(frozen=True)
+class Fees:
+    """What the next block asks: its base fee, and the tip the node suggests."""
+
+    base_fee_wei: int
+    priority_fee_wei: int
+
+    @property
+    def inclusion_wei(self) -> int:
+        """The least maxFeePerGas that can be included in the next block."""
+        return self.base_fee_wei + self.priority_fee_wei
+
+
+@dataclass
+class Pending:
+    """A journaled transaction without a final receipt. `hashes` holds every signed version
+    (replacements share the nonce, so at most one of them can ever be mined)."""
+
+    id: int
+    nonce: int
+    purpose: str
+    to: str
+    data: bytes
+    value: int
+    gas: int
+    fee_cap_wei: int
+    max_fee_wei: int
+    priority_fee_wei: int
+    raw: bytes
+    hashes: list[str]
+    sent_block: int
+    sent_at_s: float
+    delivered: bool = False
+    cancelled: bool = False  # the latest version is a no-op self-transfer at this nonce
+
+    @property
+    def tx_hash(self) -> str:
+        return self.hashes[-1]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of one journaled transaction."""
+
+    purpose: str
+    nonce: int
+    state: TxState
+    tx_hash: str | None = None
+    block: int | None = None
+    gas_used: int = 0
+    effective_gas_price_wei: int = 0
+    receipt: dict[str, Any] | None = field(default=None, repr=False)  # raw JSON-RPC
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class JournalRow:
+    """One journal row, for inspection (tests, operators)."""
+
+    id: int
+    nonce: int
+    purpose: str
+    state: TxState
+    hashes: tuple[str, ...]
+    raw_txs: tuple[bytes, ...]
+    mined_hash: str | None
+
+
+# ---------------------------------------------------------------------------- signers
+class Signer(Protocol):
+    address: str
+
+    def sign(self, tx: Mapping[str, Any]) -> bytes:
+        """The raw signed transaction."""
+        ...
+
+
+class LocalSigner:
+    """A key held in this process."""
+
+    def __init__(self, account: LocalAccount) -> None:
+        self._account = account
+        self.address = str(account.address)
+
+    def sign(self, tx: Mapping[str, Any]) -> bytes:
+        return bytes(self._account.sign_transaction(dict(tx)).raw_transaction)
+
+
+class NodeSigner:
+    """An account the node holds unlocked (Anvil's development accounts): `eth_signTransaction`
+    returns the same raw bytes a local key would, so the journal works the same way."""
+
+    def __init__(self, w3: Web3, address: str) -> None:
+        self._w3 = w3
+        self.address = str(checksum(address))
+
+    def sign(self, tx: Mapping[str, Any]) -> bytes:
+        body = {
+            k: (v if isinstance(v, str) else "0x" + v.hex() if isinstance(v, bytes) else hex(v))
+            for k, v in tx.items()
+        }
+        body["from"] = self.address
+        response = self._w3.provider.make_request(RPCEndpoint("eth_signTransaction"), [body])
+        if "error" in response:
+            raise SendRejected(
+                f"the node would not sign for {self.address}: {response['error']}",
+                "give the keeper a private key (MARGINSYNC_PRIVATE_KEY) on a real network",
+            )
+        return bytes.fromhex(str(response["result"])[2:])
+
+
+def signer_for(chain: Chain, address: str) -> Signer:
+    """The chain's local key for `address` if it holds one, else the node's unlocked account."""
+    # Chain keeps its keys private and has no accessor; reading them here avoids a second copy.
+    local = chain._local.get(checksum(address))
+    return LocalSigner(local) if local is not None else NodeSigner(chain.w3, address)
+
+
+# ---------------------------------------------------------------------------- journal
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS txs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    nonce       INTEGER NOT NULL,
+    purpose     TEXT NOT NULL,
+    to_address  TEXT NOT NULL,
+    data        BLOB NOT NULL,
+    value       TEXT NOT NULL,
+    gas         INTEGER NOT NULL,
+    fee_cap_wei TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    mined_hash  TEXT,
+    block       INTEGER,
+    gas_used    INTEGER,
+    detail      TEXT,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS txs_state ON txs (state);
+CREATE TABLE IF NOT EXISTS attempts (
+    tx_hash          TEXT PRIMARY KEY,
+    tx_id            INTEGER NOT NULL REFERENCES txs (id),
+    raw              BLOB NOT NULL,
+    max_fee_wei      TEXT NOT NULL,
+    priority_fee_wei TEXT NOT NULL,
+    cancel           INTEGER NOT NULL,
+    sent_at          REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_tx ON attempts (tx_id);
+"""
+
+
+class Journal:
+    """The write-ahead record of one key's transactions on one chain (`journal.sqlite`).
+    `":memory:"` keeps it in memory: no crash safety, for tests and one-shot runs."""
+
+    def __init__(self, path: Path | str, *, chain_id: int, sender: str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # One connection; the keeper may be built in one thread and run in another.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit survives power loss, which is what makes the journal write-ahead.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._bind(chain_id, str(checksum(sender)))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _bind(self, chain_id: int, sender: str) -> None:
+        with self._tx() as db:
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if not meta:
+                db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("chain_id", str(chain_id)), ("sender", sender)],
+                )
+                return
+        if meta["chain_id"] != str(chain_id) or meta["sender"] != sender:
+            raise ConfigError(
+                f"journal {self.path} belongs to {meta['sender']} on chain {meta['chain_id']}, "
+                f"not {sender} on chain {chain_id}",
+                "give each key and chain its own --journal file",
+            )
+
+    def record(self, p: Pending) -> int:
+        """A new transaction and its first signed version, committed before any broadcast."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO txs (nonce, purpose, to_address, data, value, gas, fee_cap_wei, "
+                "state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    p.nonce,
+                    p.purpose,
+                    p.to,
+                    p.data,
+                    str(p.value),
+                    p.gas,
+                    str(p.fee_cap_wei),
+                    TxState.PENDING.value,
+                    time.time(),
+                ),
+            )
+            assert cursor.lastrowid is not None
+            self._attempt(db, cursor.lastrowid, p)
+            return cursor.lastrowid
+
+    def record_replacement(self, p: Pending) -> None:
+        with self._tx() as db:
+            self._attempt(db, p.id, p)
+
+    @staticmethod
+    def _attempt(db: sqlite3.Connection, tx_id: int, p: Pending) -> None:
+        db.execute(
+            "INSERT INTO attempts (tx_hash, tx_id, raw, max_fee_wei, priority_fee_wei, cancel, "
+            "sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                p.tx_hash,
+                tx_id,
+                p.raw,
+                str(p.max_fee_wei),
+                str(p.priority_fee_wei),
+                int(p.cancelled),
+                time.time(),
+            ),
+        )
+
+    def finish(self, tx_id: int, outcome: Outcome) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE txs SET state=?, mined_hash=?, block=?, gas_used=?, detail=? WHERE id=?",
+                (
+                    outcome.state.value,
+                    outcome.tx_hash,
+                    outcome.block,
+                    outcome.gas_used,
+                    outcome.detail,
+                    tx_id,
+                ),
+            )
+
+    def pending(self) -> list[Pending]:
+        """Every transaction without a final state, oldest nonce first, latest version last."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, nonce, purpose, to_address, data, value, gas, fee_cap_wei FROM txs "
+                "WHERE state=? ORDER BY nonce, id",
+                (TxState.PENDING.value,),
+            ).fetchall()
+            out: list[Pending] = []
+            for tx_id, nonce, purpose, to, data, value, gas, cap in rows:
+                attempts = self._db.execute(
+                    "SELECT tx_hash, raw, max_fee_wei, priority_fee_wei, sent_at, cancel "
+                    "FROM attempts "
+                    "WHERE tx_id=? ORDER BY sent_at, rowid",
+                    (tx_id,),
+                ).fetchall()
+                last = attempts[-1]
+                out.append(
+                    Pending(
+                        id=tx_id,
+                        nonce=nonce,
+                        purpose=purpose,
+                        to=to,
+                        data=bytes(data),
+                        value=int(value),
+                        gas=gas,
+                        fee_cap_wei=int(cap),
+                        max_fee_wei=int(last[2]),
+                        priority_fee_wei=int(last[3]),
+                        raw=bytes(last[1]),
+                        hashes=[a[0] for a in attempts],
+                        sent_block=-1,
+                        sent_at_s=float(last[4]),
+                        cancelled=bool(last[5]),
+                    )
+                )
+            return out
+
+    def rows(self) -> list[JournalRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, nonce, purpose, state, mined_hash FROM txs ORDER BY id"
+            ).fetchall()
+            out: list[JournalRow] = []
+            for tx_id, nonce, purpose, state, mined in rows:
+                attempts = self._db.execute(
+                    "SELECT tx_hash, raw FROM attempts WHERE tx_id=? ORDER BY sent_at, rowid",
+                    (tx_id,),
+                ).fetchall()
+                out.append(
+                    JournalRow(
+                        id=tx_id,
+                        nonce=nonce,
+                        purpose=purpose,
+                        state=TxState(state),
+                        hashes=tuple(a[0] for a in attempts),
+                        raw_txs=tuple(bytes(a[1]) for a in attempts),
+                        mined_hash=mined,
+                    )
+                )
+            return out
+
+
+# ---------------------------------------------------------------------------- the sender
+class _Delivery(StrEnum):
+    ACCEPTED = "accepted"  # in the node's pool (or already there)
+    NONCE_USED = "nonce used"  # mined already (ours, perhaps) or taken by another transaction
+    UNDERPRICED = "underpriced"  # below the base fee, or not enough to replace
+    UNDELIVERED = "undelivered"  # transport failures on every attempt
+
+
+_KNOWN = ("already known", "already imported", "known transaction")
+_NONCE_USED = ("nonce too low", "nonce has already been used", "nonce is too low")
+_UNDERPRICED = ("underpriced", "less than block base fee", "fee too low", "fee cap less than")
+
+
+class TxSender:
+    """Nonces, fees, journal, replacement and retries for one key. Not thread-safe: one owner
+    (a keeper's loop) calls it."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        signer: Signer,
+        journal: Journal,
+        *,
+        chain_id: int,
+        policy: FeePolicy | None = None,
+    ) -> None:
+        self.w3 = w3
+        self.signer = signer
+        self.address = str(checksum(signer.address))
+        self.journal = journal
+        self.chain_id = chain_id
+        self.policy = policy or FeePolicy()
+        self._next_nonce: int | None = None
+        self._in_flight: dict[int, Pending] = {}  # by journal id
+        self._carry: list[Outcome] = []  # settled by an implicit resume, reported by `poll`
+
+    # ------------------------------------------------------------------ state
+    @property
+    def in_flight(self) -> list[Pending]:
+        return sorted(self._in_flight.values(), key=lambda p: p.nonce)
+
+    def purposes(self) -> set[str]:
+        return {p.purpose for p in self._in_flight.values()}
+
+    @property
+    def congested(self) -> bool:
+        """A transaction of ours is stuck, or was and is not mined yet: anything new would only
+        queue behind it, so callers wait rather than open new nonces (D03)."""
+        if not self._in_flight:
+            return False
+        head = self._block_number()
+        return any(len(p.hashes) > 1 or self._stuck(p, head) for p in self._in_flight.values())
+
+    # ------------------------------------------------------------------ restart
+    def resume(self) -> list[Outcome]:
+        """Settles what a previous process journaled: a row whose transaction was mined is
+        finished from its receipt; one whose nonce went elsewhere is dropped; every other row is
+        re-broadcast with its SAME raw bytes and stays in flight. Returns the settled ones."""
+        done: list[Outcome] = []
+        # The count first: a nonce below it with none of our receipts went to someone else.
+        mined_count = self._nonce_count("latest")
+        head = self._block_number()
+        for p in self.journal.pending():
+            p.sent_block, p.sent_at_s = head, time.monotonic()  # the stuck timers restart
+            outcome = self._settle(p, mined_count)
+            if outcome is not None:
+                done.append(outcome)
+                continue
+            self._in_flight[p.id] = p
+            self._deliver(p)
+            log.info("resumed %s at nonce %d (%s)", p.purpose, p.nonce, p.tx_hash)
+        pending_count = self._nonce_count("pending")
+        top = max((p.nonce + 1 for p in self._in_flight.values()), default=0)
+        self._next_nonce = max(pending_count, top)
+        return done
+
+    # ------------------------------------------------------------------ fees
+    def fees(self) -> Fees:
+        """The next block's base fee (eth_feeHistory's last entry) and the node's tip."""
+        history = self._rpc("eth_feeHistory", [1, "latest", []])
+        base_fees = (history.get("result") or {}).get("baseFeePerGas") or []
+        if base_fees:
+            base = int(base_fees[-1], 16)
+        else:  # nodes without fee history: the pending block's base fee
+            base = int(self.w3.eth.get_block("pending").get("baseFeePerGas", 0) or 0)
+        tip = self._rpc("eth_maxPriorityFeePerGas", [])
+        priority = (
+            int(tip["result"], 16) if "result" in tip else self.policy.default_priority_fee_wei
+        )
+        return Fees(base, priority)
+
+    def price(self, fees: Fees, fee_cap_wei: int) -> tuple[int, int]:
+        """(maxFeePerGas, maxPriorityFeePerGas) for a new transaction under `fee_cap_wei`."""
+        cap = min(fee_cap_wei, self.policy.max_fee_cap_wei)
+        max_fee = min(
+            fees.base_fee_wei * self.policy.base_fee_multiplier + fees.priority_fee_wei, cap
+        )
+        return max_fee, min(fees.priority_fee_wei, max_fee)
+
+    # ------------------------------------------------------------------ sending
+    def send(
+        self,
+        to: str,
+        data: bytes,
+        gas: int,
+        *,
+        purpose: str,
+        fee_cap_wei: int | None = None,
+        value: int = 0,
+        fees: Fees | None = None,
+    ) -> Pending:
+        """Journals, then broadcasts, a new transaction. Raises `SendRejected` if the node
+        refuses it for good; transport failures leave it in flight, to be re-sent by `poll`."""
+        if self._next_nonce is None:
+            self._carry += self.resume()
+        fees = fees or self.fees()
+        cap = min(fee_cap_wei or self.policy.max_fee_cap_wei, self.policy.max_fee_cap_wei)
+        max_fee, priority = self.price(fees, cap)
+        for _ in range(2):
+            p = self._sign(
+                Pending(
+                    id=0,
+                    nonce=self._take_nonce(),
+                    purpose=purpose,
+                    to=str(checksum(to)),
+                    data=data,
+                    value=value,
+                    gas=gas,
+                    fee_cap_wei=cap,
+                    max_fee_wei=max_fee,
+                    priority_fee_wei=priority,
+                    raw=b"",
+                    hashes=[],
+                    sent_block=self._block_number(),
+                    sent_at_s=time.monotonic(),
+                )
+            )
+            p.id = self.journal.record(p)
+            self._in_flight[p.id] = p
+            if self._deliver(p) is not _Delivery.NONCE_USED or self._receipt(p) is not None:
+                return p
+            # Our fresh nonce was already taken (another process with this key): this purpose
+            # never went out, so it may go out once more under the next free nonce.
+            self._close(p, Outcome(purpose, p.nonce, TxState.DROPPED, detail="nonce taken"))
+            self._next_nonce = self._nonce_count("pending")
+        raise SendRejected(
+            f"nonce {p.nonce} of {self.address} was taken twice in a row",
+            "another process is sending with this key; give each keeper its own key",
+        )
+
+    def poll(self) -> list[Outcome]:
+        """Outcomes of in-flight transactions whose receipts are in; stuck ones are replaced."""
+        done, self._carry = self._carry, []
+        if not self._in_flight:
+            return done
+        try:
+            mined_count = self._nonce_count("latest")
+            head = self._block_number()
+            for p in self.in_flight:
+                outcome = self._settle(p, mined_count)
+                if outcome is not None:
+                    done.append(outcome)
+                elif self._stuck(p, head):
+                    self._bump(p, head)
+                elif not p.delivered:
+                    self._deliver(p)
+        except requests.RequestException as exc:
+            # The node is unreachable: what is journaled stays in flight for the next poll.
+            log.warning("poll interrupted by %s: %s", type(exc).__name__, exc)
+        return done
+
+    def wait(self, timeout_s: float) -> list[Outcome]:
+        """Polls until nothing is in flight or `timeout_s` passes (fast at first: local chains
+        mine at once)."""
+        done = self.poll()
+        deadline = time.monotonic() + timeout_s
+        delay = 0.002
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+            done += self.poll()
+        return done
+
+    # ------------------------------------------------------------------ internals
+    def _take_nonce(self) -> int:
+        if self._next_nonce is None:
+            self._next_nonce = self._nonce_count("pending")
+        nonce = self._next_nonce
+        self._next_nonce += 1
+        return nonce
+
+    def _sign(self, p: Pending) -> Pending:
+        to, value, data, gas = (
+            (self.address, 0, b"", CANCEL_GAS) if p.cancelled else (p.to, p.value, p.data, p.gas)
+        )
+        tx = {
+            "type": 2,
+            "chainId": self.chain_id,
+            "nonce": p.nonce,
+            "to": to,
+            "value": value,
+            "data": data,
+            "gas": gas,
+            "maxFeePerGas": p.max_fee_wei,
+            "maxPriorityFeePerGas": p.priority_fee_wei,
+        }
+        raw = self.signer.sign(tx)
+        return replace(p, raw=raw, hashes=[*p.hashes, "0x" + keccak(raw).hex()], delivered=False)
+
+    def _stuck(self, p: Pending, head: int) -> bool:
+        return (
+            head - p.sent_block >= self.policy.stuck_after_blocks
+            or time.monotonic() - p.sent_at_s >= self.policy.stuck_after_s
+        )
+
+    def _bump(self, p: Pending, head: int) -> None:
+        """Replace `p` at its nonce: both fee fields up by at least `bump_bps`, and at least
+        what the next block needs (D03). A transaction may cost at most gas × its fee cap; when
+        the bump would break that, it is cancelled instead: a no-op transfer to ourselves at
+        the same nonce (21,000 gas, so a far higher fee fits the same budget), which keeps
+        later nonces from queueing behind a transaction that no longer pays."""
+        fees = self.fees()
+        priority = max(fees.priority_fee_wei, _bumped(p.priority_fee_wei, self.policy.bump_bps))
+        max_fee = max(
+            fees.base_fee_wei * self.policy.base_fee_multiplier + priority,
+            _bumped(p.max_fee_wei, self.policy.bump_bps),
+        )
+        p.sent_block, p.sent_at_s = head, time.monotonic()
+        if not p.cancelled and max_fee <= p.fee_cap_wei:
+            self._replace(p, max_fee, priority)
+        elif max_fee * CANCEL_GAS <= p.fee_cap_wei * p.gas:
+            log.info("cancelling %s at nonce %d: over its fee cap", p.purpose, p.nonce)
+            self._replace(replace(p, cancelled=True), max_fee, priority)
+        else:
+            log.warning(
+                "%s at nonce %d is stuck: even a cancel is over its cap", p.purpose, p.nonce
+            )
+            self._deliver(p)
+
+    def _replace(self, p: Pending, max_fee: int, priority: int) -> None:
+        bumped = self._sign(
+            replace(p, max_fee_wei=max_fee, priority_fee_wei=min(priority, max_fee))
+        )
+        self.journal.record_replacement(bumped)
+        self._in_flight[p.id] = bumped
+        self._deliver(bumped)
+
+    def _deliver(self, p: Pending) -> _Delivery:
+        delivery = self._broadcast(p.raw)
+        p.delivered = delivery is not _Delivery.UNDELIVERED
+        if delivery is _Delivery.UNDERPRICED:
+            # Not in the pool: let the next poll replace it rather than wait out the timer.
+            p.sent_block = -(10**9)
+        return delivery
+
+    def _broadcast(self, raw: bytes) -> _Delivery:
+        """Sends `raw`, and on transport failures sends the SAME bytes again (D05)."""
+        delay = self.policy.retry_delay_s
+        params = ["0x" + raw.hex()]
+        for attempt in range(self.policy.send_attempts):
+            try:
+                response = self._rpc("eth_sendRawTransaction", params)
+            except requests.HTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else 0
+                if status < 500:
+                    raise SendRejected(f"HTTP {status} from the node", "check the RPC URL") from exc
+                log.warning("eth_sendRawTransaction: HTTP %d, resending (%d)", status, attempt + 1)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                # The node may have taken it before the connection dropped: only these bytes
+                # may go out again, and the receipt decides.
+                log.warning("eth_sendRawTransaction: %s, resending", type(exc).__name__)
+            else:
+                error = response.get("error")
+                if error is None:
+                    return _Delivery.ACCEPTED
+                message = str(error.get("message", error)).lower()
+                if any(s in message for s in _KNOWN):
+                    return _Delivery.ACCEPTED
+                if any(s in message for s in _NONCE_USED):
+                    return _Delivery.NONCE_USED
+                if any(s in message for s in _UNDERPRICED):
+                    return _Delivery.UNDERPRICED
+                raise SendRejected(f"the node refused the transaction: {message}")
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        return _Delivery.UNDELIVERED
+
+    def _settle(self, p: Pending, mined_count: int) -> Outcome | None:
+        """The outcome of `p` if it has one: a receipt of any version, or its nonce consumed
+        by a transaction that is not ours. `mined_count` must be read before the receipts."""
+        found = self._receipt(p)
+        if found is not None:
+            tx_hash, receipt = found
+            if str(receipt["to"]).lower() == self.address.lower() != p.to.lower():
+                state = TxState.CANCELLED
+            elif int(receipt["status"], 16) == 1:
+                state = TxState.MINED
+            else:
+                state = TxState.REVERTED
+            outcome = Outcome(
+                p.purpose,
+                p.nonce,
+                state,
+                tx_hash,
+                int(receipt["blockNumber"], 16),
+                int(receipt["gasUsed"], 16),
+                int(receipt.get("effectiveGasPrice") or "0x0", 16),
+                receipt,
+            )
+        elif p.nonce < mined_count:
+            outcome = Outcome(p.purpose, p.nonce, TxState.DROPPED, detail="nonce used elsewhere")
+        else:
+            return None
+        self._close(p, outcome)
+        return outcome
+
+    def _close(self, p: Pending, outcome: Outcome) -> None:
+        self.journal.finish(p.id, outcome)
+        self._in_flight.pop(p.id, None)
+
+    def _receipt(self, p: Pending) -> tuple[str, dict[str, Any]] | None:
+        """The receipt of whichever version of `p` was mined, as raw JSON (web3's formatting of
+        the logs would cost more than the round trip)."""
+        for tx_hash in reversed(p.hashes):
+            response = self._rpc("eth_getTransactionReceipt", [tx_hash])
+            if "error" in response:
+                raise requests.RequestException(f"eth_getTransactionReceipt: {response['error']}")
+            if response.get("result"):
+                return tx_hash, dict(response["result"])
+        return None
+
+    def _nonce_count(self, block: str) -> int:
+        return _int(self._rpc("eth_getTransactionCount", [self.address, block]))
+
+    def _block_number(self) -> int:
+        return _int(self._rpc("eth_blockNumber", []))
+
+    def _rpc(self, method: str, params: list[Any]) -> dict[str, Any]:
+        return dict(self.w3.provider.make_request(RPCEndpoint(method), params))
+
+
+def _int(response: Mapping[str, Any]) -> int:
+    if "error" in response:
+        raise requests.RequestException(f"the node answered an error: {response['error']}")
+    return int(response["result"], 16)
+
+
+def _bumped(fee_wei: int, bump_bps: int) -> int:
+    """`fee_wei` raised by `bump_bps`, rounded up so the bump is never below it."""
+    return -(-fee_wei * (BPS + bump_bps) // BPS)
