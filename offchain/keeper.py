@@ -225,6 +225,9 @@ class _Wire:
         price, status = abi_decode(["uint256", "uint8"], out)
         return int(price), int(status)
 
+    def genesis(self) -> str:
+        return str(self._rpc("eth_getBlockByNumber", ["0x0", False])["result"]["hash"])
+
     def latest_block(self) -> tuple[int, int]:
         """(number, timestamp) of the latest block."""
         block = self._rpc("eth_getBlockByNumber", ["latest", False])["result"]
@@ -294,7 +297,12 @@ class Keeper:
         self.sender = TxSender(
             self.chain.w3,
             signer_for(self.chain, self.address),
-            Journal(journal or ":memory:", chain_id=self.chain.chain_id, sender=self.address),
+            Journal(
+                journal or ":memory:",
+                chain_id=self.chain.chain_id,
+                sender=self.address,
+                genesis=self._wire.genesis(),
+            ),
             chain_id=self.chain.chain_id,
             policy=self.config.fee_policy(),
         )
@@ -548,13 +556,19 @@ class Keeper:
         last_block = -1
         n = 0
         while rounds is None or n < rounds:
-            block = self.chain.w3.eth.block_number
-            if block != last_block:
-                last_block = block
+            try:
+                block = self.chain.w3.eth.block_number
+                if block == last_block:
+                    time.sleep(poll_interval_s)
+                    continue
                 done = self.step()
-                total.extend(done)
-                on_round(n, done)
-                n += 1
-            else:
+            except requests.RequestException as exc:
+                # An RPC outage: what was sent is journaled; the next round picks it up (D05).
+                log.warning("round interrupted by %s: %s", type(exc).__name__, exc)
                 time.sleep(poll_interval_s)
+                continue
+            last_block = block
+            total.extend(done)
+            on_round(n, done)
+            n += 1
         return total

@@ -90,6 +90,7 @@ class Fees:
 
     base_fee_wei: int
     priority_fee_wei: int
+    block: int = -1  # the latest block when read (-1: unknown)
 
     @property
     def inclusion_wei(self) -> int:
@@ -223,13 +224,15 @@ CREATE TABLE IF NOT EXISTS txs (
 );
 CREATE INDEX IF NOT EXISTS txs_state ON txs (state);
 CREATE TABLE IF NOT EXISTS attempts (
-    tx_hash          TEXT PRIMARY KEY,
+    tx_hash          TEXT NOT NULL,
     tx_id            INTEGER NOT NULL REFERENCES txs (id),
     raw              BLOB NOT NULL,
     max_fee_wei      TEXT NOT NULL,
     priority_fee_wei TEXT NOT NULL,
     cancel           INTEGER NOT NULL,
-    sent_at          REAL NOT NULL
+    sent_at          REAL NOT NULL,
+    -- A refused transaction's nonce is reused, so identical bytes may recur in a later row.
+    PRIMARY KEY (tx_id, tx_hash)
 );
 CREATE INDEX IF NOT EXISTS attempts_tx ON attempts (tx_id);
 """
@@ -239,7 +242,9 @@ class Journal:
     """The write-ahead record of one key's transactions on one chain (`journal.sqlite`).
     `":memory:"` keeps it in memory: no crash safety, for tests and one-shot runs."""
 
-    def __init__(self, path: Path | str, *, chain_id: int, sender: str) -> None:
+    def __init__(self, path: Path | str, *, chain_id: int, sender: str, genesis: str = "") -> None:
+        """`genesis`: the chain's block-0 hash. A restarted local chain reuses the chain id, and
+        re-broadcasting a dead chain's transactions onto it would leave a nonce gap."""
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -250,7 +255,7 @@ class Journal:
         # FULL: a commit survives power loss, which is what makes the journal write-ahead.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        self._bind(chain_id, str(checksum(sender)))
+        self._bind(chain_id, str(checksum(sender)), genesis.lower())
 
     def close(self) -> None:
         with self._lock:
@@ -267,20 +272,20 @@ class Journal:
                 raise
             self._db.execute("COMMIT")
 
-    def _bind(self, chain_id: int, sender: str) -> None:
+    def _bind(self, chain_id: int, sender: str, genesis: str) -> None:
+        wanted = {"chain_id": str(chain_id), "sender": sender, "genesis": genesis}
         with self._tx() as db:
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             if not meta:
-                db.executemany(
-                    "INSERT INTO meta (key, value) VALUES (?, ?)",
-                    [("chain_id", str(chain_id)), ("sender", sender)],
-                )
+                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", wanted.items())
                 return
-        if meta["chain_id"] != str(chain_id) or meta["sender"] != sender:
+        if {k: meta.get(k) for k in wanted} != wanted:
             raise ConfigError(
-                f"journal {self.path} belongs to {meta['sender']} on chain {meta['chain_id']}, "
-                f"not {sender} on chain {chain_id}",
-                "give each key and chain its own --journal file",
+                f"journal {self.path} belongs to {meta.get('sender')} on chain "
+                f"{meta.get('chain_id')} (genesis {meta.get('genesis') or '?'}), not {sender} on "
+                f"chain {chain_id} (genesis {genesis or '?'})",
+                "give each key and chain its own --journal file; delete a restarted local "
+                "chain's old journal",
             )
 
     def record(self, p: Pending) -> int:
@@ -408,6 +413,7 @@ class _Delivery(StrEnum):
     NONCE_USED = "nonce used"  # mined already (ours, perhaps) or taken by another transaction
     UNDERPRICED = "underpriced"  # below the base fee, or not enough to replace
     UNDELIVERED = "undelivered"  # transport failures on every attempt
+    REJECTED = "rejected"  # refused for a reason retrying cannot fix
 
 
 _KNOWN = ("already known", "already imported", "known transaction")
@@ -452,8 +458,13 @@ class TxSender:
         queue behind it, so callers wait rather than open new nonces (D03)."""
         if not self._in_flight:
             return False
+        if self._next_nonce is not None and self._next_nonce < min(self._in_flight_nonces()):
+            return False  # a refused nonce left a gap below them: only a new send fills it
         head = self._block_number()
         return any(len(p.hashes) > 1 or self._stuck(p, head) for p in self._in_flight.values())
+
+    def _in_flight_nonces(self) -> list[int]:
+        return [p.nonce for p in self._in_flight.values()]
 
     # ------------------------------------------------------------------ restart
     def resume(self) -> list[Outcome]:
@@ -481,17 +492,19 @@ class TxSender:
     # ------------------------------------------------------------------ fees
     def fees(self) -> Fees:
         """The next block's base fee (eth_feeHistory's last entry) and the node's tip."""
-        history = self._rpc("eth_feeHistory", [1, "latest", []])
-        base_fees = (history.get("result") or {}).get("baseFeePerGas") or []
+        history = self._rpc("eth_feeHistory", [1, "latest", []]).get("result") or {}
+        base_fees = history.get("baseFeePerGas") or []
         if base_fees:
             base = int(base_fees[-1], 16)
+            block = int(history["oldestBlock"], 16) + len(base_fees) - 2
         else:  # nodes without fee history: the pending block's base fee
             base = int(self.w3.eth.get_block("pending").get("baseFeePerGas", 0) or 0)
+            block = -1
         tip = self._rpc("eth_maxPriorityFeePerGas", [])
         priority = (
             int(tip["result"], 16) if "result" in tip else self.policy.default_priority_fee_wei
         )
-        return Fees(base, priority)
+        return Fees(base, priority, block)
 
     def price(self, fees: Fees, fee_cap_wei: int) -> tuple[int, int]:
         """(maxFeePerGas, maxPriorityFeePerGas) for a new transaction under `fee_cap_wei`."""
@@ -520,6 +533,7 @@ class TxSender:
         fees = fees or self.fees()
         cap = min(fee_cap_wei or self.policy.max_fee_cap_wei, self.policy.max_fee_cap_wei)
         max_fee, priority = self.price(fees, cap)
+        head = fees.block if fees.block >= 0 else self._block_number()
         for _ in range(2):
             p = self._sign(
                 Pending(
@@ -535,13 +549,16 @@ class TxSender:
                     priority_fee_wei=priority,
                     raw=b"",
                     hashes=[],
-                    sent_block=self._block_number(),
+                    sent_block=head,
                     sent_at_s=time.monotonic(),
                 )
             )
             p.id = self.journal.record(p)
             self._in_flight[p.id] = p
-            if self._deliver(p) is not _Delivery.NONCE_USED or self._receipt(p) is not None:
+            delivery = self._deliver(p)
+            if delivery is _Delivery.REJECTED:
+                raise SendRejected(f"the node refused {purpose} at nonce {p.nonce}")
+            if delivery is not _Delivery.NONCE_USED or self._receipt(p) is not None:
                 return p
             # Our fresh nonce was already taken (another process with this key): this purpose
             # never went out, so it may go out once more under the next free nonce.
@@ -554,13 +571,12 @@ class TxSender:
 
     def poll(self) -> list[Outcome]:
         """Outcomes of in-flight transactions whose receipts are in; stuck ones are replaced."""
-        done, self._carry = self._carry, []
-        if not self._in_flight:
-            return done
+        done: list[Outcome] = []
         try:
-            mined_count = self._nonce_count("latest")
-            head = self._block_number()
-            for p in self.in_flight:
+            in_flight = self.in_flight
+            mined_count = self._nonce_count("latest") if in_flight else 0
+            head = self._block_number() if in_flight else 0
+            for p in in_flight:
                 outcome = self._settle(p, mined_count)
                 if outcome is not None:
                     done.append(outcome)
@@ -571,6 +587,8 @@ class TxSender:
         except requests.RequestException as exc:
             # The node is unreachable: what is journaled stays in flight for the next poll.
             log.warning("poll interrupted by %s: %s", type(exc).__name__, exc)
+        # Settled elsewhere (a refusal, an implicit resume) since the last poll, then these.
+        done, self._carry = self._carry + done, []
         return done
 
     def wait(self, timeout_s: float) -> list[Outcome]:
@@ -650,7 +668,19 @@ class TxSender:
         self._deliver(bumped)
 
     def _deliver(self, p: Pending) -> _Delivery:
-        delivery = self._broadcast(p.raw)
+        try:
+            delivery = self._broadcast(p.raw)
+        except SendRejected as exc:
+            log.warning("%s at nonce %d refused: %s", p.purpose, p.nonce, exc)
+            if len(p.hashes) > 1:
+                return _Delivery.REJECTED  # only the replacement: an earlier version may land
+            # Refused for good, and no version of it is in any pool: the nonce is free again,
+            # and the next transaction must take it rather than leave a gap.
+            outcome = Outcome(p.purpose, p.nonce, TxState.REJECTED, detail=exc.cause)
+            self._close(p, outcome)
+            self._carry.append(outcome)
+            self._next_nonce = self._nonce_count("pending")
+            return _Delivery.REJECTED
         p.delivered = delivery is not _Delivery.UNDELIVERED
         if delivery is _Delivery.UNDERPRICED:
             # Not in the pool: let the next poll replace it rather than wait out the timer.
@@ -666,7 +696,7 @@ class TxSender:
                 response = self._rpc("eth_sendRawTransaction", params)
             except requests.HTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else 0
-                if status < 500:
+                if status < 500 and status != 429:  # 429: rate limited, as transient as a 5xx
                     raise SendRejected(f"HTTP {status} from the node", "check the RPC URL") from exc
                 log.warning("eth_sendRawTransaction: HTTP %d, resending (%d)", status, attempt + 1)
             except (requests.ConnectionError, requests.Timeout) as exc:

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 import requests
+from eth_abi import encode as abi_encode
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 from web3 import HTTPProvider, Web3
 
 from offchain.anvil import DEV_MNEMONIC
@@ -30,10 +31,10 @@ from offchain.attest import Batch, Domain, Entry, sign
 from offchain.chain import Chain
 from offchain.client import Client, wad
 from offchain.deploy import dev_engine_keys
-from offchain.errors import ContractRevert
+from offchain.errors import ConfigError, ContractRevert
 from offchain.keeper import Keeper, KeeperConfig, KeeperMirror, Liquidation
 from offchain.models import WAD
-from offchain.txsender import TxState
+from offchain.txsender import Journal, TxState
 
 GWEI = 10**9
 ENGINE_KEYS = dev_engine_keys(3)
@@ -126,13 +127,21 @@ def open_many(
             }
         ]
 
-    deposits = [tx(owner, ch.encode_abi("deposit", args=[a, 0, c]), 200_000) for a, c, _ in rows]
+    deposit = "deposit(address,uint256,uint256)"
+    trade = "settleTrade(uint256,address,address,int256,uint256)"
+    deposits = [tx(owner, calldata(deposit, a, 0, c), 200_000) for a, c, _ in rows]
     trades = [
-        tx(system.d.matcher, ch.encode_abi("settleTrade", args=[m.id, a, maker, s, price]), 600_000)
-        for a, _, s in rows
+        tx(system.d.matcher, calldata(trade, m.id, a, maker, s, price), 600_000) for a, _, s in rows
     ]
     send_batch(system, deposits)  # all mined before any trade needs its margin
     send_batch(system, trades)
+
+
+def calldata(signature: str, *args: Any) -> str:
+    """ABI-encoded call data with eth_abi alone: web3's encoder costs milliseconds a call, which
+    adds up to seconds over hundreds of setup transactions."""
+    types = signature[signature.index("(") + 1 : -1].split(",")
+    return "0x" + (function_signature_to_4byte_selector(signature) + abi_encode(types, args)).hex()
 
 
 def send_batch(system: Client, calls: list[tuple[str, list[Any]]]) -> None:
@@ -215,6 +224,7 @@ class FlakyRpc:
         self.faults = list(send_faults)
         self.raw_sends: list[str] = []
         self._lock = threading.Lock()
+        self._local = threading.local()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -231,7 +241,7 @@ class FlakyRpc:
                 delay = proxy.delay_s()
                 if delay:
                     threading.Event().wait(delay)
-                answer = requests.post(
+                answer = proxy._session().post(
                     proxy.upstream,
                     data=body,
                     headers={"Content-Type": "application/json"},
@@ -253,6 +263,14 @@ class FlakyRpc:
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _session(self) -> requests.Session:
+        """One keep-alive session per handler thread: a new connection per request would make
+        the proxy, not the latency it injects, the bottleneck."""
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
 
     def _fault(self, body: bytes) -> str | None:
         import json
@@ -436,6 +454,43 @@ def test_keeper_killed_after_its_tx_was_mined__restart_reports_it_and_sends_noth
     assert second.last_round.sent == 0
     assert tx_count(system, second.address) == start_nonce + 1
     assert system.position(opened.trader, "ETH-PERP") == 0
+
+
+def test_a_journal_refuses_another_chain_key_or_genesis_rather_than_replay_onto_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    sender = to_checksum_address("0x" + "11" * 20)
+    Journal(path, chain_id=31337, sender=sender, genesis="0xaa").close()
+    Journal(path, chain_id=31337, sender=sender, genesis="0xAA").close()  # the same chain
+    for kwargs in (
+        {"chain_id": 31337, "sender": sender, "genesis": "0xbb"},  # a restarted local chain
+        {"chain_id": 1, "sender": sender, "genesis": "0xaa"},
+        {"chain_id": 31337, "sender": to_checksum_address("0x" + "22" * 20), "genesis": "0xaa"},
+    ):
+        with pytest.raises(ConfigError, match="belongs to"):
+            Journal(path, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_refused_transaction_leaves_no_nonce_gap_and_the_next_one_takes_its_nonce(
+    system: Client, open_position: Callable[..., Any], others: list[str]
+) -> None:
+    opened = open_position(size=15, collateral_usd=5_000, who=others[0])
+    system.set_price("ETH", 2_800)
+    k = make_keeper(system, 30)
+    start_nonce = tx_count(system, k.address)
+    rpc(system, "anvil_setBalance", k.address, "0x0")  # it cannot pay for gas: refused
+    assert k.step() == []
+    assert k.last_round.sent == 0
+    assert not k.sender.in_flight
+    rpc(system, "anvil_setBalance", k.address, hex(10**18))
+    done = k.step()
+    assert [d.account for d in done] == [opened.trader]
+    rows = k.sender.journal.rows()
+    assert [(r.state, r.nonce) for r in rows] == [
+        (TxState.REJECTED, start_nonce),
+        (TxState.MINED, start_nonce),
+    ]
 
 
 # ---------------------------------------------------------------------------- D02
