@@ -56,8 +56,11 @@ from offchain.txsender import (
 
 log = logging.getLogger("marginsync.keeper")
 
-# Gas of one liquidation, for the profitability check before the precise estimate.
+# Gas of a typical liquidation, for callers that price one without estimating (the lab).
 LIQUIDATION_GAS_ESTIMATE = 200_000
+# No liquidation costs less: the quick check before the estimate skips only hopeless rewards,
+# and is never stricter than the precise check after it.
+LIQUIDATION_GAS_FLOOR = 80_000
 # Headroom on the next block's base fee a transaction's fee cap must leave (one full block).
 BASE_FEE_HEADROOM_BPS = 11_250
 
@@ -444,7 +447,7 @@ class Keeper:
         report: RoundReport,
     ) -> bool:
         reward = preview.keeper_reward_wad
-        if not self.pays(reward, LIQUIDATION_GAS_ESTIMATE, fees):
+        if not self.pays(reward, LIQUIDATION_GAS_FLOOR, fees):
             report.unprofitable += 1
             log.info("skip %s market %d: reward %s pays no gas", account, market_id, reward)
             return False

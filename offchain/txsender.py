@@ -14,10 +14,14 @@ batch submitter could use it for attestations. The path of one transaction:
    "nonce too low" means a receipt will decide.
 3. `poll` reads receipts. A transaction with no receipt after `stuck_after_blocks` blocks or
    `stuck_after_s` seconds is replaced at the SAME nonce with both fee fields raised by at least
-   `bump_bps` (12.5 % by default; nodes need 10 %) and never above its cap (D03). While one is
-   stuck, `congested` tells the caller not to queue new nonces behind it.
+   `bump_bps` (12.5 % by default; nodes need 10 %) and never above its cap (D03); when the cap
+   forbids that, a 21,000-gas transfer to ourselves takes the nonce instead, within the same
+   budget. While one is stuck, `congested` tells the caller not to queue new nonces behind it.
+4. A transaction the node refuses for good (insufficient funds) frees its nonce: the next one
+   takes it, so a refusal never leaves a gap that stalls every later transaction.
 
-The journal is SQLite (WAL, synchronous=FULL): one file per key and chain.
+The journal is SQLite (WAL, synchronous=FULL): one file per key and chain, bound to the chain's
+genesis hash so a restarted local chain never receives a dead chain's transactions.
 """
 
 from __future__ import annotations
@@ -90,7 +94,6 @@ class Fees:
 
     base_fee_wei: int
     priority_fee_wei: int
-    block: int = -1  # the latest block when read (-1: unknown)
 
     @property
     def inclusion_wei(self) -> int:
@@ -115,7 +118,7 @@ class Pending:
     priority_fee_wei: int
     raw: bytes
     hashes: list[str]
-    sent_block: int
+    sent_block: int | None  # None until a poll first misses its receipt (see `_stuck`)
     sent_at_s: float
     delivered: bool = False
     cancelled: bool = False  # the latest version is a no-op self-transfer at this nonce
@@ -375,7 +378,7 @@ class Journal:
                         priority_fee_wei=int(last[3]),
                         raw=bytes(last[1]),
                         hashes=[a[0] for a in attempts],
-                        sent_block=-1,
+                        sent_block=None,
                         sent_at_s=float(last[4]),
                         cancelled=bool(last[5]),
                     )
@@ -442,7 +445,7 @@ class TxSender:
         self.policy = policy or FeePolicy()
         self._next_nonce: int | None = None
         self._in_flight: dict[int, Pending] = {}  # by journal id
-        self._carry: list[Outcome] = []  # settled by an implicit resume, reported by `poll`
+        self._carry: list[Outcome] = []  # settled outside `poll` (resume, refusals), reported by it
 
     # ------------------------------------------------------------------ state
     @property
@@ -491,20 +494,20 @@ class TxSender:
 
     # ------------------------------------------------------------------ fees
     def fees(self) -> Fees:
-        """The next block's base fee (eth_feeHistory's last entry) and the node's tip."""
-        history = self._rpc("eth_feeHistory", [1, "latest", []]).get("result") or {}
-        base_fees = history.get("baseFeePerGas") or []
-        if base_fees:
-            base = int(base_fees[-1], 16)
-            block = int(history["oldestBlock"], 16) + len(base_fees) - 2
-        else:  # nodes without fee history: the pending block's base fee
-            base = int(self.w3.eth.get_block("pending").get("baseFeePerGas", 0) or 0)
-            block = -1
+        """The next block's base fee and the node's tip. The pending block's base fee is what
+        the node admits transactions against; `eth_feeHistory`'s last entry (the same number on
+        a consistent node) stands in where the pending block has none."""
+        pending = self._rpc("eth_getBlockByNumber", ["pending", False]).get("result") or {}
+        if pending.get("baseFeePerGas"):
+            base = int(pending["baseFeePerGas"], 16)
+        else:
+            history = self._rpc("eth_feeHistory", [1, "latest", []]).get("result") or {}
+            base = int((history.get("baseFeePerGas") or ["0x0"])[-1], 16)
         tip = self._rpc("eth_maxPriorityFeePerGas", [])
         priority = (
             int(tip["result"], 16) if "result" in tip else self.policy.default_priority_fee_wei
         )
-        return Fees(base, priority, block)
+        return Fees(base, priority)
 
     def price(self, fees: Fees, fee_cap_wei: int) -> tuple[int, int]:
         """(maxFeePerGas, maxPriorityFeePerGas) for a new transaction under `fee_cap_wei`."""
@@ -533,7 +536,6 @@ class TxSender:
         fees = fees or self.fees()
         cap = min(fee_cap_wei or self.policy.max_fee_cap_wei, self.policy.max_fee_cap_wei)
         max_fee, priority = self.price(fees, cap)
-        head = fees.block if fees.block >= 0 else self._block_number()
         for _ in range(2):
             p = self._sign(
                 Pending(
@@ -549,7 +551,7 @@ class TxSender:
                     priority_fee_wei=priority,
                     raw=b"",
                     hashes=[],
-                    sent_block=head,
+                    sent_block=None,
                     sent_at_s=time.monotonic(),
                 )
             )
@@ -630,6 +632,11 @@ class TxSender:
         return replace(p, raw=raw, hashes=[*p.hashes, "0x" + keccak(raw).hex()], delivered=False)
 
     def _stuck(self, p: Pending, head: int) -> bool:
+        """No receipt for `stuck_after_blocks` blocks since a poll first missed it, or for
+        `stuck_after_s` seconds since it was sent. Blocks count from the first miss, not from
+        the send: a round that sends many transactions may see as many blocks go by."""
+        if p.sent_block is None:
+            p.sent_block = head
         return (
             head - p.sent_block >= self.policy.stuck_after_blocks
             or time.monotonic() - p.sent_at_s >= self.policy.stuck_after_s
@@ -642,12 +649,21 @@ class TxSender:
         the same nonce (21,000 gas, so a far higher fee fits the same budget), which keeps
         later nonces from queueing behind a transaction that no longer pays."""
         fees = self.fees()
+        p.sent_block, p.sent_at_s = head, time.monotonic()
+        if (
+            p.delivered
+            and p.max_fee_wei >= fees.inclusion_wei
+            and p.priority_fee_wei >= fees.priority_fee_wei
+        ):
+            # It offers what the next block asks: late, not underpriced. Replacing it (let
+            # alone cancelling it) would only risk a transaction that can still land.
+            self._deliver(p)
+            return
         priority = max(fees.priority_fee_wei, _bumped(p.priority_fee_wei, self.policy.bump_bps))
         max_fee = max(
             fees.base_fee_wei * self.policy.base_fee_multiplier + priority,
             _bumped(p.max_fee_wei, self.policy.bump_bps),
         )
-        p.sent_block, p.sent_at_s = head, time.monotonic()
         if not p.cancelled and max_fee <= p.fee_cap_wei:
             self._replace(p, max_fee, priority)
         elif max_fee * CANCEL_GAS <= p.fee_cap_wei * p.gas:
@@ -665,6 +681,13 @@ class TxSender:
         )
         self.journal.record_replacement(bumped)
         self._in_flight[p.id] = bumped
+        log.info(
+            "replaced %s at nonce %d: max fee %.3f → %.3f gwei",
+            p.purpose,
+            p.nonce,
+            p.max_fee_wei / GWEI,
+            bumped.max_fee_wei / GWEI,
+        )
         self._deliver(bumped)
 
     def _deliver(self, p: Pending) -> _Delivery:
@@ -681,7 +704,7 @@ class TxSender:
             self._carry.append(outcome)
             self._next_nonce = self._nonce_count("pending")
             return _Delivery.REJECTED
-        p.delivered = delivery is not _Delivery.UNDELIVERED
+        p.delivered = delivery in (_Delivery.ACCEPTED, _Delivery.NONCE_USED)
         if delivery is _Delivery.UNDERPRICED:
             # Not in the pool: let the next poll replace it rather than wait out the timer.
             p.sent_block = -(10**9)

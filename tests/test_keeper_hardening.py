@@ -378,6 +378,30 @@ def test_a_transaction_that_no_longer_pays_is_cancelled_by_a_no_op_at_its_nonce(
     assert system.position(opened.trader, "ETH-PERP") == opened.size_wad
 
 
+def test_a_late_but_adequately_priced_tx_is_resent_byte_for_byte_not_replaced(
+    system: Client, open_position: Callable[..., Any], others: list[str]
+) -> None:
+    """Missing from the pool (a node restart) while its fees still clear the next block: a
+    replacement would only race a transaction that can still land, so the same bytes go out."""
+    opened = open_position(size=15, collateral_usd=5_000, who=others[0])
+    system.set_price("ETH", 2_800)
+    k = make_keeper(system, config=KeeperConfig(stuck_after_blocks=1, receipt_timeout_s=0))
+    with manual_mining(system):
+        k.step()
+        (sent,) = k.sender.in_flight
+        rpc(system, "anvil_dropAllTransactions")
+        mine(system, 2)
+        k.step()
+        (again,) = k.sender.in_flight
+        assert (again.tx_hash, again.raw) == (sent.tx_hash, sent.raw)
+        pool = rpc(system, "txpool_content")["pending"][k.address.lower()]
+        assert [tx["hash"] for tx in pool.values()] == [sent.tx_hash]
+        mine(system)
+    assert [(d.account, d.tx_hash) for d in k.step()] == [(opened.trader, sent.tx_hash)]
+    (row,) = k.sender.journal.rows()
+    assert row.hashes == (sent.tx_hash,)
+
+
 # ---------------------------------------------------------------------------- D05
 def test_dropped_response_and_a_502_resend_the_same_signed_tx_and_one_liquidation_lands(
     system: Client, open_position: Callable[..., Any], others: list[str]
