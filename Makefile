@@ -33,11 +33,11 @@ $(STAMPS)/python: pyproject.toml | $(STAMPS)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-$(STAMPS)/node: package.json | $(STAMPS)
+$(STAMPS)/node: package.json package-lock.json | $(STAMPS)
 	@echo "==> npm toolchain (Anvil, forge, solc-js, OpenZeppelin)"
-	@# `npm ci` rejects this lock file: npm records the other platforms' optional Anvil/forge
-	@# binaries as missing. `npm install` honours the pinned versions all the same.
-	npm install --no-audit --no-fund --loglevel=error
+	@# The lock lists every platform's optional Anvil/forge binary, so `npm ci` installs exactly
+	@# it and never rewrites it (installing leaves `git status` clean).
+	npm ci --no-audit --no-fund --loglevel=error
 	@test -x $(ANVIL_DIR)/anvil || { echo "Anvil binary missing in $(ANVIL_DIR): delete node_modules and rerun"; exit 1; }
 	@touch $@
 

@@ -113,7 +113,7 @@ class AttestationSpec(Frozen):
 
 
 class SystemSpec(Frozen):
-    """Everything `marginsync deploy` sets up. Defaults follow REFERENCES.md (standard perps:
+    """Everything `marginsync deploy` sets up. Defaults follow production venues (standard perps:
     IM 10%, MM 6.5%; Aave-like close factor 50%)."""
 
     assets: tuple[OracleAssetSpec, ...] = (

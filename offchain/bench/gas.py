@@ -21,7 +21,7 @@ from offchain.models import MarketSpec, OracleAssetSpec, SystemSpec
 from offchain.settings import Settings
 
 GOALS = {"liquidate_1_position": 150_000, "liquidate_8_positions": 300_000}
-# Aave v3 `liquidationCall` in its own test report (REFERENCES.md), for comparison.
+# Aave v3 `liquidationCall`, average in its own test report, for comparison.
 AAVE_V3_LIQUIDATION_AVG = 265_700
 
 

@@ -375,7 +375,7 @@ CRASH_TEMPLATES: dict[str, CrashTemplate] = {
     )
 }
 
-# Peak-to-trough moves by crash name, from REFERENCES.md (ETH fell ≈ 43% on 2020-03-12).
+# Peak-to-trough moves by crash name (ETH fell ≈ 43% on 2020-03-12).
 CRASH_DROPS: dict[str, float] = {name: t.drop for name, t in CRASH_TEMPLATES.items()}
 
 

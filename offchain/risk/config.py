@@ -4,7 +4,7 @@ Models are frozen and reject unknown keys, so a typo in a config file fails loud
 field's path instead of silently falling back to a default. `load_risk_config` turns pydantic's
 error into a `RiskInputError` listing each bad field and what it expected.
 
-Defaults and where they come from (see /work/shared/REFERENCES.md and docs/risk-models.md):
+Defaults and where they come from (see docs/risk-models.md):
 standard perps IM 10% / MM 6.5% (Derive SRM), RiskMetrics λ = 0.94 per day, Derive v2 scenario
 law (±18% in 4.5% steps, vol shock 1 + 0.6·(30d/DTE)^p, min vol-up 40%, contingencies perp 3% /
 naked short option 2% of spot, IM = 1.25 × MM), VaR 99% and ES 97.5% (Basel FRTB levels).

@@ -1,4 +1,4 @@
-"""The sanitiser against the oracle threats it exists for (THREATS.md C08, C09, C10, C14, C15,
+"""The sanitiser against the oracle threats it exists for (threats C08, C09, C10, C14, C15,
 C17, D13), plus its bookkeeping guards (staleness, outliers, caps) and the fault sources."""
 
 from __future__ import annotations

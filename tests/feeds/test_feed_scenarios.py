@@ -128,7 +128,7 @@ def test_crash_template__any_seed__trough_is_exactly_the_stated_drop(name: str) 
 
 
 def test_crash_templates__magnitudes__are_the_referenced_historical_moves() -> None:
-    # REFERENCES.md: ETH ≈ −43% on 2020-03-12; the other two are this project's stylised depths.
+    # ETH ≈ −43% on 2020-03-12; the other two are this project's stylised depths.
     assert CRASH_DROPS == {"2020-03-12": 0.43, "2022-11": 0.25, "2025-10-10": 0.30}
     assert CRASH_TEMPLATES["2020-03-12"].duration_s == DAY_S
 
