@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -77,9 +78,30 @@ class Anvil:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 20.0) -> Anvil:
-        self._proc = subprocess.Popen(
-            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
+        # A SIGTERM/SIGINT landing between the fork and the assignment would orphan the node:
+        # hold them until `_proc` is set, then let them raise inside the `try` below.
+        held = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            self._proc = subprocess.Popen(
+                self._args,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        try:
+            self._wait_until_up(timeout_s)
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) or failed while starting: `__exit__` will not run,
+            # so the node must not outlive us from here.
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_up(self, timeout_s: float) -> None:
+        assert self._proc is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -88,10 +110,9 @@ class Anvil:
             try:
                 body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
                 if requests.post(self.url, json=body, timeout=0.5).ok:
-                    return self
+                    return
             except requests.RequestException:
                 time.sleep(0.05)
-        self.stop()
         raise ToolchainError(f"Anvil did not answer on {self.url} within {timeout_s}s", "retry")
 
     def stop(self) -> None:

@@ -30,6 +30,7 @@ from web3.exceptions import (
     ContractLogicError,
     ContractPanicError,
     TimeExhausted,
+    Web3RPCError,
 )
 from web3.types import RPCEndpoint, TxReceipt
 
@@ -195,7 +196,12 @@ class Chain:
                 {**params, "nonce": self.w3.eth.get_transaction_count(sender_address, "pending")}
             )
             signed = local.sign_transaction(tx)
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            try:
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            except Web3RPCError as exc:
+                error = (exc.rpc_response or {}).get("error")
+                message = error.get("message", str(exc)) if isinstance(error, dict) else str(exc)
+                raise _refused(action, sender_address, message) from exc
         try:
             receipt = self.w3.eth.wait_for_transaction_receipt(
                 tx_hash, timeout=120, poll_latency=0.01
@@ -221,7 +227,9 @@ class Chain:
         tx |= {"from": params["from"], "gas": hex(params["gas"]), "value": hex(params["value"])}
         response = self.w3.provider.make_request(RPCEndpoint("eth_sendTransaction"), [tx])
         if "error" in response:
-            raise TransactionFailed(f"node refused the transaction: {response['error']}", "")
+            error = response["error"]
+            message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+            raise _refused("send", params["from"], message)
         return HexBytes(response["result"])
 
     def _revert(self, exc: Exception, action: str) -> ContractRevert:
@@ -278,3 +286,13 @@ def checksum(address: str) -> ChecksumAddress:
         raise ConfigError(
             f"{address!r} is not an address", "give a 0x-prefixed 20-byte hex"
         ) from exc
+
+
+def _refused(action: str, sender: str, message: str) -> TransactionFailed:
+    """The node would not take a transaction: one line, with the fix for the usual cause."""
+    if "insufficient funds" in message.lower():
+        return TransactionFailed(
+            f"{action}: {sender} cannot pay for gas ({message})",
+            f"send ETH to {sender} on this chain, or use a funded key (MARGINSYNC_PRIVATE_KEY)",
+        )
+    return TransactionFailed(f"{action}: the node refused the transaction ({message})", "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -10,17 +11,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import requests
 from pydantic import ValidationError
 from rich.console import Console
 
 from offchain.chain import Chain, checksum
 from offchain.client import Client
-from offchain.errors import ConfigError, MarginsyncError
+from offchain.errors import ConfigError, DeploymentStale, MarginsyncError
 from offchain.models import Deployment, SystemSpec
 from offchain.settings import Settings
 
 console = Console(stderr=False)
 F = TypeVar("F", bound=Callable[..., Any])
+# numpy seeds are unsigned 32-bit; anything else is a user error, not a traceback.
+SEED = click.IntRange(0, 2**32 - 1)
+MAX_FEED_STEPS = 100_000
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -31,7 +36,13 @@ def _settings(ctx: click.Context) -> Settings:
 def _connect(ctx: click.Context) -> tuple[Chain, Deployment]:
     settings = _settings(ctx)
     chain = Chain.connect(settings)
-    return chain, Deployment.load(settings.deployments_dir, chain.chain_id)
+    d = Deployment.load(settings.deployments_dir, chain.chain_id)
+    # A restarted local node keeps its chain id, so the registry still loads; its addresses
+    # then hold nothing and every call would fail with a confusing decode error.
+    if not chain.w3.eth.get_code(checksum(d.clearinghouse)):
+        path = Deployment.path(settings.deployments_dir, chain.chain_id)
+        raise DeploymentStale(chain.chain_id, str(path), d.clearinghouse)
+    return chain, d
 
 
 @click.group()
@@ -101,7 +112,7 @@ def deploy(ctx: click.Context, config_path: Path | None) -> None:
 @click.option(
     "--asset", "assets", multiple=True, help="Oracle asset symbol(s) to drive (default: all)."
 )
-@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--steps", type=click.IntRange(1, MAX_FEED_STEPS), default=20, show_default=True)
 @click.option(
     "--interval",
     "interval_s",
@@ -112,10 +123,10 @@ def deploy(ctx: click.Context, config_path: Path | None) -> None:
 )
 @click.option(
     "--vol",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, 0.5),
     default=0.01,
     show_default=True,
-    help="Walk: volatility per step.",
+    help="Walk: volatility per step (0.01 = 1%).",
 )
 @click.option(
     "--drop",
@@ -124,7 +135,14 @@ def deploy(ctx: click.Context, config_path: Path | None) -> None:
     show_default=True,
     help="Crash: total fall (0.43 = -43%).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option(
+    "--start",
+    "starts",
+    multiple=True,
+    metavar="SYMBOL=USD",
+    help="Start the path here instead of at the oracle's current price (e.g. ETH=3000).",
+)
 @click.pass_context
 def feed(
     ctx: click.Context,
@@ -135,6 +153,7 @@ def feed(
     vol: float,
     drop: float,
     seed: int,
+    starts: tuple[str, ...],
 ) -> None:
     """Simulate oracle updates on the deployed mock Chainlink feeds."""
     from offchain.feeds import crash, random_walk
@@ -142,14 +161,23 @@ def feed(
     chain, d = _connect(ctx)
     client = Client(chain, d)
     symbols = [d.asset(a).symbol for a in assets] or [a.symbol for a in d.assets]
+    given = _parse_starts(starts, d)
     paths = {}
     for i, sym in enumerate(symbols):
-        start = client.price_e18(sym) / 10**18
-        paths[sym] = (
-            random_walk(start, steps, vol_per_step=vol, seed=seed + i)
+        start = given.get(sym) or _current_price_usd(client, sym)
+        path = (
+            random_walk(start, steps, vol_per_step=vol, seed=(seed + i) % 2**32)
             if mode == "walk"
-            else crash(start, steps, drop=drop, seed=seed + i)
+            else crash(start, steps, drop=drop, seed=(seed + i) % 2**32)
         )
+        tick = 10.0 ** -d.asset(sym).feed_decimals
+        if not (path >= tick).all():
+            raise ConfigError(
+                f"the {mode} path for {sym} falls to 0 at the feed's {d.asset(sym).feed_decimals} "
+                "decimals, which the oracle would refuse",
+                "use a smaller --vol, fewer --steps or a smaller --drop",
+            )
+        paths[sym] = path
     for step in range(steps):
         for sym in symbols:
             client.set_price(sym, f"{paths[sym][step]:.8f}")
@@ -157,6 +185,36 @@ def feed(
         console.print(f"[{step + 1}/{steps}] {line}")
         if interval_s and step + 1 < steps:
             time.sleep(interval_s)
+
+
+def _parse_starts(starts: tuple[str, ...], d: Deployment) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in starts:
+        sym, _, usd = item.partition("=")
+        try:
+            price = float(usd)
+            symbol = d.asset(sym.strip()).symbol
+        except (ValueError, KeyError, MarginsyncError):
+            price, symbol = 0.0, ""
+        if not symbol or not price > 0:
+            known = ", ".join(a.symbol for a in d.assets)
+            raise ConfigError(
+                f"--start {item!r} is not SYMBOL=USD with a listed symbol and a positive price",
+                f"e.g. --start ETH=3000 (symbols: {known})",
+            )
+        out[symbol] = price
+    return out
+
+
+def _current_price_usd(client: Client, symbol: str) -> float:
+    """The oracle's price, or the mock feed's last answer when the oracle refuses it."""
+    try:
+        return client.price_e18(symbol) / 10**18
+    except MarginsyncError as exc:
+        raise ConfigError(
+            f"the oracle refuses {symbol}'s current price ({exc.cause})",
+            f"give a starting price, e.g. --start {symbol}=2000",
+        ) from exc
 
 
 @cli.command()
@@ -237,7 +295,7 @@ def keeper(
 def _lab_options(f: F) -> F:
     for option in reversed(
         (
-            click.option("--seed", type=int, default=7, show_default=True),
+            click.option("--seed", type=SEED, default=7, show_default=True),
             click.option("--traders", type=click.IntRange(1, 250), default=200, show_default=True),
             click.option("--steps", type=click.IntRange(min=4), default=40, show_default=True),
         )
@@ -376,7 +434,14 @@ def engine(
         progress=lambda line: console.print(f"engine: {line}"),
     )
     if metrics_port is not None:
-        eng.metrics.serve(metrics_port)
+        try:
+            eng.metrics.serve(metrics_port)
+        except OSError as exc:
+            eng.close()
+            raise ConfigError(
+                f"cannot serve metrics on port {metrics_port} ({exc.strerror})",
+                "pick a free --metrics-port or stop what listens there",
+            ) from exc
         console.print(f"engine: metrics on http://127.0.0.1:{metrics_port}/metrics")
     ticks = build_source(
         source,  # type: ignore[arg-type]
@@ -443,7 +508,13 @@ def bench_all(json_dir: Path | None) -> None:
     sync.run(json_dir / "sync.json" if json_dir else None)
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    # SIGTERM unwinds like Ctrl-C: context managers stop the Anvil nodes, journals close.
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli(standalone_mode=False)
     except click.exceptions.Abort:
@@ -452,7 +523,15 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except MarginsyncError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(1)
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        # The node went away mid-command (the connection check at start passed).
+        console.print(
+            f"[red]error:[/] lost the connection to the Ethereum node ({type(exc).__name__}). "
+            "Restart it, or check --rpc-url / MARGINSYNC_RPC_URL, and run the command again",
+            soft_wrap=True,
+        )
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -42,6 +42,17 @@ class DeploymentMissing(MarginsyncError):
         )
 
 
+class DeploymentStale(MarginsyncError):
+    """The registry names contracts this chain does not have (a restarted local node)."""
+
+    def __init__(self, chain_id: int, path: str, address: str) -> None:
+        super().__init__(
+            f"{path} records a deployment that is not on chain {chain_id} (no code at "
+            f"{address}; was the node restarted?)",
+            "run `marginsync deploy` again, or point --rpc-url at the chain it was deployed to",
+        )
+
+
 class ContractRevert(MarginsyncError):
     """A transaction would revert (found in the pre-flight call) or did revert.
 

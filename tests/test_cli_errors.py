@@ -1,0 +1,189 @@
+"""Everything a user can get wrong ends in one line with the cause and the fix, never a traceback.
+
+Each case runs the real `marginsync` process, as a user would, against real Anvil nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from offchain.anvil import Anvil
+
+UNFUNDED_KEY = "0x" + "11" * 32
+
+
+def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "offchain.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    proc = start(*args, env=env)
+    out, _ = proc.communicate(timeout=120)
+    return proc.returncode, out
+
+
+def assert_one_line(out: str, *fragments: str) -> None:
+    """No traceback; exactly one error line, naming every fragment (cause and fix)."""
+    assert "Traceback" not in out, out
+    errors = [line for line in out.splitlines() if line.lower().startswith("error")]
+    assert len(errors) == 1, out
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+@pytest.fixture(scope="module")
+def node() -> Anvil:
+    with Anvil(accounts=6) as anvil:
+        yield anvil
+
+
+@pytest.fixture(scope="module")
+def deployed(node: Anvil, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
+    registry = tmp_path_factory.mktemp("deployments")
+    common = ("--rpc-url", node.url, "--deployments-dir", str(registry))
+    code, out = run(*common, "deploy")
+    assert code == 0, out
+    return common
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        (("feed", "--seed", "-1"), "--seed"),
+        (("lab", "--seed", "-1"), "--seed"),
+        (("feed", "--vol", "50"), "--vol"),
+        (("feed", "--steps", "1000000000"), "--steps"),
+    ],
+)
+def test_out_of_range_options__are_refused_before_any_work(
+    deployed: tuple[str, ...], command: tuple[str, ...], option: str
+) -> None:
+    code, out = run(*deployed, *command)
+    assert code == 2
+    assert_one_line(out, f"Invalid value for '{option}'")
+
+
+def test_feed__a_path_that_falls_to_zero__is_refused_and_no_price_is_set(
+    deployed: tuple[str, ...],
+) -> None:
+    code, out = run(*deployed, "feed", "--asset", "SOL", "--vol", "0.5", "--steps", "5000")
+    assert code == 1
+    assert_one_line(out, "falls to 0", "smaller --vol")
+    # The feed still works afterwards: nothing was written.
+    code, out = run(*deployed, "feed", "--asset", "SOL", "--steps", "1", "--interval", "0")
+    assert code == 0, out
+
+
+def test_feed__a_malformed_start__names_the_format(deployed: tuple[str, ...]) -> None:
+    code, out = run(*deployed, "feed", "--start", "ETH=abc", "--steps", "1")
+    assert code == 1
+    assert_one_line(out, "SYMBOL=USD", "--start ETH=3000")
+
+
+def test_a_registry_of_a_restarted_node__is_named_for_every_command(
+    deployed: tuple[str, ...],
+) -> None:
+    registry = deployed[3]
+    with Anvil(accounts=6) as fresh:  # same chain id, nothing deployed
+        common = ("--rpc-url", fresh.url, "--deployments-dir", registry)
+        for command in (
+            ("feed", "--steps", "1"),
+            ("keeper", "--once"),
+            ("engine", "--once", "--dev-keys"),
+        ):
+            code, out = run(*common, *command)
+            assert code == 1, command
+            assert_one_line(out, "not on chain 31337", "marginsync deploy")
+
+
+def test_deploy__an_unfunded_key__says_which_address_to_fund(node: Anvil, tmp_path: Path) -> None:
+    code, out = run(
+        "--rpc-url",
+        node.url,
+        "--deployments-dir",
+        str(tmp_path),
+        "deploy",
+        env={"MARGINSYNC_PRIVATE_KEY": UNFUNDED_KEY},
+    )
+    assert code == 1
+    assert_one_line(
+        out, "cannot pay for gas", "send ETH to 0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A"
+    )
+    assert not (tmp_path / "31337.json").exists()
+
+
+def test_engine__a_busy_metrics_port__names_the_port(
+    node: Anvil, deployed: tuple[str, ...]
+) -> None:
+    busy = str(node.port)  # Anvil listens there
+    code, out = run(*deployed, "engine", "--once", "--dev-keys", "--metrics-port", busy)
+    assert code == 1
+    assert_one_line(out, f"port {busy}", "free --metrics-port")
+
+
+def test_engine__the_chain_going_away__ends_in_one_line(tmp_path: Path) -> None:
+    with Anvil(accounts=6) as doomed:
+        common = ("--rpc-url", doomed.url, "--deployments-dir", str(tmp_path))
+        code, out = run(*common, "deploy")
+        assert code == 0, out
+        engine = start(*common, "engine", "--dev-keys", "--interval", "0.2")
+        assert engine.stdout is not None
+        for line in engine.stdout:  # wait until it is running, not for a fixed time
+            if "pass 1" in line:
+                break
+    # The node is gone now.
+    out, _ = engine.communicate(timeout=60)
+    assert engine.returncode == 1
+    assert_one_line(out, "lost the connection", "MARGINSYNC_RPC_URL")
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def test_lab__sigterm__stops_its_anvil_like_ctrl_c(tmp_path: Path) -> None:
+    lab = start("--deployments-dir", str(tmp_path), "lab", "--traders", "4", "--steps", "40")
+    deadline = time.monotonic() + 60
+    nodes: set[int] = set()
+    while not nodes and time.monotonic() < deadline:
+        nodes = {
+            p
+            for p in _children(lab.pid)
+            if "anvil" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
+        }
+        time.sleep(0.05)
+    assert nodes, "the lab never started its Anvil"
+    lab.send_signal(signal.SIGTERM)
+    out, _ = lab.communicate(timeout=60)
+    assert lab.returncode == 128 + signal.SIGTERM, out
+    assert "Traceback" not in out, out
+    alive = [p for p in nodes if Path(f"/proc/{p}").exists() and not _zombie(p)]
+    assert not alive, out
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
