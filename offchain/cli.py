@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from offchain.chain import Chain, checksum
-from offchain.client import Client
+from offchain.chain.client import Client
 from offchain.errors import ConfigError, DeploymentStale, MarginsyncError
 from offchain.models import Deployment, SystemSpec
 from offchain.settings import Settings
@@ -83,7 +83,7 @@ def cli(
 @click.pass_context
 def deploy(ctx: click.Context, config_path: Path | None) -> None:
     """Deploy and wire the contracts; record them in deployments/<chainId>.json."""
-    from offchain.deploy import Roles, deploy_system
+    from offchain.chain.deploy import Roles, deploy_system
 
     settings = _settings(ctx)
     try:

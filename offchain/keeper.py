@@ -36,13 +36,11 @@ from eth_utils import event_abi_to_log_topic, function_abi_to_4byte_selector
 from pydantic import BaseModel, ConfigDict, Field
 from web3.types import RPCEndpoint
 
-from offchain.attestations import AttestationMirror
 from offchain.chain import Chain, checksum
-from offchain.client import MAX_UINT, Client, Preview
-from offchain.mirror import AccountMirror
-from offchain.models import WAD, Deployment
-from offchain.risk.health import BPS
-from offchain.txsender import (
+from offchain.chain.attestations import AttestationMirror
+from offchain.chain.client import MAX_UINT, Client, Preview
+from offchain.chain.mirror import AccountMirror
+from offchain.chain.sender import (
     GWEI,
     FeePolicy,
     Fees,
@@ -53,6 +51,8 @@ from offchain.txsender import (
     TxState,
     signer_for,
 )
+from offchain.models import WAD, Deployment
+from offchain.risk.health import BPS
 
 log = logging.getLogger("marginsync.keeper")
 

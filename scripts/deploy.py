@@ -9,7 +9,7 @@ import click
 from ape.cli import ConnectedProviderCommand, network_option
 
 from offchain.chain import Chain
-from offchain.deploy import Roles, deploy_system
+from offchain.chain.deploy import Roles, deploy_system
 from offchain.models import SystemSpec
 from offchain.settings import Settings
 

@@ -6,7 +6,7 @@ import click
 from ape.cli import ConnectedProviderCommand, network_option
 
 from offchain.chain import Chain
-from offchain.client import Client
+from offchain.chain.client import Client
 from offchain.feeds import crash, random_walk
 from offchain.models import Deployment
 from offchain.settings import Settings

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from offchain.anvil import Anvil
 from offchain.chain import Chain
-from offchain.client import Client, wad
-from offchain.deploy import Roles, deploy_system
+from offchain.chain.anvil import Anvil
+from offchain.chain.client import Client, wad
+from offchain.chain.deploy import Roles, deploy_system
 from offchain.models import Deployment, SystemSpec
 from offchain.settings import Settings
 

@@ -16,8 +16,8 @@ from web3.contract import Contract
 
 from offchain.attest import Batch, Domain, Entry, sign
 from offchain.chain import Chain
-from offchain.client import Client
-from offchain.deploy import dev_engine_keys
+from offchain.chain.client import Client
+from offchain.chain.deploy import dev_engine_keys
 from offchain.errors import ContractRevert
 
 KEYS = dev_engine_keys(3)

@@ -11,8 +11,8 @@ import pytest
 from helpers import assert_revert
 from web3.contract import Contract
 
-from offchain.client import Client, wad
-from offchain.deploy import Roles
+from offchain.chain.client import Client, wad
+from offchain.chain.deploy import Roles
 from offchain.errors import ContractRevert
 
 WAD = 10**18

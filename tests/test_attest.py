@@ -19,8 +19,8 @@ from offchain.attest import (
     recover_signers,
     sign,
 )
-from offchain.client import Client
-from offchain.deploy import dev_engine_keys
+from offchain.chain.client import Client
+from offchain.chain.deploy import dev_engine_keys
 
 KEYS = dev_engine_keys(3)
 

@@ -30,7 +30,7 @@ from helpers import (
 )
 
 from offchain.attest import address_of, digest
-from offchain.client import Client, wad
+from offchain.chain.client import Client, wad
 
 SIGNERS = [address_of(bytes.fromhex(k[2:])) for k in KEYS]
 OUTSIDER_KEY = "0x" + "11" * 32  # a well-formed key that is not registered

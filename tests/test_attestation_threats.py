@@ -33,8 +33,8 @@ from helpers import (
 )
 
 from offchain.attest import Domain, Entry, address_of, digest, recover_signers, sign
-from offchain.client import Client, wad
-from offchain.deploy import Roles, deploy_system
+from offchain.chain.client import Client, wad
+from offchain.chain.deploy import Roles, deploy_system
 from offchain.errors import ContractRevert
 from offchain.models import SystemSpec
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from offchain.anvil import Anvil
+from offchain.chain.anvil import Anvil
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

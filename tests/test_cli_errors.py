@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from offchain.anvil import Anvil
+from offchain.chain.anvil import Anvil
 
 UNFUNDED_KEY = "0x" + "11" * 32
 

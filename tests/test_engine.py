@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from eth_account import Account
 
-from offchain.anvil import free_port
 from offchain.attest import Batch, Domain, Entry, digest
-from offchain.client import Client
-from offchain.deploy import dev_engine_keys
+from offchain.chain.anvil import free_port
+from offchain.chain.client import Client
+from offchain.chain.deploy import dev_engine_keys
 from offchain.feeds import SanitizerConfig, Tick, replay
 from offchain.settings import PROJECT_ROOT, Settings
 from offchain.sync import (

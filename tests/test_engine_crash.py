@@ -19,8 +19,8 @@ import pytest
 
 from offchain.attest import Batch, Entry, digest
 from offchain.chain import Event
-from offchain.client import Client
-from offchain.deploy import dev_engine_keys
+from offchain.chain.client import Client
+from offchain.chain.deploy import dev_engine_keys
 from offchain.errors import ContractRevert
 from offchain.feeds import Tick, replay
 from offchain.settings import PROJECT_ROOT, Settings

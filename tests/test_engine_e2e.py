@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from offchain.client import Client, wad
-from offchain.deploy import dev_engine_keys
+from offchain.chain.client import Client, wad
+from offchain.chain.deploy import dev_engine_keys
+from offchain.chain.mirror import AccountMirror
 from offchain.feeds import ChainlinkPoller
 from offchain.keeper import Keeper
-from offchain.mirror import AccountMirror
 from offchain.risk import MarketConfig, RiskConfig, ScenarioMarginConfig
 from offchain.sync import (
     Engine,

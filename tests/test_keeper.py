@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from offchain.client import MAX_UINT, Client
+from offchain.chain.client import MAX_UINT, Client
 from offchain.keeper import Keeper
 
 

@@ -26,15 +26,15 @@ from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 from web3 import HTTPProvider, Web3
 
-from offchain.anvil import DEV_MNEMONIC
 from offchain.attest import Batch, Domain, Entry, sign
 from offchain.chain import Chain
-from offchain.client import Client, wad
-from offchain.deploy import dev_engine_keys
+from offchain.chain.anvil import DEV_MNEMONIC
+from offchain.chain.client import Client, wad
+from offchain.chain.deploy import dev_engine_keys
+from offchain.chain.sender import Journal, TxState
 from offchain.errors import ConfigError, ContractRevert
 from offchain.keeper import Keeper, KeeperConfig, KeeperMirror, Liquidation
 from offchain.models import WAD
-from offchain.txsender import Journal, TxState
 
 GWEI = 10**9
 ENGINE_KEYS = dev_engine_keys(3)

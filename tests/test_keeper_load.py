@@ -26,7 +26,7 @@ from test_keeper_hardening import (
     synthetic_accounts,
 )
 
-from offchain.client import Client, wad
+from offchain.chain.client import Client, wad
 from offchain.keeper import Keeper, KeeperConfig, Liquidation
 from offchain.models import WAD
 

@@ -25,7 +25,7 @@ from helpers import (
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from offchain.client import MAX_UINT, Client, Health, wad
+from offchain.chain.client import MAX_UINT, Client, Health, wad
 from offchain.errors import ContractRevert
 from offchain.risk.health import (
     AccountState,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from offchain.client import Client, wad
-from offchain.mirror import AccountMirror
+from offchain.chain.client import Client, wad
+from offchain.chain.mirror import AccountMirror
 
 
 def _assert_mirror_equals_chain(system: Client, mirror: AccountMirror) -> None:

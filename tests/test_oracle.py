@@ -12,8 +12,8 @@ from helpers import assert_revert
 from web3.contract import Contract
 
 from offchain.chain import Chain
-from offchain.client import MAX_UINT, Client, wad
-from offchain.deploy import Roles
+from offchain.chain.client import MAX_UINT, Client, wad
+from offchain.chain.deploy import Roles
 from offchain.errors import ContractRevert
 
 WAD = 10**18

@@ -17,7 +17,7 @@ from eth_utils import function_abi_to_4byte_selector
 from helpers import _abi_type, read_many, rollback
 
 from offchain.chain import Chain
-from offchain.client import MAX_UINT, Client
+from offchain.chain.client import MAX_UINT, Client
 from offchain.risk.health import AccountState, CollateralParams, MarketParams, health
 
 E18 = 10**18

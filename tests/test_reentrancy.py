@@ -19,8 +19,8 @@ from web3.contract import Contract
 
 from offchain.attest import Batch, Domain, Entry, sign
 from offchain.chain import Chain
-from offchain.client import MAX_UINT, Client, wad
-from offchain.deploy import Roles, dev_engine_keys
+from offchain.chain.client import MAX_UINT, Client, wad
+from offchain.chain.deploy import Roles, dev_engine_keys
 from offchain.models import SystemSpec
 
 WAD = 10**18

@@ -1,4 +1,4 @@
-from offchain.client import Client
+from offchain.chain.client import Client
 
 
 def test_open_position__at_oracle_price__records_size_and_health(

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from offchain.chain import Chain
-from offchain.client import Client, Health, wad
+from offchain.chain.client import Client, Health, wad
 from offchain.errors import ContractRevert
 from offchain.risk.health import ceil_div, trade_cash_change_wad
 

@@ -13,10 +13,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from offchain.anvil import Anvil
 from offchain.chain import Chain
-from offchain.client import MAX_UINT, Client, wad
-from offchain.deploy import Roles, deploy_system
+from offchain.chain.anvil import Anvil
+from offchain.chain.client import MAX_UINT, Client, wad
+from offchain.chain.deploy import Roles, deploy_system
 from offchain.models import MarketSpec, OracleAssetSpec, SystemSpec
 from offchain.settings import Settings
 

@@ -37,14 +37,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from offchain.anvil import Anvil
 from offchain.attest import Batch, Domain, Entry, address_of, sign
 from offchain.bench.gas import bench_spec
 from offchain.chain import Chain, checksum
-from offchain.client import Client, wad
-from offchain.deploy import Roles, deploy_system, dev_engine_keys
+from offchain.chain.anvil import Anvil
+from offchain.chain.client import Client, wad
+from offchain.chain.deploy import Roles, deploy_system, dev_engine_keys
+from offchain.chain.mirror import MirroredAccount
 from offchain.feeds import SanitizerConfig, Tick
-from offchain.mirror import MirroredAccount
 from offchain.models import AttestationSpec, SystemSpec
 from offchain.settings import Settings
 from offchain.sync.engine import Engine, EngineConfig, dev_submitter_key

@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 from offchain.attest import Batch, Domain, Entry, sign
 from offchain.chain import Chain
-from offchain.deploy import dev_engine_keys
+from offchain.chain.deploy import dev_engine_keys
 from offchain.feeds import YEAR_S, Scenario
 from offchain.lab.ledger import Ledger
 from offchain.lab.transport import Transport, Tx

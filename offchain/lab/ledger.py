@@ -2,9 +2,9 @@
 
 The lab never reads an account's storage in its loop (S7/I17): after each batch of transactions
 it pulls the new logs of the clearinghouse (and the attestation verifier, when there is one),
-applies the clearinghouse's to `offchain.mirror.AccountMirror` and keeps every event tagged with
-the price update it happened in. Metrics are then computed from these events and the exact
-integer health mirror, and checked against the chain once at the end.
+applies the clearinghouse's to `offchain.chain.mirror.AccountMirror` and keeps every event
+tagged with the price update it happened in. Metrics are then computed from these events and
+the exact integer health mirror, and checked against the chain once at the end.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from offchain.chain import Chain, Event
+from offchain.chain.mirror import AccountMirror
 from offchain.lab.transport import Transport
-from offchain.mirror import AccountMirror
 from offchain.models import Deployment
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from offchain.chain import Chain
-from offchain.client import MAX_UINT
+from offchain.chain.client import MAX_UINT
 from offchain.keeper import LIQUIDATION_GAS_ESTIMATE
 from offchain.lab.ledger import Ledger
 from offchain.lab.transport import Transport, Tx

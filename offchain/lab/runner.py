@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from offchain.anvil import Anvil
 from offchain.chain import Chain
-from offchain.client import MAX_UINT
-from offchain.deploy import Roles, deploy_system
+from offchain.chain.anvil import Anvil
+from offchain.chain.client import MAX_UINT
+from offchain.chain.deploy import Roles, deploy_system
 from offchain.errors import ConfigError
 from offchain.lab.generations import Gen3Sync, Generation, SynchronisedMargin, SyncStats
 from offchain.lab.ledger import Ledger

@@ -57,6 +57,7 @@ from offchain.attest import (
     digest,
 )
 from offchain.chain import Chain, Event, checksum
+from offchain.chain.mirror import AccountMirror
 from offchain.errors import ConfigError, MarginsyncError
 from offchain.feeds import (
     Accepted,
@@ -67,7 +68,6 @@ from offchain.feeds import (
     Tick,
     check_clock_skew,
 )
-from offchain.mirror import AccountMirror
 from offchain.models import Deployment
 from offchain.risk import Instruments, MarketConfig, Positions, RiskConfig, RiskEngine
 from offchain.sync import policy

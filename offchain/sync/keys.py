@@ -4,8 +4,8 @@ Sources, in order (the first that is configured wins; they are never mixed):
 1. `MARGINSYNC_ENGINE_KEYS`: comma-separated 0x-hex private keys.
 2. `MARGINSYNC_ENGINE_KEYSTORES`: comma-separated paths to eth-account JSON keystores, all
    decrypted with the password in `MARGINSYNC_ENGINE_KEYSTORE_PASSWORD`.
-3. `--dev-keys`: the public development keys (`offchain.deploy.dev_engine_keys`), accepted only
-   on a local chain id, since anyone can sign with them.
+3. `--dev-keys`: the public development keys (`offchain.chain.deploy.dev_engine_keys`),
+   accepted only on a local chain id, since anyone can sign with them.
 
 Keys are never read from the repository: a keystore inside the project tree is refused. Fewer
 than k usable registered keys is a start-up error that names what is missing (fail closed).
@@ -27,7 +27,7 @@ from typing import Protocol
 from eth_account import Account
 
 from offchain.attest import address_of, sign_digest
-from offchain.deploy import dev_engine_keys
+from offchain.chain.deploy import dev_engine_keys
 from offchain.errors import ConfigError, MarginsyncError
 from offchain.settings import PROJECT_ROOT
 

@@ -9,8 +9,8 @@ from contextlib import aclosing
 import pytest
 from web3.contract import Contract
 
-from offchain.anvil import Anvil
 from offchain.chain import Chain
+from offchain.chain.anvil import Anvil
 from offchain.errors import ConfigError
 from offchain.feeds import ChainlinkPoller, Tick
 from offchain.settings import Settings

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from offchain.attest import MICRO_USD_IN_WAD
-from offchain.chain import Event
+from offchain.chain.bindings import Event
 
 RING_SIZE = 4096  # AttestationVerifier.RING_SIZE
 BPS = 10_000

@@ -43,7 +43,7 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.types import RPCEndpoint
 
-from offchain.chain import Chain, checksum
+from offchain.chain.bindings import Chain, checksum
 from offchain.errors import ConfigError, MarginsyncError
 
 log = logging.getLogger("marginsync.txsender")

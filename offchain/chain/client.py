@@ -13,7 +13,7 @@ from typing import Any
 from web3.contract import Contract
 from web3.types import TxReceipt
 
-from offchain.chain import Chain, Event, checksum
+from offchain.chain.bindings import Chain, Event, checksum
 from offchain.errors import ConfigError
 from offchain.models import Deployment, to_units
 from offchain.risk.health import Health

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from offchain.chain import Chain, Event
+from offchain.chain.bindings import Chain, Event
 from offchain.risk.health import (
     AccountState,
     CollateralParams,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from eth_utils import keccak
 
 from offchain.attest import address_of
-from offchain.chain import Chain
+from offchain.chain.bindings import Chain
 from offchain.models import (
     AssetRecord,
     CollateralRecord,
