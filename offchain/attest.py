@@ -13,6 +13,7 @@ The digest is also the engine's idempotency key: the same payload always has the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,7 +26,11 @@ from eth_utils import keccak, to_checksum_address
 DOMAIN_NAME = "marginsync"
 DOMAIN_VERSION = "1"
 MICRO_USD_IN_WAD = 10**12
+UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
+# The verifier stores attested prices as uint128 (`BatchRecord.pricesE18`).
+PRICE_E18_LIMIT = 2**128
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 # The one definition of the typed data. Field order is the signed order.
 TYPES: dict[str, list[tuple[str, str]]] = {
@@ -73,6 +78,26 @@ ENTRY_TYPEHASH = typehash("MarginEntry")
 BATCH_TYPEHASH = typehash("MarginBatch")
 
 
+class InvalidAttestation(ValueError):
+    """A field the verifier would refuse (or hash differently): caught when the batch is built,
+    before anything is signed."""
+
+
+def _check_uint(where: str, value: int, limit: int) -> None:
+    if not 0 <= value <= limit:
+        raise InvalidAttestation(f"{where}={value} is outside 0..{limit}; clamp or rescale it")
+
+
+def _check_address(where: str, account: str) -> None:
+    """20 bytes as 0x-hex. All-lower or all-upper hex is unambiguous; mixed case must be a
+    valid EIP-55 checksum, so a mistyped address never yields a digest for another account."""
+    if not isinstance(account, str) or not _ADDRESS.fullmatch(account):
+        raise InvalidAttestation(f"{where}={account!r} is not a 0x-prefixed 20-byte hex address")
+    body = account[2:]
+    if body != body.lower() and body != body.upper() and to_checksum_address(account) != account:
+        raise InvalidAttestation(f"{where}={account} fails its EIP-55 checksum")
+
+
 @dataclass(frozen=True)
 class Entry:
     account: str
@@ -81,10 +106,9 @@ class Entry:
     mm_micro_usd: int
 
     def __post_init__(self) -> None:
+        _check_address("Entry.account", self.account)
         for name in ("position_nonce", "im_micro_usd", "mm_micro_usd"):
-            value = getattr(self, name)
-            if not 0 <= value <= UINT64_MAX:
-                raise ValueError(f"Entry.{name}={value} is outside uint64; clamp or rescale it")
+            _check_uint(f"Entry.{name}", getattr(self, name), UINT64_MAX)
 
     def struct_hash(self) -> bytes:
         # Every field is one static ABI word, so the encoding is packed by hand: ~40x faster than
@@ -117,11 +141,18 @@ class Batch:
 
     def __post_init__(self) -> None:
         if self.sequence <= 0 or self.sequence > UINT64_MAX:
-            raise ValueError(f"Batch.sequence={self.sequence} must be a positive uint64")
+            raise InvalidAttestation(f"Batch.sequence={self.sequence} must be a positive uint64")
+        _check_uint("Batch.issued_at", self.issued_at, UINT64_MAX)
+        _check_uint("Batch.price_asset_mask", self.price_asset_mask, UINT32_MAX)
         if bin(self.price_asset_mask).count("1") != len(self.prices_e18):
-            raise ValueError(
+            raise InvalidAttestation(
                 "Batch.prices_e18 needs one price per bit of price_asset_mask, ascending"
             )
+        for i, price in enumerate(self.prices_e18):
+            if not 0 < price < PRICE_E18_LIMIT:
+                raise InvalidAttestation(
+                    f"Batch.prices_e18[{i}]={price} is outside 1..2^128-1 (the verifier's uint128)"
+                )
 
     def struct_hash(self) -> bytes:
         return keccak(
@@ -148,6 +179,11 @@ class Batch:
 class Domain:
     chain_id: int
     verifying_contract: str
+
+    def __post_init__(self) -> None:
+        if not 0 < self.chain_id < 2**256:
+            raise InvalidAttestation(f"Domain.chain_id={self.chain_id} must be a positive uint256")
+        _check_address("Domain.verifying_contract", self.verifying_contract)
 
     @cached_property
     def separator_hash(self) -> bytes:
@@ -208,9 +244,13 @@ def sign(batch: Batch, domain: Domain, keys: Sequence[str | bytes]) -> bytes:
 def recover_signers(batch: Batch, domain: Domain, signatures: bytes) -> list[str]:
     """The signer of each 65-byte signature, in order; raises ValueError on a malformed or
     malleable (high-s) signature, as the contract rejects them."""
+    return recover_digest_signers(digest(batch, domain), signatures)
+
+
+def recover_digest_signers(message_digest: bytes, signatures: bytes) -> list[str]:
+    """`recover_signers` for a digest already computed."""
     if len(signatures) % 65:
         raise ValueError("signatures must be a whole number of 65-byte (r, s, v) signatures")
-    message_digest = digest(batch, domain)
     out = []
     for i in range(0, len(signatures), 65):
         r, s, v = signatures[i : i + 32], signatures[i + 32 : i + 64], signatures[i + 64]
@@ -226,7 +266,10 @@ def recover_signers(batch: Batch, domain: Domain, signatures: bytes) -> list[str
 
 
 def typed_data(batch: Batch, domain: Domain) -> dict[str, Any]:
-    """The full EIP-712 JSON (as for `eth_signTypedData_v4`), for wallets and third parties."""
+    """The full EIP-712 JSON for `eth_signTypedData_v4`, for wallets and remote signers.
+
+    Every integer is written as a decimal string: JSON numbers above 2^53 lose precision in
+    JavaScript, and wallets, ethers and cast refuse them (prices in 1e18 are far above)."""
     return {
         "types": {
             "EIP712Domain": [
@@ -241,20 +284,20 @@ def typed_data(batch: Batch, domain: Domain) -> dict[str, Any]:
         "domain": {
             "name": DOMAIN_NAME,
             "version": DOMAIN_VERSION,
-            "chainId": domain.chain_id,
-            "verifyingContract": domain.verifying_contract,
+            "chainId": str(domain.chain_id),
+            "verifyingContract": to_checksum_address(domain.verifying_contract),
         },
         "message": {
-            "sequence": batch.sequence,
-            "issuedAt": batch.issued_at,
-            "priceAssetMask": batch.price_asset_mask,
-            "pricesE18": list(batch.prices_e18),
+            "sequence": str(batch.sequence),
+            "issuedAt": str(batch.issued_at),
+            "priceAssetMask": str(batch.price_asset_mask),
+            "pricesE18": [str(p) for p in batch.prices_e18],
             "entries": [
                 {
-                    "account": e.account,
-                    "positionNonce": e.position_nonce,
-                    "imMicroUsd": e.im_micro_usd,
-                    "mmMicroUsd": e.mm_micro_usd,
+                    "account": to_checksum_address(e.account),
+                    "positionNonce": str(e.position_nonce),
+                    "imMicroUsd": str(e.im_micro_usd),
+                    "mmMicroUsd": str(e.mm_micro_usd),
                 }
                 for e in batch.entries
             ],

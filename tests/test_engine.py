@@ -215,12 +215,12 @@ class FlakySigner:
     def address(self) -> str:
         return self.inner.address
 
-    def sign_digest(self, digest: bytes) -> bytes:
+    def sign_batch(self, batch: Batch, domain: Domain, message_digest: bytes) -> bytes:
         if self.mode == "fail":
             raise ConnectionError("HSM unreachable")
         if self.mode == "slow":
             time.sleep(1.0)
-        return self.inner.sign_digest(digest)
+        return self.inner.sign_batch(batch, domain, message_digest)
 
 
 @pytest.fixture

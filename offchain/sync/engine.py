@@ -81,7 +81,15 @@ CRASH_ENV = "MARGINSYNC_ENGINE_CRASH_AT"
 RING_SIZE = 4096  # AttestationVerifier.RING_SIZE: older batch records are overwritten
 # Never reuse the last few ring slots: a batch record is in force only while still in the ring.
 _RING_MARGIN = 64
-_PROBE_DIGEST = keccak(text="marginsync engine signer probe")
+# What the signer probe signs: issued at time 0, so the verifier refuses it as expired
+# (`AttestationExpired`) should it ever reach a chain, and for an account nobody holds.
+_PROBE_BATCH = Batch(
+    sequence=1,
+    issued_at=0,
+    price_asset_mask=0,
+    prices_e18=(),
+    entries=(Entry("0x000000000000000000000000000000000000dEaD", 0, 0, 0),),
+)
 # Only on local chains may the engine top up its own dev submitter key.
 _DEV_SUBMITTER_SEED = "marginsync dev engine submitter"
 _EXPIRY_MARGIN_S = 5
@@ -529,7 +537,7 @@ class Engine:
                     self.outbox.mark_done(row.sequence, State.FAILED, "payload/digest mismatch")
                     outcomes.append(Outcome(row.sequence, State.FAILED, detail="corrupt row"))
                     continue
-                self.outbox.mark_signed(row.sequence, self._sign(row.digest))
+                self.outbox.mark_signed(row.sequence, self._sign(row.batch, row.digest))
             current = self.outbox.get(row.sequence)
             assert current is not None
             self._remember_prices(current.batch)
@@ -576,7 +584,7 @@ class Engine:
             return
         self._last_signer_probe = now
         try:
-            self._sign(_PROBE_DIGEST)
+            self._sign(_PROBE_BATCH, self._digest(_PROBE_BATCH))
         except SignerUnavailable as exc:
             self._halt("signer", str(exc))
         else:
@@ -601,10 +609,10 @@ class Engine:
     def halted(self) -> str | None:
         return "; ".join(f"{c}: {r}" for c, r in self.halts.items()) or None
 
-    def _sign(self, message_digest: bytes) -> bytes:
+    def _sign(self, batch: Batch, message_digest: bytes) -> bytes:
         """k signatures within `signer_timeout_s`, or `SignerUnavailable` (D14)."""
         assert self.quorum is not None
-        future = self._sign_pool.submit(self.quorum.sign, message_digest)
+        future = self._sign_pool.submit(self.quorum.sign_batch, batch, self.domain, message_digest)
         try:
             return future.result(timeout=self.config.signer_timeout_s)
         except concurrent.futures.TimeoutError as exc:
@@ -968,7 +976,7 @@ class Engine:
         self.outbox.persist(batch, message_digest, tick_at)
         crash_point("persisted")
         try:
-            signatures = self._sign(message_digest)
+            signatures = self._sign(batch, message_digest)
         except SignerUnavailable as exc:
             # Never signed, so it can never reach the chain: close it rather than sign it late.
             self.outbox.mark_done(sequence, State.FAILED, f"signer unavailable: {exc.cause}")

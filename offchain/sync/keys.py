@@ -4,7 +4,10 @@ Sources, in order (the first that is configured wins; they are never mixed):
 1. `MARGINSYNC_ENGINE_KEYS`: comma-separated 0x-hex private keys.
 2. `MARGINSYNC_ENGINE_KEYSTORES`: comma-separated paths to eth-account JSON keystores, all
    decrypted with the password in `MARGINSYNC_ENGINE_KEYSTORE_PASSWORD`.
-3. `--dev-keys`: the public development keys (`offchain.chain.deploy.dev_engine_keys`),
+3. `MARGINSYNC_ENGINE_SIGNER_URL` with `MARGINSYNC_ENGINE_SIGNER_ADDRESSES`: keys held outside
+   the process (a node's unlocked accounts, or a remote signer such as Clef or Web3Signer in
+   front of an HSM or KMS), asked through `eth_signTypedData_v4` with the batch's typed data.
+4. `--dev-keys`: the public development keys (`offchain.chain.deploy.dev_engine_keys`),
    accepted only on a local chain id, since anyone can sign with them.
 
 Keys are never read from the repository: a keystore inside the project tree is refused. Fewer
@@ -19,14 +22,23 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import requests
 from eth_account import Account
 
-from offchain.attest import address_of, sign_digest
+from offchain.attest import (
+    Batch,
+    Domain,
+    address_of,
+    digest,
+    recover_digest_signers,
+    sign_digest,
+    typed_data,
+)
 from offchain.chain.deploy import dev_engine_keys
 from offchain.errors import ConfigError, MarginsyncError
 from offchain.settings import PROJECT_ROOT
@@ -34,6 +46,8 @@ from offchain.settings import PROJECT_ROOT
 ENV_KEYS = "MARGINSYNC_ENGINE_KEYS"
 ENV_KEYSTORES = "MARGINSYNC_ENGINE_KEYSTORES"
 ENV_KEYSTORE_PASSWORD = "MARGINSYNC_ENGINE_KEYSTORE_PASSWORD"
+ENV_SIGNER_URL = "MARGINSYNC_ENGINE_SIGNER_URL"
+ENV_SIGNER_ADDRESSES = "MARGINSYNC_ENGINE_SIGNER_ADDRESSES"
 # Anvil/Hardhat (31337) and geth --dev (1337): chains where public keys cannot cost anyone money.
 LOCAL_CHAIN_IDS = frozenset({31337, 1337})
 
@@ -47,13 +61,14 @@ class SignerUnavailable(MarginsyncError):
 
 
 class Signer(Protocol):
-    """One attestation key. Remote signers (HSM, KMS) implement the same two members."""
+    """One attestation key, wherever it is held."""
 
     @property
     def address(self) -> str: ...
 
-    def sign_digest(self, digest: bytes) -> bytes:
-        """A 65-byte (r ‖ s ‖ v) low-s signature over `digest`, v in {27, 28}."""
+    def sign_batch(self, batch: Batch, domain: Domain, message_digest: bytes) -> bytes:
+        """A 65-byte (r ‖ s ‖ v) low-s signature over the batch's EIP-712 digest, v in {27, 28}.
+        `message_digest` is `digest(batch, domain)`, computed once by the caller."""
         ...
 
 
@@ -67,11 +82,60 @@ class LocalSigner:
     def address(self) -> str:
         return address_of(self.key)
 
-    def sign_digest(self, digest: bytes) -> bytes:
-        return sign_digest(digest, [self.key])
+    def sign_digest(self, message_digest: bytes) -> bytes:
+        return sign_digest(message_digest, [self.key])
+
+    def sign_batch(self, batch: Batch, domain: Domain, message_digest: bytes) -> bytes:
+        return self.sign_digest(message_digest)
 
     def __repr__(self) -> str:  # never print key material
         return f"LocalSigner({self.address})"
+
+
+@dataclass(frozen=True)
+class JsonRpcSigner:
+    """A key that never enters this process: `eth_signTypedData_v4` on a JSON-RPC endpoint that
+    holds it (a node's unlocked account, or a remote signer in front of an HSM or KMS). The
+    answer is checked before it counts: 65 bytes, low s, and recovering to `address` for the
+    digest this process computed, so a signer that signs something else is caught here."""
+
+    url: str
+    address: str
+    timeout_s: float = 5.0
+
+    def sign_batch(self, batch: Batch, domain: Domain, message_digest: bytes) -> bytes:
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "eth_signTypedData_v4",
+            "params": [self.address, json.dumps(typed_data(batch, domain))],
+        }
+        try:
+            reply = requests.post(self.url, json=body, timeout=self.timeout_s).json()
+        except (requests.RequestException, ValueError) as exc:
+            raise self._down(f"{type(exc).__name__}") from exc
+        if "error" in reply:
+            error = reply["error"]
+            raise self._down(error.get("message", str(error)) if isinstance(error, dict) else error)
+        try:
+            sig = bytes.fromhex(str(reply["result"]).removeprefix("0x"))
+        except (KeyError, ValueError) as exc:
+            raise self._down("the reply holds no hex signature") from exc
+        if len(sig) == 65 and sig[64] in (0, 1):  # some signers give the raw recovery id
+            sig = sig[:64] + bytes([sig[64] + 27])
+        try:
+            signers = recover_digest_signers(message_digest, sig) if len(sig) == 65 else []
+        except ValueError as exc:
+            raise self._down(str(exc)) from exc
+        if [s.lower() for s in signers] != [self.address.lower()]:
+            raise self._down("its signature does not recover to this address for this batch")
+        return sig
+
+    def _down(self, why: str) -> SignerUnavailable:
+        return SignerUnavailable(
+            f"signer {self.address} at {self.url}: {why}",
+            "check that the endpoint holds this key and answers eth_signTypedData_v4",
+        )
 
 
 def _parse_hex_key(text: str, where: str) -> bytes:
@@ -119,7 +183,7 @@ def _load_keystore(path: Path, password: str) -> bytes:
 
 def load_signers(
     *, chain_id: int, dev_keys: bool, dev_count: int = 3, env: Mapping[str, str] | None = None
-) -> list[LocalSigner]:
+) -> list[Signer]:
     """The configured engine keys as signers (see the module docstring for the sources)."""
     env = os.environ if env is None else env
     if env.get(ENV_KEYS, "").strip():
@@ -134,6 +198,8 @@ def load_signers(
             )
         paths = [Path(p.strip()).expanduser() for p in env[ENV_KEYSTORES].split(",") if p.strip()]
         keys = [_load_keystore(p, password) for p in paths]
+    elif env.get(ENV_SIGNER_URL, "").strip():
+        return _remote_signers(env[ENV_SIGNER_URL].strip(), env.get(ENV_SIGNER_ADDRESSES, ""))
     elif dev_keys:
         if chain_id not in LOCAL_CHAIN_IDS:
             raise EngineKeyError(
@@ -149,6 +215,19 @@ def load_signers(
         )
     unique = list(dict.fromkeys(keys))  # a key listed twice is one signer, not two
     return [LocalSigner(k) for k in unique]
+
+
+def _remote_signers(url: str, addresses: str) -> list[Signer]:
+    from eth_utils import is_address, to_checksum_address
+
+    parts = [a.strip() for a in addresses.split(",") if a.strip()]
+    if not parts or not all(is_address(a) for a in parts):
+        raise EngineKeyError(
+            f"{ENV_SIGNER_URL} is set but {ENV_SIGNER_ADDRESSES} does not list valid addresses",
+            f"set {ENV_SIGNER_ADDRESSES} to the comma-separated addresses the signer holds",
+        )
+    unique = list(dict.fromkeys(to_checksum_address(a) for a in parts))
+    return [JsonRpcSigner(url, a) for a in unique]
 
 
 class Quorum:
@@ -179,15 +258,21 @@ class Quorum:
     def addresses(self) -> list[str]:
         return [s.address for s in self.signers]
 
-    def sign(self, digest: bytes) -> bytes:
-        """k signatures over `digest`; spare keys stand in for failing ones."""
+    def sign_batch(
+        self, batch: Batch, domain: Domain, message_digest: bytes | None = None
+    ) -> bytes:
+        """k signatures over the batch; spare keys stand in for failing ones."""
+        message_digest = message_digest or digest(batch, domain)
+        return self._collect(lambda signer: signer.sign_batch(batch, domain, message_digest))
+
+    def _collect(self, sign_one: Callable[[Signer], bytes]) -> bytes:
         collected: list[tuple[str, bytes]] = []
         failures: list[str] = []
         for signer in self.signers:
             if len(collected) == self.threshold:
                 break
             try:
-                sig = signer.sign_digest(digest)
+                sig = sign_one(signer)
             except Exception as exc:  # a remote signer can fail in any way; each counts as down
                 failures.append(f"{signer.address[:10]}: {type(exc).__name__}: {exc}")
                 continue
