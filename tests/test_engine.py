@@ -20,6 +20,7 @@ from eth_account import Account
 
 from offchain.attest import Batch, Domain, Entry, digest
 from offchain.chain.anvil import free_port
+from offchain.chain.attestations import RING_SIZE
 from offchain.chain.client import Client
 from offchain.chain.deploy import dev_engine_keys
 from offchain.feeds import SanitizerConfig, Tick, replay
@@ -120,6 +121,7 @@ def test_select__attested_prices_drifting_out_of_band__refresh_before_they_lapse
             attested_mm_usd=[325.0] * 3,
             attested_im_usd=[500.0] * 3,
             attested_gap_bps=[10.0, 85.0, 150.0],  # band 100 bps, headroom 80%
+            attested_live=[True, True, False],  # the S1 rule: 150 bps is out of the band
         ),
         CFG,
     )
@@ -538,11 +540,13 @@ def test_run__streaming_price_moves__each_move_attested_and_progress_printed(
     assert engine.outbox.open_rows() == []
     assert any(line.startswith(f"batch #{confirmed[-1].sequence}:") for line in lines)
     # The mirror rebuilt the applied entry, its batch's prices and key epoch from events alone.
-    mirrored = engine.mirror.applied[opened.trader]
+    mirrored = engine.mirror.attestations.entries[opened.trader]
     assert (mirrored.sequence, mirrored.im_micro_usd, mirrored.mm_micro_usd) == (
         applied[0],
         applied[2],
         applied[3],
     )
-    assert engine.mirror.batch_prices[applied[0]][0] == pytest.approx(3_121.2)
-    assert engine.mirror.batch_epoch[applied[0]] == engine.verifier.functions.keyEpoch().call()
+    record = engine.mirror.attestations.ring[applied[0] % RING_SIZE]
+    assert record.sequence == applied[0]
+    assert record.prices_e18[0] == 3_121_200 * 10**15
+    assert record.key_epoch == engine.verifier.functions.keyEpoch().call()

@@ -212,16 +212,22 @@ class FlakyRpc:
     `send_faults` is consumed one per `eth_sendRawTransaction`: "drop" forwards the request and
     then closes the connection without answering (the node took the transaction; the client
     never hears so), "502" answers HTTP 502 without forwarding, None forwards normally.
-    `delay_s` returns a latency to add before every forwarded request."""
+    `delay_s` returns a latency to add before every forwarded request. `receipt_lag` hides
+    each transaction's receipt from its first `receipt_lag` queries, as a node does that counts
+    a nonce before it serves the receipt (Anvil between committing a block's state and storing
+    its receipts; a load balancer whose replicas lag each other)."""
 
     def __init__(
         self,
         upstream: str,
         send_faults: Sequence[str | None] = (),
         delay_s: Callable[[], float] = lambda: 0.0,
+        receipt_lag: int = 0,
     ) -> None:
         self.upstream = upstream
         self.faults = list(send_faults)
+        self.receipt_lag = receipt_lag
+        self._receipt_queries: dict[str, int] = {}
         self.raw_sends: list[str] = []
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -233,6 +239,9 @@ class FlakyRpc:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 fault = proxy._fault(body)
+                if fault == "lag":
+                    self._answer(200, b'{"jsonrpc":"2.0","id":%s,"result":null}' % proxy._id(body))
+                    return
                 if fault == "502":
                     self.send_response(502)
                     self.send_header("Content-Length", "0")
@@ -250,11 +259,14 @@ class FlakyRpc:
                 if fault == "drop":
                     self.close_connection = True
                     return
-                self.send_response(answer.status_code)
+                self._answer(answer.status_code, answer.content)
+
+            def _answer(self, status: int, content: bytes) -> None:
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer.content)))
+                self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(answer.content)
+                self.wfile.write(content)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -276,11 +288,24 @@ class FlakyRpc:
         import json
 
         request = json.loads(body)
-        if isinstance(request, dict) and request.get("method") == "eth_sendRawTransaction":
+        if not isinstance(request, dict):
+            return None
+        if request.get("method") == "eth_sendRawTransaction":
             with self._lock:
                 self.raw_sends.append(request["params"][0])
                 return self.faults.pop(0) if self.faults else None
+        if request.get("method") == "eth_getTransactionReceipt" and self.receipt_lag:
+            with self._lock:
+                tx_hash = str(request["params"][0]).lower()
+                seen = self._receipt_queries[tx_hash] = self._receipt_queries.get(tx_hash, 0) + 1
+                return "lag" if seen <= self.receipt_lag else None
         return None
+
+    @staticmethod
+    def _id(body: bytes) -> bytes:
+        import json
+
+        return json.dumps(json.loads(body).get("id")).encode()
 
     def __enter__(self) -> FlakyRpc:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -418,6 +443,27 @@ def test_dropped_response_and_a_502_resend_the_same_signed_tx_and_one_liquidatio
     # Sent three times (dropped after reaching the node, 502, accepted or known): one payload.
     assert len(proxy.raw_sends) == 3
     assert len(set(proxy.raw_sends)) == 1
+    assert tx_count(system, k.address) == start_nonce + 1
+    assert len(liquidate_events(system, start_block)) == 1
+    assert [r.state for r in k.sender.journal.rows()] == [TxState.MINED]
+
+
+def test_a_nonce_counted_before_its_receipt_is_served_is_not_taken_for_a_dropped_transaction(
+    system: Client, open_position: Callable[..., Any], others: list[str]
+) -> None:
+    # Issue 9.6: the 5,000-account cascade once journaled a mined liquidation as `dropped`. The
+    # sender had read the nonce count as used, then found no receipt of its own (a node may
+    # answer the first before it serves the second) and concluded the nonce went elsewhere.
+    opened = open_position(size=15, collateral_usd=5_000, who=others[0])
+    system.set_price("ETH", 2_800)
+    start_block = system.chain.w3.eth.block_number
+    upstream = system.chain.w3.provider.endpoint_uri  # type: ignore[attr-defined]
+    with FlakyRpc(upstream, send_faults=["drop"], receipt_lag=2) as proxy:
+        k = make_keeper(system, rpc_url=proxy.url)
+        start_nonce = tx_count(system, k.address)
+        done = k.step()
+    assert [d.account for d in done] == [opened.trader]
+    assert len(set(proxy.raw_sends)) == 1  # the same signed bytes only, never a second nonce
     assert tx_count(system, k.address) == start_nonce + 1
     assert len(liquidate_events(system, start_block)) == 1
     assert [r.state for r in k.sender.journal.rows()] == [TxState.MINED]

@@ -51,6 +51,9 @@ log = logging.getLogger("marginsync.txsender")
 GWEI = 10**9
 BPS = 10_000
 CANCEL_GAS = 21_000  # a zero-value transfer to ourselves: the cheapest way to use up a nonce
+# Blocks a nonce must stay used with no receipt of ours before it counts as taken by another
+# transaction (see `TxSender._nonce_lost`).
+NONCE_LOST_AFTER_BLOCKS = 2
 
 
 class TxState(StrEnum):
@@ -122,6 +125,8 @@ class Pending:
     sent_at_s: float
     delivered: bool = False
     cancelled: bool = False  # the latest version is a no-op self-transfer at this nonce
+    # (head block, monotonic time) when a poll first found the nonce used and no receipt of ours.
+    nonce_used_at: tuple[int, float] | None = None
 
     @property
     def tx_hash(self) -> str:
@@ -480,7 +485,7 @@ class TxSender:
         head = self._block_number()
         for p in self.journal.pending():
             p.sent_block, p.sent_at_s = head, time.monotonic()  # the stuck timers restart
-            outcome = self._settle(p, mined_count)
+            outcome = self._settle(p, mined_count, head)
             if outcome is not None:
                 done.append(outcome)
                 continue
@@ -536,40 +541,35 @@ class TxSender:
         fees = fees or self.fees()
         cap = min(fee_cap_wei or self.policy.max_fee_cap_wei, self.policy.max_fee_cap_wei)
         max_fee, priority = self.price(fees, cap)
-        for _ in range(2):
-            p = self._sign(
-                Pending(
-                    id=0,
-                    nonce=self._take_nonce(),
-                    purpose=purpose,
-                    to=str(checksum(to)),
-                    data=data,
-                    value=value,
-                    gas=gas,
-                    fee_cap_wei=cap,
-                    max_fee_wei=max_fee,
-                    priority_fee_wei=priority,
-                    raw=b"",
-                    hashes=[],
-                    sent_block=None,
-                    sent_at_s=time.monotonic(),
-                )
+        p = self._sign(
+            Pending(
+                id=0,
+                nonce=self._take_nonce(),
+                purpose=purpose,
+                to=str(checksum(to)),
+                data=data,
+                value=value,
+                gas=gas,
+                fee_cap_wei=cap,
+                max_fee_wei=max_fee,
+                priority_fee_wei=priority,
+                raw=b"",
+                hashes=[],
+                sent_block=None,
+                sent_at_s=time.monotonic(),
             )
-            p.id = self.journal.record(p)
-            self._in_flight[p.id] = p
-            delivery = self._deliver(p)
-            if delivery is _Delivery.REJECTED:
-                raise SendRejected(f"the node refused {purpose} at nonce {p.nonce}")
-            if delivery is not _Delivery.NONCE_USED or self._receipt(p) is not None:
-                return p
-            # Our fresh nonce was already taken (another process with this key): this purpose
-            # never went out, so it may go out once more under the next free nonce.
-            self._close(p, Outcome(purpose, p.nonce, TxState.DROPPED, detail="nonce taken"))
-            self._next_nonce = self._nonce_count("pending")
-        raise SendRejected(
-            f"nonce {p.nonce} of {self.address} was taken twice in a row",
-            "another process is sending with this key; give each keeper its own key",
         )
+        p.id = self.journal.record(p)
+        self._in_flight[p.id] = p
+        delivery = self._deliver(p)
+        if delivery is _Delivery.REJECTED:
+            raise SendRejected(f"the node refused {purpose} at nonce {p.nonce}")
+        if delivery is _Delivery.NONCE_USED:
+            # Mined already (the node took it before a lost response) or taken by another
+            # process with this key. Never sent again under a new nonce from here: a receipt,
+            # or a lasting lack of one, decides in `poll`. Later sends count from the node.
+            self._next_nonce = self._nonce_count("pending")
+        return p
 
     def poll(self) -> list[Outcome]:
         """Outcomes of in-flight transactions whose receipts are in; stuck ones are replaced."""
@@ -579,7 +579,7 @@ class TxSender:
             mined_count = self._nonce_count("latest") if in_flight else 0
             head = self._block_number() if in_flight else 0
             for p in in_flight:
-                outcome = self._settle(p, mined_count)
+                outcome = self._settle(p, mined_count, head)
                 if outcome is not None:
                     done.append(outcome)
                 elif self._stuck(p, head):
@@ -742,7 +742,7 @@ class TxSender:
             delay = min(delay * 2, 2.0)
         return _Delivery.UNDELIVERED
 
-    def _settle(self, p: Pending, mined_count: int) -> Outcome | None:
+    def _settle(self, p: Pending, mined_count: int, head: int) -> Outcome | None:
         """The outcome of `p` if it has one: a receipt of any version, or its nonce consumed
         by a transaction that is not ours. `mined_count` must be read before the receipts."""
         found = self._receipt(p)
@@ -764,12 +764,28 @@ class TxSender:
                 int(receipt.get("effectiveGasPrice") or "0x0", 16),
                 receipt,
             )
-        elif p.nonce < mined_count:
+        elif p.nonce < mined_count and self._nonce_lost(p, head):
             outcome = Outcome(p.purpose, p.nonce, TxState.DROPPED, detail="nonce used elsewhere")
         else:
             return None
         self._close(p, outcome)
         return outcome
+
+    def _nonce_lost(self, p: Pending, head: int) -> bool:
+        """True once `p`'s nonce has stayed used, with no receipt of any version of `p`, for
+        `NONCE_LOST_AFTER_BLOCKS` blocks or `stuck_after_s` seconds. A node may count a nonce
+        before it serves the receipt (Anvil between committing a block's state and storing its
+        receipts; the replicas behind a load balancer). Taking that moment for a lost nonce
+        journals a mined transaction as dropped, and `send` used to send its purpose again under
+        a new nonce: the dropped transaction of the 5,000-account soak (issue 9.6)."""
+        if p.nonce_used_at is None:
+            p.nonce_used_at = (head, time.monotonic())
+            return False
+        block, seen_at = p.nonce_used_at
+        return (
+            head - block >= NONCE_LOST_AFTER_BLOCKS
+            or time.monotonic() - seen_at >= self.policy.stuck_after_s
+        )
 
     def _close(self, p: Pending, outcome: Outcome) -> None:
         self.journal.finish(p.id, outcome)

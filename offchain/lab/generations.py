@@ -16,7 +16,8 @@
 
 Gen 3's attest step is one class, `Gen3Sync`, with one call per tick: `tick(prices, now)` returns
 `SyncStats(gas, lag_ms, accounts_updated)`, so a streaming engine from `offchain.sync` can replace
-it without touching the runner.
+it without touching the runner. Which requirement is in force is the one S1 rule's answer
+(`offchain.chain.attestations`), fed with the verifier's events by the ledger.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from numpy.typing import NDArray
 
 from offchain.attest import Batch, Domain, Entry, sign
 from offchain.chain import Chain
+from offchain.chain.attestations import clamp
 from offchain.chain.deploy import dev_engine_keys
 from offchain.feeds import YEAR_S, Scenario
 from offchain.lab.ledger import Ledger
@@ -233,24 +235,8 @@ class SyncStats:
     batches: int = 0
 
 
-@dataclass(frozen=True)
-class _Applied:
-    sequence: int
-    position_nonce: int
-    im_micro_usd: int
-    mm_micro_usd: int
-
-
-@dataclass(frozen=True)
-class _Record:
-    issued_at: int
-    asset_mask: int
-    prices_e18: Mapping[int, int]
-
-
 class Gen3Sync:
-    """Recompute → select → sign → submit, once per price update, and the S1 replica the keeper
-    and the metrics use to know which requirement is in force without reading the chain."""
+    """Recompute → select → sign → submit, once per price update."""
 
     def __init__(
         self,
@@ -288,8 +274,6 @@ class Gen3Sync:
         self._underlying_asset = [
             next(a for a, s in symbol_of.items() if s == u) for u in margin.underlyings
         ]
-        self._applied: dict[str, _Applied] = {}
-        self._records: dict[int, _Record] = {}
         self._sequence = 0
 
     # ------------------------------------------------------------------ one tick
@@ -364,63 +348,33 @@ class Gen3Sync:
         receipts = self.transport.send_all(
             [Tx(self.sender, tx.to, data, gas_limit, action)], timestamp_s=self.clock()
         )
-        applied = 0
-        for event in self.ledger.pull():
-            if event.name == "MarginAttested":
-                a = event.args
-                self._applied[str(a["account"])] = _Applied(
-                    int(a["sequence"]),
-                    int(a["positionNonce"]),
-                    int(a["imMicroUsd"]),
-                    int(a["mmMicroUsd"]),
-                )
-                applied += 1
-            elif event.name == "BatchApplied":
-                self._records[int(event.args["sequence"])] = _Record(
-                    int(event.args["issuedAt"]), batch.price_asset_mask, dict(prices_e18)
-                )
+        applied = sum(e.name == "MarginAttested" for e in self.ledger.pull())
         return sum(r.gas_used for r in receipts), applied
 
     # ------------------------------------------------------------------ S1, off-chain
     def in_force(
         self, account: str, static: Health, prices_e18: Mapping[int, int], now: int
     ) -> tuple[int, int]:
-        """(IM, MM) in wad that `Clearinghouse._healthAt` would use now: the attested values,
-        clamped, while every S1 condition holds; the static ones otherwise."""
+        """(IM, MM) in wad that `Clearinghouse._healthAt` would use now (the one S1 rule)."""
         static_im, static_mm = static.initial_margin_wad, static.maintenance_margin_wad
         state = self.ledger.mirror.accounts[account]
         market_mask = 0
         for market_id, size in state.positions.items():
             if size:
                 market_mask |= 1 << self._market_asset[market_id]
-        entry = self._applied.get(account)
-        if market_mask == 0 or entry is None or entry.position_nonce != state.nonce:
+        if market_mask == 0:
             return static_im, static_mm
-        record = self._records.get(entry.sequence)
-        if (
-            record is None
-            or record.issued_at > now
-            or now - record.issued_at > self.spec.max_age_s
-            or market_mask & ~record.asset_mask
-        ):
-            return static_im, static_mm
-        for asset in range(market_mask.bit_length()):
-            if market_mask >> asset & 1:
-                current, attested = prices_e18[asset], record.prices_e18[asset]
-                if abs(attested - current) * BPS > current * self.spec.price_band_bps:
-                    return static_im, static_mm
-        im = self._clamp(entry.im_micro_usd * MICRO_USD_IN_WAD, static_im)
-        mm = self._clamp(entry.mm_micro_usd * MICRO_USD_IN_WAD, static_mm)
-        return im, min(mm, im)
-
-    def _clamp(self, attested_wad: int, static_wad: int) -> int:
-        floor = -((-static_wad * self.spec.floor_bps) // BPS)
-        cap = static_wad * self.spec.cap_bps // BPS
-        return min(max(attested_wad, floor), cap)
+        found = self.ledger.attestations.requirement_in_force(
+            account, state.nonce, market_mask, prices_e18, static_im, static_mm, now
+        )
+        return found.im_wad, found.mm_wad
 
     def _clamped(self, im_micro: int, mm_micro: int, static: Health) -> tuple[int, int]:
-        im = self._clamp(im_micro * MICRO_USD_IN_WAD, static.initial_margin_wad)
-        mm = self._clamp(mm_micro * MICRO_USD_IN_WAD, static.maintenance_margin_wad)
+        """What the verifier will enforce for a fresh entry: clamped as in force (B12)."""
+        params = self.ledger.attestations.params
+        assert params is not None, "the verifier's ParamsSet comes with its deployment"
+        im = clamp(im_micro * MICRO_USD_IN_WAD, static.initial_margin_wad, params)
+        mm = clamp(mm_micro * MICRO_USD_IN_WAD, static.maintenance_margin_wad, params)
         return im, min(mm, im)
 
 

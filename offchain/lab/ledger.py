@@ -2,9 +2,11 @@
 
 The lab never reads an account's storage in its loop (S7/I17): after each batch of transactions
 it pulls the new logs of the clearinghouse (and the attestation verifier, when there is one),
-applies the clearinghouse's to `offchain.chain.mirror.AccountMirror` and keeps every event
-tagged with the price update it happened in. Metrics are then computed from these events and
-the exact integer health mirror, and checked against the chain once at the end.
+applies the clearinghouse's to `offchain.chain.mirror.AccountMirror` and the verifier's to
+`offchain.chain.attestations.AttestationMirror` (the one S1 rule, which tells the lab which
+requirement is in force), and keeps every event tagged with the price update it happened in.
+Metrics are then computed from these events and the exact integer health mirror, and checked
+against the chain once at the end.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from offchain.chain import Chain, Event
+from offchain.chain.attestations import AttestationMirror
 from offchain.chain.mirror import AccountMirror
 from offchain.lab.transport import Transport
 from offchain.models import Deployment
@@ -24,6 +27,7 @@ class Ledger:
         self.mirror = AccountMirror(
             chain, deployment.clearinghouse, deployment.insurance_fund, deployment.block
         )
+        self.attestations = AttestationMirror()
         self._clearinghouse = deployment.clearinghouse.lower()
         self._addresses = [deployment.clearinghouse]
         if deployment.attestation_verifier is not None:
@@ -42,6 +46,8 @@ class Ledger:
         for event in events:
             if event.address.lower() == self._clearinghouse:
                 self.mirror.apply(event)
+            else:
+                self.attestations.apply(event)
             self.events.append((self.tick, event))
         return events
 

@@ -5,9 +5,10 @@
           account mirror ◄── contract events                      submitter ◄─────────┘
 
 * **Mirror.** Accounts (cash, balances, positions, position nonces) and the attestations applied
-  on-chain are rebuilt from the clearinghouse's and the verifier's events (`EngineMirror`); the
-  engine never reads accounts one by one. The arrays the risk engine and the policy use are
-  rebuilt only when an event changed something.
+  on-chain are rebuilt from the clearinghouse's and the verifier's events (`EngineMirror`, whose
+  `attestations` is the one S1 rule, `offchain.chain.attestations`); the engine never reads
+  accounts one by one. The arrays the risk engine and the policy use are rebuilt only when an
+  event changed something.
 * **Pass.** One pass = sync the mirror, tick the risk engine for every account, ask the policy
   which accounts need a new attestation, then for each batch: allocate a sequence (durable),
   persist the batch, sign it with k keys, hand it to the submitter. Accounts in a batch are
@@ -57,6 +58,7 @@ from offchain.attest import (
     digest,
 )
 from offchain.chain import Chain, Event, checksum
+from offchain.chain.attestations import RING_SIZE, AppliedEntry, AttestationMirror, BatchRecord
 from offchain.chain.mirror import AccountMirror
 from offchain.errors import ConfigError, MarginsyncError
 from offchain.feeds import (
@@ -78,7 +80,6 @@ from offchain.sync.policy import BoolArray, FloatArray, IntArray
 from offchain.sync.submitter import BatchAppliedLog, FeePolicy, InFlight, Outcome, Submitter
 
 CRASH_ENV = "MARGINSYNC_ENGINE_CRASH_AT"
-RING_SIZE = 4096  # AttestationVerifier.RING_SIZE: older batch records are overwritten
 # Never reuse the last few ring slots: a batch record is in force only while still in the ring.
 _RING_MARGIN = 64
 # What the signer probe signs: issued at time 0, so the verifier refuses it as expired
@@ -126,32 +127,16 @@ class EngineConfig(BaseModel):
 
 
 # ---------------------------------------------------------------------------- mirror
-@dataclass(frozen=True)
-class Applied:
-    """An account's attestation as applied on-chain (the verifier's `AppliedEntry`)."""
-
-    sequence: int
-    position_nonce: int
-    im_micro_usd: int
-    mm_micro_usd: int
-
-
 class EngineMirror(AccountMirror):
-    """`AccountMirror` plus the verifier's events: applied attestations, batch issue times, the
-    key epoch and the ring of batch records, all from one `eth_getLogs` per sync."""
+    """`AccountMirror` plus the verifier's state (`attestations`: applied entries, the ring of
+    batch records, the key epoch and parameters), all from one `eth_getLogs` per sync."""
 
     def __init__(self, chain: Chain, deployment: Deployment) -> None:
         super().__init__(
             chain, deployment.clearinghouse, deployment.insurance_fund, deployment.block
         )
         self.verifier = str(deployment.attestation_verifier)
-        self.applied: dict[str, Applied] = {}
-        self.batch_issued_at: dict[int, int] = {}
-        self.batch_epoch: dict[int, int] = {}
-        self.batch_prices: dict[int, dict[int, float]] = {}
-        self.ring: dict[int, int] = {}
-        self.key_epoch = 0
-        self.max_sequence = 0
+        self.attestations = AttestationMirror()
         self.state_version = 0  # bumped by any clearinghouse state event
         self.changed_attested: set[str] = set()
         self.verifier_version = 0  # bumped by key, threshold and parameter changes
@@ -217,35 +202,23 @@ class EngineMirror(AccountMirror):
             words = [int.from_bytes(data[i : i + 32], "big") for i in range(0, len(data), 32)]
             # MarginAttested(account idx, sequence idx, positionNonce, imMicroUsd, mmMicroUsd)
             account = self._checksummed(topics[1][-40:])
-            self.applied[account] = Applied(int(topics[2], 16), words[0], words[1], words[2])
+            entry = AppliedEntry(int(topics[2], 16), words[0], words[1], words[2])
+            self.attestations.entries[account] = entry
             self.changed_attested.add(account)
         else:
             f = self._batch_applied.decode(log)
-            assets = [a for a in range(32) if int(f["priceAssetMask"]) >> a & 1]
-            prices = {a: int(p) / 1e18 for a, p in zip(assets, f["pricesE18"], strict=True)}
-            self._on_batch_applied(f["sequence"], int(f["issuedAt"]), int(f["keyEpoch"]), prices)
+            mask = int(f["priceAssetMask"])
+            assets = [a for a in range(32) if mask >> a & 1]
+            prices = {a: int(p) for a, p in zip(assets, f["pricesE18"], strict=True)}
+            self.attestations.record(
+                BatchRecord(f["sequence"], int(f["issuedAt"]), int(f["keyEpoch"]), mask, prices)
+            )
 
     def _checksummed(self, hex40: str) -> str:
         found = self._address_cache.get(hex40)
         if found is None:
             found = self._address_cache[hex40] = str(checksum("0x" + hex40))
         return found
-
-    def _on_batch_applied(
-        self, seq: int, issued_at: int, key_epoch: int, prices: dict[int, float]
-    ) -> None:
-        self.batch_issued_at[seq] = issued_at
-        self.batch_epoch[seq] = key_epoch
-        self.batch_prices[seq] = prices
-        # An older batch never evicts a newer record from its ring slot.
-        self.ring[seq % RING_SIZE] = max(self.ring.get(seq % RING_SIZE, 0), seq)
-        self.max_sequence = max(self.max_sequence, seq)
-        if len(self.batch_issued_at) > 2 * RING_SIZE:
-            floor = self.max_sequence - RING_SIZE
-            for s in [s for s in self.batch_issued_at if s <= floor]:
-                del self.batch_issued_at[s]
-                self.batch_epoch.pop(s, None)
-                self.batch_prices.pop(s, None)
 
     def apply(self, e: Event) -> None:
         if e.address.lower() != self.verifier.lower():
@@ -254,9 +227,7 @@ class EngineMirror(AccountMirror):
             if e.name in _STATE_EVENTS or len(self.accounts) != before:
                 self.state_version += 1
             return
-        a = e.args
-        if e.name in ("SignerAdded", "SignerRemoved", "ThresholdSet"):
-            self.key_epoch = int(a["keyEpoch"])
+        self.attestations.apply(e)
         if e.name in ("SignerAdded", "SignerRemoved", "ThresholdSet", "ParamsSet"):
             self.verifier_version += 1
 
@@ -411,7 +382,6 @@ class Engine:
         self._pending_outcomes: deque[Outcome] = deque()
         self._inflight: dict[int, Batch] = {}
         self._tick_at: dict[int, float] = {}
-        self._batch_prices: dict[int, dict[int, float] | None] = {}
         self._book_version = -1
         self._risk: RiskEngine | None = None
         self._refused_logged: dict[str, str] = {}
@@ -540,7 +510,6 @@ class Engine:
                 self.outbox.mark_signed(row.sequence, self._sign(row.batch, row.digest))
             current = self.outbox.get(row.sequence)
             assert current is not None
-            self._remember_prices(current.batch)
             self._track(self.submitter.broadcast(current), flights, outcomes)
         outcomes.extend(self.submitter.wait(flights, self.config.receipt_timeout_s))
         for o in outcomes:
@@ -752,15 +721,13 @@ class Engine:
             self._risk = RiskEngine(self.risk_config, instruments, positions)
         else:
             self._risk = self._risk.with_positions(positions)
-        # Attested view: what each account's applied (or in-flight) attestation says.
-        self.att_seq = np.zeros(n, dtype=np.int64)
+        # Each account's applied (or in-flight) entry; whether it is in force is asked of
+        # `mirror.attestations.view` on every pass, since time and prices decide it.
+        self.att_seq = np.zeros(n, dtype=np.uint64)
         self.att_nonce = np.full(n, -1, dtype=np.int64)
         self.att_im = np.zeros(n)
         self.att_mm = np.zeros(n)
-        self.att_issued = np.full(n, -np.inf)
-        self.att_epoch = np.full(n, -1, dtype=np.int64)
-        self.att_prices = np.full((n, n_assets), np.nan)
-        for a in m.applied:
+        for a in m.attestations.entries:
             self._load_applied(a)
         for seq in sorted(self._inflight):
             self._apply_overlay(self._inflight[seq])
@@ -772,7 +739,7 @@ class Engine:
         i = self.index.get(account.lower())
         if i is None:
             return
-        e = self.mirror.applied.get(self.accounts[i])
+        e = self.mirror.attestations.entries.get(self.accounts[i])
         if e is None:
             self.att_seq[i], self.att_nonce[i] = 0, -1
             return
@@ -780,31 +747,6 @@ class Engine:
         self.att_nonce[i] = e.position_nonce
         self.att_im[i] = e.im_micro_usd / 1e6
         self.att_mm[i] = e.mm_micro_usd / 1e6
-        self.att_issued[i] = self.mirror.batch_issued_at.get(e.sequence, -np.inf)
-        self.att_epoch[i] = self.mirror.batch_epoch.get(e.sequence, -1)
-        prices = self._prices_of(e.sequence)
-        self.att_prices[i] = np.nan
-        if prices:
-            for asset, p in prices.items():
-                self.att_prices[i, asset] = p
-
-    def _prices_of(self, sequence: int) -> dict[int, float] | None:
-        """The prices a batch was computed from: its `BatchApplied` event says (S7), else our
-        outbox; unknown prices count as out of band (re-attest rather than trust)."""
-        from_chain = self.mirror.batch_prices.get(sequence)
-        if from_chain is not None:
-            return from_chain
-        if sequence not in self._batch_prices:
-            row = self.outbox.get(sequence)
-            self._batch_prices[sequence] = None if row is None else _batch_price_map(row.batch)
-        return self._batch_prices[sequence]
-
-    def _remember_prices(self, batch: Batch) -> None:
-        self._batch_prices[batch.sequence] = _batch_price_map(batch)
-        if len(self._batch_prices) > 2 * RING_SIZE:  # older records have left the ring anyway
-            floor = batch.sequence - RING_SIZE
-            for seq in [q for q in self._batch_prices if q < floor]:
-                del self._batch_prices[seq]
 
     def _sync(self) -> None:
         self.mirror.sync()
@@ -829,7 +771,6 @@ class Engine:
     def _apply_overlay(self, batch: Batch) -> None:
         """Treat `batch`'s accounts as attested while it is in flight (optimistic), so the next
         pass does not select them again; `_sync` reloads them from the mirror once it is done."""
-        prices = _batch_price_map(batch)
         for e in batch.entries:
             i = self.index.get(e.account.lower())
             if i is None:
@@ -838,11 +779,6 @@ class Engine:
             self.att_nonce[i] = e.position_nonce
             self.att_im[i] = e.im_micro_usd / 1e6
             self.att_mm[i] = e.mm_micro_usd / 1e6
-            self.att_issued[i] = batch.issued_at
-            self.att_epoch[i] = self.mirror.key_epoch
-            self.att_prices[i] = np.nan
-            for asset, p in prices.items():
-                self.att_prices[i, asset] = p
 
     def step(self, prices: Prices | None = None) -> StepReport:
         """One pass and its submission, waiting for receipts (the `--once` path and benches)."""
@@ -921,17 +857,19 @@ class Engine:
         equity = self.cash + self.sizes @ market_px
         if self.balances.shape[1]:
             equity = equity + self.balances @ (px[self.coll_asset] * self.coll_weight)
-        assert self.policy_config is not None
-        epoch_ok = self.att_epoch == self.mirror.key_epoch
-        in_ring = (self.att_seq > 0) & (
-            np.maximum(self.mirror.max_sequence, self.att_seq) - self.att_seq
-            < RING_SIZE - _RING_MARGIN
+        attestations = self.mirror.attestations
+        view = attestations.view(
+            self.att_seq,
+            self.att_nonce,
+            self.nonces,
+            self.asset_mask,
+            {a: _usd_to_e18(float(p)) for a, p in enumerate(px)},
+            math.floor(self._chain_now()),
+            pending=[_record_of(b, attestations.key_epoch) for b in self._inflight.values()],
         )
-        live = in_ring & (self.att_nonce == self.nonces) & epoch_ok
-        with np.errstate(invalid="ignore"):
-            gap = np.abs(self.att_prices - px) / px * 1e4
-        gap = np.where(self.account_assets, np.where(np.isnan(gap), np.inf, gap), 0.0)
-        gap_bps = gap.max(axis=1) if gap.shape[1] else np.zeros(len(self.accounts))
+        # Treated as lapsed a little before a newer batch takes its ring slot (policy, not S1).
+        newest = np.maximum(np.uint64(attestations.max_sequence), self.att_seq)
+        live = view.in_force & (newest - self.att_seq < RING_SIZE - _RING_MARGIN)
         blocked = (self.account_assets & ~accepted).any(axis=1)
         return policy.PolicyInputs(
             fresh_im_usd=np.maximum(fresh_im, fresh_mm),
@@ -941,8 +879,8 @@ class Engine:
             attested_im_usd=self.att_im,
             attested_mm_usd=self.att_mm,
             attested_live=live,
-            attested_age_s=self._chain_now() - self.att_issued,
-            attested_gap_bps=gap_bps,
+            attested_age_s=view.age_s,
+            attested_gap_bps=view.gap_bps,
             equity_usd=equity,
             eligible=self.has_positions & ~blocked,
         )
@@ -964,7 +902,7 @@ class Engine:
             im = max(_micro_usd_up(float(im_usd[i])), mm)  # the verifier rejects MM above IM
             # Lowercase: the ABI encoding is the same, and no checksum is computed per entry.
             entries.append(Entry(self.accounts_lower[i], int(self.nonce_list[i]), im, mm))
-        sequence = self.outbox.allocate_sequence(floor=self.mirror.max_sequence + 1)
+        sequence = self.outbox.allocate_sequence(floor=self.mirror.attestations.max_sequence + 1)
         batch = Batch(
             sequence=sequence,
             issued_at=math.floor(self._chain_now()),
@@ -983,7 +921,6 @@ class Engine:
             raise
         self.outbox.mark_signed(sequence, signatures)
         crash_point("signed")
-        self._remember_prices(batch)
         self._inflight[sequence] = batch
         self._apply_overlay(batch)
         if tick_at is not None:
@@ -1160,9 +1097,11 @@ def _usd_to_e18(usd: float) -> int:
     return int(Decimal(repr(usd)) * 10**18)
 
 
-def _batch_price_map(batch: Batch) -> dict[int, float]:
+def _record_of(batch: Batch, key_epoch: int) -> BatchRecord:
+    """The ring record `batch` will leave on-chain once applied under `key_epoch`."""
     assets = [a for a in range(32) if batch.price_asset_mask >> a & 1]
-    return {a: p / 1e18 for a, p in zip(assets, batch.prices_e18, strict=True)}
+    prices = dict(zip(assets, batch.prices_e18, strict=True))
+    return BatchRecord(batch.sequence, batch.issued_at, key_epoch, batch.price_asset_mask, prices)
 
 
 def dev_submitter_key() -> LocalAccount:

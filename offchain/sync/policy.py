@@ -73,8 +73,8 @@ class PolicyConfig:
 class PolicyInputs:
     """One entry per mirrored account, all arrays of the same length.
 
-    `attested_live`: an applied attestation exists for the account's current position nonce,
-    under the current key epoch, whose batch record is still in the verifier's ring.
+    `attested_live`: the account's attestation is in force now, every S1 clause checked by the
+    one rule (`offchain.chain.attestations.AttestationMirror.view`).
     `attested_age_s`: now − its issuedAt (anything where not live).
     `attested_gap_bps`: the largest gap, over the account's market assets, between the price the
     attestation was computed from and the current price (inf where unknown).
@@ -124,13 +124,9 @@ def clamp(attested_usd: FloatArray, static_usd: FloatArray, cfg: PolicyConfig) -
 
 
 def in_force(inputs: PolicyInputs, cfg: PolicyConfig) -> tuple[FloatArray, FloatArray, BoolArray]:
-    """(IM, MM, attested?) the contract enforces now, as the engine sees it (S1/S2)."""
-    live = (
-        inputs.attested_live
-        & (inputs.attested_age_s >= 0)
-        & (inputs.attested_age_s <= cfg.max_age_s)
-        & (inputs.attested_gap_bps <= cfg.band_bps)
-    )
+    """(IM, MM, attested?) the contract enforces now (S1/S2): the attested values, clamped,
+    where the attestation is in force; the static ones otherwise."""
+    live = inputs.attested_live
     im = np.where(
         live, clamp(inputs.attested_im_usd, inputs.static_im_usd, cfg), inputs.static_im_usd
     )
