@@ -32,9 +32,7 @@ contract CommitteeRegistry is ICommitteeRegistry, Ownable2Step {
     Committee internal _committee;
 
     // ================================================================ CONSTRUCTOR
-    constructor(address owner_, bytes[] memory publicKeys_, bytes[] memory proofs, uint8 threshold_)
-        Ownable(owner_)
-    {
+    constructor(address owner_, bytes[] memory publicKeys_, bytes[] memory proofs, uint8 threshold_) Ownable(owner_) {
         _addMembers(publicKeys_, proofs);
         _setThreshold(threshold_);
     }

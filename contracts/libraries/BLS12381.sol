@@ -30,8 +30,7 @@ library BLS12381 {
     uint256 internal constant P_LO = 0x64774b84f38512bf6730d2a0f6b0f6241eabfffeb153ffffb9feffffffffaaab;
 
     /// @dev −g2, the negated G2 generator: e(σ, −g2)·e(H(m), pk) = 1 verifies σ = sk·H(m).
-    bytes internal constant NEG_G2_GENERATOR =
-        hex"00000000000000000000000000000000024aa2b2f08f0a91260805272dc51051c6e47ad4fa403b02b4510b647ae3d1770bac0326a805bbefd48056c8c121bdb8"
+    bytes internal constant NEG_G2_GENERATOR = hex"00000000000000000000000000000000024aa2b2f08f0a91260805272dc51051c6e47ad4fa403b02b4510b647ae3d1770bac0326a805bbefd48056c8c121bdb8"
         hex"0000000000000000000000000000000013e02b6052719f607dacd3a088274f65596bd0d09920b61ab5da61bbdc7f5049334cf11213945d57e5ac7d055d042b7e"
         hex"000000000000000000000000000000000d1b3cc2c7027888be51d9ef691d77bcb679afda66c73f17f9ee3837a55024f78c71363275a75d75d86bab79f74782aa"
         hex"0000000000000000000000000000000013fa4d4a0ad8b1ce186ed5061789213d993923066dddaf1040bc3ff59f825c78df74f2d75467e25e0f55f8a00fa030ed";
@@ -61,8 +60,7 @@ library BLS12381 {
         if (dst.length > 255) revert DstTooLong(dst.length);
         bytes memory dstPrime = abi.encodePacked(dst, uint8(dst.length));
         // Z_pad is one SHA-256 block (64 zero bytes); then the message, I2OSP(128, 2) and I2OSP(0, 1).
-        bytes32 b0 =
-            sha256(abi.encodePacked(bytes32(0), bytes32(0), message, uint16(XMD_BYTES), uint8(0), dstPrime));
+        bytes32 b0 = sha256(abi.encodePacked(bytes32(0), bytes32(0), message, uint16(XMD_BYTES), uint8(0), dstPrime));
         uniform[0] = sha256(abi.encodePacked(b0, uint8(1), dstPrime));
         for (uint256 i = 1; i < 4; ++i) {
             uniform[i] = sha256(abi.encodePacked(b0 ^ uniform[i - 1], uint8(i + 1), dstPrime));

@@ -14,9 +14,8 @@ library CodeData {
 
     function write(bytes memory data) internal returns (address pointer) {
         // Creation code: copy the runtime (STOP ‖ data) that follows this 12-byte header and return it.
-        bytes memory creation = abi.encodePacked(
-            hex"61", uint16(data.length + DATA_OFFSET), hex"80600c6000396000f3", hex"00", data
-        );
+        bytes memory creation =
+            abi.encodePacked(hex"61", uint16(data.length + DATA_OFFSET), hex"80600c6000396000f3", hex"00", data);
         assembly ("memory-safe") {
             pointer := create(0, add(creation, 32), mload(creation))
         }

@@ -98,7 +98,7 @@ class PyEccBackend:
         )
 
     def hash_to_g1(self, message: bytes, dst: bytes) -> bytes:
-        return self._enc_g1(hash_to_G1(message, dst, hashlib.sha256))
+        return self._enc_g1(hash_to_G1(message, dst, hashlib.sha256))  # type: ignore[arg-type]
 
     def g1_mul(self, point: bytes, scalar: int) -> bytes:
         return self._enc_g1(ecc.multiply(self._g1(point), scalar % CURVE_ORDER))

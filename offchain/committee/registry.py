@@ -44,7 +44,10 @@ class Registry:
         """Deploys a committee of `members` (their keys and proofs of possession)."""
         keys = [m.public_key() for m in members]
         proofs = [m.prove_possession() for m in members]
-        return cls(chain, chain.deploy("CommitteeRegistry", owner, keys, proofs, threshold, sender=owner).address)
+        return cls(
+            chain,
+            chain.deploy("CommitteeRegistry", owner, keys, proofs, threshold, sender=owner).address,
+        )
 
     # ------------------------------------------------------------------ reads
     def public_keys(self) -> list[bytes]:
@@ -73,7 +76,9 @@ class Registry:
         return self._send("removeMember", sender, index)
 
     def rotate_member(self, index: int, member: SecretKey, sender: str) -> TxReceipt:
-        return self._send("rotateMember", sender, index, member.public_key(), member.prove_possession())
+        return self._send(
+            "rotateMember", sender, index, member.public_key(), member.prove_possession()
+        )
 
     def set_threshold(self, threshold: int, sender: str) -> TxReceipt:
         return self._send("setThreshold", sender, threshold)

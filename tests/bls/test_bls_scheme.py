@@ -7,7 +7,6 @@ import pytest
 
 from offchain.committee import bls, eip2537
 from offchain.committee.backends import BACKENDS, CURVE_ORDER, NATIVE, REFERENCE, Backend
-from offchain.committee.eip2537 import EncodingError
 
 MESSAGE = bytes(range(32))
 KEYS = bls.dev_secret_keys(3)
@@ -18,7 +17,11 @@ def test_backends__same_keys_signatures_and_proofs() -> None:
     assert sk.public_key(REFERENCE) == sk.public_key(NATIVE)
     assert sk.sign(MESSAGE, REFERENCE) == sk.sign(MESSAGE, NATIVE)
     assert sk.prove_possession(REFERENCE) == sk.prove_possession(NATIVE)
-    for dst in (bls.SIGNATURE_DST, bls.POP_DST, b"QUUX-V01-CS02-with-BLS12381G1_XMD:SHA-256_SSWU_RO_"):
+    for dst in (
+        bls.SIGNATURE_DST,
+        bls.POP_DST,
+        b"QUUX-V01-CS02-with-BLS12381G1_XMD:SHA-256_SSWU_RO_",
+    ):
         for message in (b"", b"abc", MESSAGE, bytes(300)):
             assert REFERENCE.hash_to_g1(message, dst) == NATIVE.hash_to_g1(message, dst)
 
