@@ -82,14 +82,25 @@ class Artifacts:
                     table[event_abi_to_log_topic(item)] = item
         return table
 
-    def decode_error(self, data: bytes) -> tuple[str, dict[str, Any]]:
-        """(error name, values by name) for revert data; `Error(string)` and panics too."""
+    def decode_error(
+        self, data: bytes, abi: Sequence[Mapping[str, Any]] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """(error name, values by name) for revert data; `Error(string)` and panics too.
+
+        Two contracts may declare errors with one signature and different argument names
+        (`InvalidThreshold(uint256,uint256)`): the called contract's own `abi` decides first;
+        the table of every artifact covers errors bubbling up from contracts it calls."""
         selector, payload = data[:4], data[4:]
         if selector == bytes.fromhex("08c379a0"):
             return "Error", {"message": abi_decode(["string"], payload)[0]}
         if selector == bytes.fromhex("4e487b71"):
             return "Panic", {"code": hex(abi_decode(["uint256"], payload)[0])}
-        item = self.errors_by_selector.get(selector)
+        own = (
+            e
+            for e in abi or ()
+            if e.get("type") == "error" and function_abi_to_4byte_selector(e) == selector  # type: ignore[arg-type]
+        )
+        item = next(own, None) or self.errors_by_selector.get(selector)
         if item is None:
             return "UnknownError", {"data": "0x" + data.hex()}
         types = [i["type"] for i in item["inputs"]]
@@ -176,7 +187,7 @@ class Chain:
         try:
             return fn.call()
         except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
-            raise self._revert(exc, action) from exc
+            raise self._revert(exc, action, _abi_of(fn)) from exc
 
     def send(
         self, fn: Any, sender: str, action: str, *, gas: int | None = None, value: int = 0
@@ -187,7 +198,7 @@ class Chain:
         try:
             params["gas"] = gas or int(fn.estimate_gas(params) * 12 // 10) + 10_000
         except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
-            raise self._revert(exc, action) from exc
+            raise self._revert(exc, action, _abi_of(fn)) from exc
         local = self._local.get(sender_address)
         if local is None:
             tx_hash = self._send_unlocked(fn, params)
@@ -232,10 +243,12 @@ class Chain:
             raise _refused("send", params["from"], message)
         return HexBytes(response["result"])
 
-    def _revert(self, exc: Exception, action: str) -> ContractRevert:
+    def _revert(
+        self, exc: Exception, action: str, abi: Sequence[Mapping[str, Any]] | None = None
+    ) -> ContractRevert:
         data = getattr(exc, "data", None)
         if isinstance(data, str) and data.startswith("0x"):
-            name, args = self.artifacts.decode_error(bytes.fromhex(data[2:]))
+            name, args = self.artifacts.decode_error(bytes.fromhex(data[2:]), abi)
         elif isinstance(exc, ContractLogicError) and exc.message:
             name, args = "Error", {"message": exc.message}
         else:
@@ -296,3 +309,15 @@ def _refused(action: str, sender: str, message: str) -> TransactionFailed:
             f"send ETH to {sender} on this chain, or use a funded key (MARGINSYNC_PRIVATE_KEY)",
         )
     return TransactionFailed(f"{action}: the node refused the transaction ({message})", "")
+
+
+def _abi_of(fn: Any) -> list[dict[str, Any]] | None:
+    """The whole ABI of the contract a function or constructor belongs to, if web3 has it."""
+    for name in (
+        "contract_abi",
+        "abi",
+    ):  # a function keeps it in the first, a constructor in the second
+        abi = getattr(fn, name, None)
+        if isinstance(abi, list):
+            return abi
+    return None
