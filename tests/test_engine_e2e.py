@@ -64,6 +64,10 @@ def engine_for(system: Client, tmp_path: Path) -> Iterator[Callable[..., Engine]
             config=EngineConfig(),
             risk_config=risk_config,
             sanitizer_config=source_sanitizer_config("chain"),
+            # Other tests on this worker's chain move its clock (warps, then snapshot reverts):
+            # these tests are about margin, not skew (C15 has its own), so the engine keeps the
+            # chain's time.
+            clock=lambda: float(system.chain.w3.eth.get_block("pending")["timestamp"]),
         )
         made.append(engine)
         return engine
