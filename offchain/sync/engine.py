@@ -2,7 +2,8 @@
 
     source ──► sanitiser ──► risk tick (all accounts, numpy) ──► policy ──► batch ──► outbox
                                                                                       │
-          account mirror ◄── contract events                      submitter ◄─────────┘
+          account mirror ◄── contract events                      delivery ◄──────────┘
+                                                          (the one sender, its journal)
 
 * **Mirror.** Accounts (cash, balances, positions, position nonces) and the attestations applied
   on-chain are rebuilt from the clearinghouse's and the verifier's events (`EngineMirror`, whose
@@ -11,7 +12,7 @@
   event changed something.
 * **Pass.** One pass = sync the mirror, tick the risk engine for every account, ask the policy
   which accounts need a new attestation, then for each batch: allocate a sequence (durable),
-  persist the batch, sign it with k keys, hand it to the submitter. Accounts in a batch are
+  persist the batch, sign it with k keys, hand it to the delivery. Accounts in a batch are
   treated as attested at once (optimistically), so the next pass does not re-select them while
   the transaction is in flight; a batch that fails is rolled back to the mirror's view.
 * **Fail closed.** Nothing is attested for an account unless every price it depends on is
@@ -19,10 +20,11 @@
   the signer quorum fails (D14) or the engine clock is off chain time by more than
   `max_clock_skew_s` (C15), re-checking periodically and saying why. The contracts then fall
   back to static margin (S2).
-* **Crash safety.** See `outbox.py` (persist → sign → send, D11) and `submitter.py` (same raw
-  transaction on retry, D05). `MARGINSYNC_ENGINE_CRASH_AT=persisted|signed|sent` is a TEST HOOK:
-  the process SIGKILLs itself right after that step, so tests can prove a restart sends the same
-  payload. Never set it in production.
+* **Crash safety.** See `outbox.py` (persist → sign → send, D11) and `delivery.py` (one sender,
+  `offchain.chain.sender`, whose journal re-sends the same raw transaction, D05/D09).
+  `MARGINSYNC_ENGINE_CRASH_AT=persisted|signed|sent` is a TEST HOOK: the process SIGKILLs itself
+  right after that step, so tests can prove a restart sends the same payload. Never set it in
+  production.
 
 `once()` is one tick and exit (the CLI's `--once`); `run()` is the long-running service.
 """
@@ -59,7 +61,9 @@ from offchain.attest import (
 )
 from offchain.chain import Chain, Event, checksum
 from offchain.chain.attestations import RING_SIZE, AppliedEntry, AttestationMirror, BatchRecord
+from offchain.chain.journal import Journal
 from offchain.chain.mirror import AccountMirror
+from offchain.chain.sender import FeePolicy, LocalTxSigner, TxSender
 from offchain.errors import ConfigError, MarginsyncError
 from offchain.feeds import (
     Accepted,
@@ -73,11 +77,11 @@ from offchain.feeds import (
 from offchain.models import Deployment
 from offchain.risk import Instruments, MarketConfig, Positions, RiskConfig, RiskEngine
 from offchain.sync import policy
+from offchain.sync.delivery import BatchAppliedLog, Delivery, Outcome
 from offchain.sync.keys import EngineKeyError, Quorum, Signer, SignerUnavailable
 from offchain.sync.metrics import EngineMetrics, event
 from offchain.sync.outbox import Outbox, Row, State
 from offchain.sync.policy import BoolArray, FloatArray, IntArray
-from offchain.sync.submitter import BatchAppliedLog, FeePolicy, InFlight, Outcome, Submitter
 
 CRASH_ENV = "MARGINSYNC_ENGINE_CRASH_AT"
 # Never reuse the last few ring slots: a batch record is in force only while still in the ring.
@@ -345,13 +349,17 @@ class Engine:
         self.outbox = Outbox(
             outbox_path, chain_id=chain.chain_id, verifier=deployment.attestation_verifier
         )
-        self.submitter = Submitter(
-            chain,
-            self.verifier,
-            self.outbox,
-            submitter_key,
-            fees=fees,
-            on_broadcast=lambda _row: crash_point("sent"),
+        journal = Journal(
+            journal_path(outbox_path),
+            chain_id=chain.chain_id,
+            sender=str(submitter_key.address),
+            genesis="0x" + bytes(chain.w3.eth.get_block(0)["hash"]).hex(),
+        )
+        sender = TxSender(
+            chain.w3, LocalTxSigner(submitter_key), journal, chain_id=chain.chain_id, policy=fees
+        )
+        self.delivery = Delivery(
+            chain, self.verifier, self.outbox, sender, on_sent=lambda _row: crash_point("sent")
         )
         self.sanitizer = Sanitizer(sanitizer_config or SanitizerConfig())
         self.risk_config = risk_config or default_risk_config(deployment)
@@ -403,7 +411,7 @@ class Engine:
             signers=len(self.quorum.signers),
             max_age_s=self.policy_config.max_age_s,
             band_bps=self.policy_config.band_bps,
-            submitter=self.submitter.address,
+            submitter=self.delivery.sender.address,
         )
         return self._recover()
 
@@ -460,36 +468,30 @@ class Engine:
             )
 
     def _ensure_submitter_funds(self) -> None:
-        balance = int(self.chain.w3.eth.get_balance(checksum(self.submitter.address)))
+        balance = int(self.chain.w3.eth.get_balance(checksum(self.delivery.sender.address)))
         if balance > 0:
             return
         if self.chain.chain_id in (31337, 1337):
             self.chain.w3.provider.make_request(
-                RPCEndpoint("anvil_setBalance"), [self.submitter.address, hex(10**21)]
+                RPCEndpoint("anvil_setBalance"), [self.delivery.sender.address, hex(10**21)]
             )
             return
         raise ConfigError(
-            f"the submitter {self.submitter.address} has no ETH for gas",
+            f"the submitter {self.delivery.sender.address} has no ETH for gas",
             "fund it, or set MARGINSYNC_PRIVATE_KEY to a funded key",
         )
 
     def _recover(self) -> list[Outcome]:
-        """Finish the outbox after a restart: `sent` rows re-broadcast the same raw transaction,
-        `signed` rows are sent, `persisted` rows are signed (same payload, same digest) and sent.
-        Rows too old to be accepted on-chain are marked expired and never sent."""
+        """Finish the outbox after a restart: rows whose transaction the sender's journal holds
+        follow it (its receipt, or the same raw bytes re-broadcast); `signed` rows are sent,
+        `persisted` rows are signed (same payload, same digest) and sent. Rows too old to be
+        accepted on-chain are marked expired and never sent."""
         rows = self.outbox.open_rows()
+        outcomes, to_send = self.delivery.recover(rows)
         if not rows:
-            return []
+            return outcomes
         event("outbox_recover", rows=len(rows), sequences=",".join(str(r.sequence) for r in rows))
-        flights: list[InFlight] = []
-        outcomes: list[Outcome] = []
-        for row in rows:
-            if row.state == State.SENT:
-                self._track(self.submitter.resume(row), flights, outcomes)
-        self.submitter.sync_nonce()
-        for row in rows:
-            if row.state == State.SENT:
-                continue
+        for row in to_send:
             if self._expired(row.batch):
                 self.outbox.mark_done(row.sequence, State.EXPIRED, "too old to send after restart")
                 outcomes.append(Outcome(row.sequence, State.EXPIRED, detail="expired at restart"))
@@ -502,19 +504,13 @@ class Engine:
                 self.outbox.mark_signed(row.sequence, self._sign(row.digest))
             current = self.outbox.get(row.sequence)
             assert current is not None
-            self._track(self.submitter.broadcast(current), flights, outcomes)
-        outcomes.extend(self.submitter.wait(flights, self.config.receipt_timeout_s))
+            if (outcome := self.delivery.send(current)) is not None:
+                outcomes.append(outcome)
+        outcomes.extend(self.delivery.wait(self.config.receipt_timeout_s))
         for o in outcomes:
             self._record_outcome(o, None)
         self.progress(f"recovered {len(outcomes)} batch(es) from the outbox")
         return outcomes
-
-    @staticmethod
-    def _track(result: InFlight | Outcome, flights: list[InFlight], done: list[Outcome]) -> None:
-        if isinstance(result, InFlight):
-            flights.append(result)
-        else:
-            done.append(result)
 
     # ------------------------------------------------------------------ guards
     def _chain_time_s(self) -> float:
@@ -775,10 +771,10 @@ class Engine:
     def step(self, prices: Prices | None = None) -> StepReport:
         """One pass and its submission, waiting for receipts (the `--once` path and benches)."""
         report = self.run_pass(prices)
-        flights: list[InFlight] = []
         for row in report.rows:
-            self._track(self.submitter.broadcast(row), flights, report.outcomes)
-        report.outcomes.extend(self.submitter.wait(flights, self.config.receipt_timeout_s))
+            if (outcome := self.delivery.send(row)) is not None:
+                report.outcomes.append(outcome)
+        report.outcomes.extend(self.delivery.wait(self.config.receipt_timeout_s))
         for o in report.outcomes:
             self._record_outcome(o, self._tick_at.get(o.sequence))
         return report
@@ -1024,17 +1020,16 @@ class Engine:
             await asyncio.gather(consumer, submitter, return_exceptions=True)
 
     async def _submit_loop(self, queue: asyncio.Queue[Row], stop: asyncio.Event) -> None:
-        flights: list[InFlight] = []
         delay = 0.002
         while not stop.is_set():
             rows: list[Row] = []
-            if not flights:
+            if not self.delivery.in_flight:
                 rows.append(await queue.get())
             while not queue.empty():
                 rows.append(queue.get_nowait())
             for row in rows:
                 try:
-                    result = await asyncio.to_thread(self.submitter.broadcast, row)
+                    result = await asyncio.to_thread(self.delivery.send, row)
                 except MarginsyncError:
                     raise
                 except Exception as exc:  # RPC down after retries: the row resumes later
@@ -1045,28 +1040,26 @@ class Engine:
                         error=f"{type(exc).__name__}: {exc}",
                     )
                     continue
-                if isinstance(result, InFlight):
-                    flights.append(result)
-                else:
+                if result is not None:
                     self._record_outcome(result, self._tick_at.get(result.sequence))
             if rows:
                 delay = 0.002
-            if flights:
-                for o in await asyncio.to_thread(self.submitter.poll, flights):
+            if self.delivery.in_flight:
+                for o in await asyncio.to_thread(self.delivery.poll):
                     self._record_outcome(o, self._tick_at.get(o.sequence))
                     if o.state == State.CONFIRMED:
                         self.progress(
                             f"batch #{o.sequence}: {o.applied} applied, {o.skipped} skipped, "
                             f"gas {o.gas_used:,}, block {o.block}"
                         )
-                    flights = [f for f in flights if f.row.sequence != o.sequence]
-                if flights:
+                if self.delivery.in_flight:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.25)
 
     def close(self) -> None:
         self._sign_pool.shutdown(wait=False, cancel_futures=True)
         self.outbox.close()
+        self.delivery.sender.journal.close()
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -1094,6 +1087,11 @@ def _record_of(batch: Batch, key_epoch: int) -> BatchRecord:
     assets = [a for a in range(32) if batch.price_asset_mask >> a & 1]
     prices = dict(zip(assets, batch.prices_e18, strict=True))
     return BatchRecord(batch.sequence, batch.issued_at, key_epoch, batch.price_asset_mask, prices)
+
+
+def journal_path(outbox_path: Path) -> Path:
+    """The sender's journal beside the outbox: `outbox.sqlite` → `outbox-journal.sqlite`."""
+    return outbox_path.with_name(f"{outbox_path.stem}-journal{outbox_path.suffix}")
 
 
 def dev_submitter_key() -> LocalAccount:
