@@ -6,21 +6,10 @@ gets it on-chain through the one transaction sender (`offchain.chain.sender`); `
 k-of-n signing keys; `metrics` exposes Prometheus metrics and key=value logs.
 """
 
+from offchain.sync.batching import CRASH_ENV
+from offchain.sync.config import EngineConfig, default_risk_config
 from offchain.sync.delivery import Delivery, Outcome
-from offchain.sync.engine import (
-    CRASH_ENV,
-    Engine,
-    EngineConfig,
-    EngineHalted,
-    EngineMirror,
-    Prices,
-    StepReport,
-    build_source,
-    default_risk_config,
-    dev_submitter_key,
-    sim_source,
-    source_sanitizer_config,
-)
+from offchain.sync.engine import Engine, EngineHalted, StepReport, build_engine, dev_submitter_key
 from offchain.sync.keys import (
     EngineKeyError,
     LocalSigner,
@@ -30,8 +19,10 @@ from offchain.sync.keys import (
     load_signers,
 )
 from offchain.sync.metrics import EngineMetrics
+from offchain.sync.mirror import EngineMirror
 from offchain.sync.outbox import Outbox, Row, State
 from offchain.sync.policy import PolicyConfig, PolicyInputs, Selection, select
+from offchain.sync.prices import Prices, build_source, sim_source, source_sanitizer_config
 
 __all__ = [
     "CRASH_ENV",
@@ -55,6 +46,7 @@ __all__ = [
     "SignerUnavailable",
     "State",
     "StepReport",
+    "build_engine",
     "build_source",
     "default_risk_config",
     "dev_submitter_key",

@@ -20,6 +20,7 @@ Blocking calls; the engine runs them in a worker thread.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +33,10 @@ from web3.exceptions import ContractCustomError, ContractLogicError, ContractPan
 from web3.types import RPCEndpoint
 
 from offchain.attest import Batch
-from offchain.chain import Chain
+from offchain.chain import Chain, checksum
 from offchain.chain import journal as tx
 from offchain.chain.sender import SendRejected, TxSender
+from offchain.errors import ConfigError, MarginsyncError
 from offchain.sync.metrics import event
 from offchain.sync.outbox import Outbox, Row, State
 
@@ -132,6 +134,19 @@ class Delivery:
     def in_flight(self) -> int:
         return len(self._rows)
 
+    def ensure_funds(self) -> None:
+        """The sender key must hold ETH for gas; on a local chain the engine tops it up."""
+        address = self.sender.address
+        if int(self.chain.w3.eth.get_balance(checksum(address))) > 0:
+            return
+        if self.chain.chain_id in (31337, 1337):
+            self._rpc("anvil_setBalance", [address, hex(10**21)])
+            return
+        raise ConfigError(
+            f"the engine's transaction key {address} has no ETH for gas",
+            "fund it, or set MARGINSYNC_PRIVATE_KEY to a funded key",
+        )
+
     # ------------------------------------------------------------------ the path of a batch
     def calldata(self, row: Row) -> bytes:
         assert row.signatures is not None
@@ -204,6 +219,51 @@ class Delivery:
                 "stay in the outbox and resume on restart"
             )
         return outcomes
+
+    async def serve(
+        self,
+        queue: asyncio.Queue[Row],
+        stop: asyncio.Event,
+        done: Callable[[Outcome], None],
+        progress: Callable[[str], None],
+    ) -> None:
+        """The service's delivery task: sends the rows the passes queue, polls what is in
+        flight (backing off while nothing changes) and reports every outcome to `done`."""
+        delay = 0.002
+        while not stop.is_set():
+            rows: list[Row] = []
+            if not self.in_flight:
+                rows.append(await queue.get())
+            while not queue.empty():
+                rows.append(queue.get_nowait())
+            for row in rows:
+                try:
+                    result = await asyncio.to_thread(self.send, row)
+                except MarginsyncError:
+                    raise
+                except Exception as exc:  # RPC down after retries: the row resumes later
+                    event(
+                        "broadcast_failed",
+                        level=40,
+                        sequence=row.sequence,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    continue
+                if result is not None:
+                    done(result)
+            if rows:
+                delay = 0.002
+            if self.in_flight:
+                for o in await asyncio.to_thread(self.poll):
+                    done(o)
+                    if o.state == State.CONFIRMED:
+                        progress(
+                            f"batch #{o.sequence}: {o.applied} applied, {o.skipped} skipped, "
+                            f"gas {o.gas_used:,}, block {o.block}"
+                        )
+                if self.in_flight:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.25)
 
     # ------------------------------------------------------------------ after a restart
     def recover(self, rows: Sequence[Row]) -> tuple[list[Outcome], list[Row]]:
