@@ -416,7 +416,7 @@ def engine(
     """
     import asyncio
 
-    from offchain.sync.engine import EngineConfig, build_engine, build_source
+    from offchain.sync import EngineConfig, build_engine, build_source
 
     settings = _settings(ctx)
     chain, d = _connect(ctx)

@@ -39,18 +39,9 @@ from web3.types import RPCEndpoint
 from offchain.chain import Chain, checksum
 from offchain.chain.attestations import AttestationMirror
 from offchain.chain.client import MAX_UINT, Client, Preview
+from offchain.chain.journal import Journal, Outcome, TxState
 from offchain.chain.mirror import AccountMirror
-from offchain.chain.sender import (
-    GWEI,
-    FeePolicy,
-    Fees,
-    Journal,
-    Outcome,
-    SendRejected,
-    TxSender,
-    TxState,
-    signer_for,
-)
+from offchain.chain.sender import GWEI, FeePolicy, Fees, SendRejected, TxSender, tx_signer_for
 from offchain.models import WAD, Deployment
 from offchain.risk.health import BPS
 
@@ -299,7 +290,7 @@ class Keeper:
         self._wire = _Wire(client.chain, client.d)
         self.sender = TxSender(
             self.chain.w3,
-            signer_for(self.chain, self.address),
+            tx_signer_for(self.chain, self.address),
             Journal(
                 journal or ":memory:",
                 chain_id=self.chain.chain_id,

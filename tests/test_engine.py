@@ -39,7 +39,7 @@ from offchain.sync import (
     load_signers,
     select,
 )
-from offchain.sync.engine import batch_digest
+from offchain.sync.batching import batch_digest
 from offchain.sync.keys import ENV_KEYS, ENV_KEYSTORE_PASSWORD, ENV_KEYSTORES
 from offchain.sync.policy import DEVIATION, NEAR_HEALTH, REFRESH
 
@@ -469,8 +469,8 @@ def test_run_pass__engine_key_rotated_out__keeps_attesting_with_the_rest_until_b
     # The new key epoch voids the old attestation; the two remaining keys sign the next one.
     report = once(engine, ticks())
     assert [o.state for o in report.outcomes] == [State.CONFIRMED]
-    assert engine.quorum is not None
-    assert retired[0] not in engine.quorum.addresses
+    assert engine.guards.quorum is not None
+    assert retired[0] not in engine.guards.quorum.addresses
     system.chain.send(verifier.functions.removeSigner(retired[1]), owner, "remove")
     with pytest.raises(EngineHalted, match="keys: 1 usable engine key"):
         once(engine, ticks({"ETH": 3_300.0, "BTC": 60_000.0, "SOL": 150.0}))

@@ -35,7 +35,7 @@ from offchain.sync import (
     dev_submitter_key,
     source_sanitizer_config,
 )
-from offchain.sync.submitter import encode_submit
+from offchain.sync.delivery import encode_submit
 
 DEV_KEYS = [bytes.fromhex(k[2:]) for k in dev_engine_keys(3)]
 
@@ -137,11 +137,11 @@ def test_one_attestation_delivered_three_times__exactly_one_on_chain_effect(  # 
     block = system.chain.w3.eth.block_number
     # Delivery 2: the same raw transaction again (a retry after a dropped response, D05): the
     # node refuses it, its nonce is spent.
-    (tx,) = engine.outbox.txs(first.sequence)
+    (tx,) = engine.delivery.sender.journal.rows(f"batch:{first.sequence}")
     with pytest.raises(Exception, match="nonce"):
-        system.chain.w3.eth.send_raw_transaction(tx.raw_tx)
-    # Delivery 3: the engine's submitter again: pre-flight sees NothingApplied, sends nothing.
-    again = engine.submitter.broadcast(row)
+        system.chain.w3.eth.send_raw_transaction(tx.raw_txs[-1])
+    # Delivery 3: the engine's delivery again: pre-flight sees NothingApplied, sends nothing.
+    again = engine.delivery.send(row)
     assert isinstance(again, Outcome)
     assert again.state == State.SKIPPED
     # Delivery 4: anyone else relaying the same signed batch is refused before sending.

@@ -31,7 +31,7 @@ from offchain.chain import Chain
 from offchain.chain.anvil import DEV_MNEMONIC
 from offchain.chain.client import Client, wad
 from offchain.chain.deploy import dev_engine_keys
-from offchain.chain.sender import Journal, TxState
+from offchain.chain.journal import Journal, TxState
 from offchain.errors import ConfigError, ContractRevert
 from offchain.keeper import Keeper, KeeperConfig, KeeperMirror, Liquidation
 from offchain.models import WAD

@@ -47,7 +47,7 @@ from offchain.chain.mirror import MirroredAccount
 from offchain.feeds import SanitizerConfig, Tick
 from offchain.models import AttestationSpec, SystemSpec
 from offchain.settings import Settings
-from offchain.sync.engine import Engine, EngineConfig, dev_submitter_key
+from offchain.sync import Engine, EngineConfig, dev_submitter_key
 from offchain.sync.keys import LocalSigner
 
 GOALS = {"p99_ms_100_accounts": 250.0, "p99_ms_1000_accounts": 1_000.0, "gas_per_account": 6_500}
@@ -200,7 +200,7 @@ def _throughput(
             raise RuntimeError("throughput pass selected accounts; raise the threshold")
     elapsed = time.perf_counter() - started
     return {
-        "accounts": float(len(engine.accounts)),
+        "accounts": float(len(engine.book.accounts)),
         "updates_per_s": n_updates / elapsed,
         "source_ticks_per_s": n_updates * len(base) * len(_SOURCES) / elapsed,
         "p50_pass_ms": float(np.percentile(passes, 50)),
@@ -277,8 +277,8 @@ def run(json_path: Path | None = None, console: Console | None = None) -> dict[s
         )
         health = _health_gas(chain, client, sol_account)
         console.print("throughput with 10,000 mirrored accounts (synthetic)…")
-        assert engine.policy_config is not None
-        engine.policy_config = replace(engine.policy_config, threshold_bps=1e12)
+        assert engine.guards.policy_config is not None
+        engine.guards.policy_config = replace(engine.guards.policy_config, threshold_bps=1e12)
         prices = {s: client.price_e18(s) / 1e18 for s in engine.symbols}
         throughput = _throughput(engine, prices, 10_000 - len(engine.mirror.accounts), 200)
         engine.close()

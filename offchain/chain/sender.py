@@ -1,7 +1,8 @@
 """Transactions of one key, sent so that a crash, a flaky RPC or a fee spike never doubles one.
 
-Generic over calldata (to, data, gas): the keeper uses it for liquidations, and the engine's
-batch submitter could use it for attestations. The path of one transaction:
+The one transaction sender: generic over calldata (to, data, gas), the keeper sends its
+liquidations with it and the engine its attestation batches (`offchain.sync.delivery`). The path
+of one transaction:
 
 1. `send` takes the next nonce (from the node's pending count once, then counted locally), prices
    it (EIP-1559: maxPriorityFeePerGas from the node, maxFeePerGas = k × next base fee + priority,
@@ -20,21 +21,17 @@ batch submitter could use it for attestations. The path of one transaction:
 4. A transaction the node refuses for good (insufficient funds) frees its nonce: the next one
    takes it, so a refusal never leaves a gap that stalls every later transaction.
 
-The journal is SQLite (WAL, synchronous=FULL): one file per key and chain, bound to the chain's
-genesis hash so a restarted local chain never receives a dead chain's transactions.
+The journal (`journal.py`) is SQLite (WAL, synchronous=FULL): one file per key and chain, bound to
+the chain's genesis hash so a restarted local chain never receives a dead chain's transactions.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Protocol
 
 import requests
@@ -44,9 +41,10 @@ from web3 import Web3
 from web3.types import RPCEndpoint
 
 from offchain.chain.bindings import Chain, checksum
+from offchain.chain.journal import Journal, Outcome, Pending, TxState
 from offchain.errors import ConfigError, MarginsyncError
 
-log = logging.getLogger("marginsync.txsender")
+log = logging.getLogger("marginsync.sender")
 
 GWEI = 10**9
 BPS = 10_000
@@ -54,15 +52,6 @@ CANCEL_GAS = 21_000  # a zero-value transfer to ourselves: the cheapest way to u
 # Blocks a nonce must stay used with no receipt of ours before it counts as taken by another
 # transaction (see `TxSender._nonce_lost`).
 NONCE_LOST_AFTER_BLOCKS = 2
-
-
-class TxState(StrEnum):
-    PENDING = "pending"  # journaled; broadcast at least once (or about to be)
-    MINED = "mined"  # a receipt with status 1
-    REVERTED = "reverted"  # a receipt with status 0: mined, gas paid, no effect
-    CANCELLED = "cancelled"  # our no-op replacement took the nonce (stuck at its fee cap)
-    DROPPED = "dropped"  # the nonce went to a transaction that is not one of ours
-    REJECTED = "rejected"  # the node refused it for good (e.g. insufficient funds)
 
 
 class SendRejected(MarginsyncError):
@@ -104,65 +93,8 @@ class Fees:
         return self.base_fee_wei + self.priority_fee_wei
 
 
-@dataclass
-class Pending:
-    """A journaled transaction without a final receipt. `hashes` holds every signed version
-    (replacements share the nonce, so at most one of them can ever be mined)."""
-
-    id: int
-    nonce: int
-    purpose: str
-    to: str
-    data: bytes
-    value: int
-    gas: int
-    fee_cap_wei: int
-    max_fee_wei: int
-    priority_fee_wei: int
-    raw: bytes
-    hashes: list[str]
-    sent_block: int | None  # None until a poll first misses its receipt (see `_stuck`)
-    sent_at_s: float
-    delivered: bool = False
-    cancelled: bool = False  # the latest version is a no-op self-transfer at this nonce
-    # (head block, monotonic time) when a poll first found the nonce used and no receipt of ours.
-    nonce_used_at: tuple[int, float] | None = None
-
-    @property
-    def tx_hash(self) -> str:
-        return self.hashes[-1]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The end of one journaled transaction."""
-
-    purpose: str
-    nonce: int
-    state: TxState
-    tx_hash: str | None = None
-    block: int | None = None
-    gas_used: int = 0
-    effective_gas_price_wei: int = 0
-    receipt: dict[str, Any] | None = field(default=None, repr=False)  # raw JSON-RPC
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class JournalRow:
-    """One journal row, for inspection (tests, operators)."""
-
-    id: int
-    nonce: int
-    purpose: str
-    state: TxState
-    hashes: tuple[str, ...]
-    raw_txs: tuple[bytes, ...]
-    mined_hash: str | None
-
-
 # ---------------------------------------------------------------------------- signers
-class Signer(Protocol):
+class TxSigner(Protocol):
     address: str
 
     def sign(self, tx: Mapping[str, Any]) -> bytes:
@@ -170,7 +102,7 @@ class Signer(Protocol):
         ...
 
 
-class LocalSigner:
+class LocalTxSigner:
     """A key held in this process."""
 
     def __init__(self, account: LocalAccount) -> None:
@@ -181,7 +113,7 @@ class LocalSigner:
         return bytes(self._account.sign_transaction(dict(tx)).raw_transaction)
 
 
-class NodeSigner:
+class NodeTxSigner:
     """An account the node holds unlocked (Anvil's development accounts): `eth_signTransaction`
     returns the same raw bytes a local key would, so the journal works the same way."""
 
@@ -204,215 +136,11 @@ class NodeSigner:
         return bytes.fromhex(str(response["result"])[2:])
 
 
-def signer_for(chain: Chain, address: str) -> Signer:
+def tx_signer_for(chain: Chain, address: str) -> TxSigner:
     """The chain's local key for `address` if it holds one, else the node's unlocked account."""
     # Chain keeps its keys private and has no accessor; reading them here avoids a second copy.
     local = chain._local.get(checksum(address))
-    return LocalSigner(local) if local is not None else NodeSigner(chain.w3, address)
-
-
-# ---------------------------------------------------------------------------- journal
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS txs (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    nonce       INTEGER NOT NULL,
-    purpose     TEXT NOT NULL,
-    to_address  TEXT NOT NULL,
-    data        BLOB NOT NULL,
-    value       TEXT NOT NULL,
-    gas         INTEGER NOT NULL,
-    fee_cap_wei TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    mined_hash  TEXT,
-    block       INTEGER,
-    gas_used    INTEGER,
-    detail      TEXT,
-    created_at  REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS txs_state ON txs (state);
-CREATE TABLE IF NOT EXISTS attempts (
-    tx_hash          TEXT NOT NULL,
-    tx_id            INTEGER NOT NULL REFERENCES txs (id),
-    raw              BLOB NOT NULL,
-    max_fee_wei      TEXT NOT NULL,
-    priority_fee_wei TEXT NOT NULL,
-    cancel           INTEGER NOT NULL,
-    sent_at          REAL NOT NULL,
-    -- A refused transaction's nonce is reused, so identical bytes may recur in a later row.
-    PRIMARY KEY (tx_id, tx_hash)
-);
-CREATE INDEX IF NOT EXISTS attempts_tx ON attempts (tx_id);
-"""
-
-
-class Journal:
-    """The write-ahead record of one key's transactions on one chain (`journal.sqlite`).
-    `":memory:"` keeps it in memory: no crash safety, for tests and one-shot runs."""
-
-    def __init__(self, path: Path | str, *, chain_id: int, sender: str, genesis: str = "") -> None:
-        """`genesis`: the chain's block-0 hash. A restarted local chain reuses the chain id, and
-        re-broadcasting a dead chain's transactions onto it would leave a nonce gap."""
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        # One connection; the keeper may be built in one thread and run in another.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit survives power loss, which is what makes the journal write-ahead.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        self._bind(chain_id, str(checksum(sender)), genesis.lower())
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _bind(self, chain_id: int, sender: str, genesis: str) -> None:
-        wanted = {"chain_id": str(chain_id), "sender": sender, "genesis": genesis}
-        with self._tx() as db:
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-            if not meta:
-                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", wanted.items())
-                return
-        if {k: meta.get(k) for k in wanted} != wanted:
-            raise ConfigError(
-                f"journal {self.path} belongs to {meta.get('sender')} on chain "
-                f"{meta.get('chain_id')} (genesis {meta.get('genesis') or '?'}), not {sender} on "
-                f"chain {chain_id} (genesis {genesis or '?'})",
-                "give each key and chain its own --journal file; delete a restarted local "
-                "chain's old journal",
-            )
-
-    def record(self, p: Pending) -> int:
-        """A new transaction and its first signed version, committed before any broadcast."""
-        with self._tx() as db:
-            cursor = db.execute(
-                "INSERT INTO txs (nonce, purpose, to_address, data, value, gas, fee_cap_wei, "
-                "state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    p.nonce,
-                    p.purpose,
-                    p.to,
-                    p.data,
-                    str(p.value),
-                    p.gas,
-                    str(p.fee_cap_wei),
-                    TxState.PENDING.value,
-                    time.time(),
-                ),
-            )
-            assert cursor.lastrowid is not None
-            self._attempt(db, cursor.lastrowid, p)
-            return cursor.lastrowid
-
-    def record_replacement(self, p: Pending) -> None:
-        with self._tx() as db:
-            self._attempt(db, p.id, p)
-
-    @staticmethod
-    def _attempt(db: sqlite3.Connection, tx_id: int, p: Pending) -> None:
-        db.execute(
-            "INSERT INTO attempts (tx_hash, tx_id, raw, max_fee_wei, priority_fee_wei, cancel, "
-            "sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                p.tx_hash,
-                tx_id,
-                p.raw,
-                str(p.max_fee_wei),
-                str(p.priority_fee_wei),
-                int(p.cancelled),
-                time.time(),
-            ),
-        )
-
-    def finish(self, tx_id: int, outcome: Outcome) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE txs SET state=?, mined_hash=?, block=?, gas_used=?, detail=? WHERE id=?",
-                (
-                    outcome.state.value,
-                    outcome.tx_hash,
-                    outcome.block,
-                    outcome.gas_used,
-                    outcome.detail,
-                    tx_id,
-                ),
-            )
-
-    def pending(self) -> list[Pending]:
-        """Every transaction without a final state, oldest nonce first, latest version last."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, nonce, purpose, to_address, data, value, gas, fee_cap_wei FROM txs "
-                "WHERE state=? ORDER BY nonce, id",
-                (TxState.PENDING.value,),
-            ).fetchall()
-            out: list[Pending] = []
-            for tx_id, nonce, purpose, to, data, value, gas, cap in rows:
-                attempts = self._db.execute(
-                    "SELECT tx_hash, raw, max_fee_wei, priority_fee_wei, sent_at, cancel "
-                    "FROM attempts "
-                    "WHERE tx_id=? ORDER BY sent_at, rowid",
-                    (tx_id,),
-                ).fetchall()
-                last = attempts[-1]
-                out.append(
-                    Pending(
-                        id=tx_id,
-                        nonce=nonce,
-                        purpose=purpose,
-                        to=to,
-                        data=bytes(data),
-                        value=int(value),
-                        gas=gas,
-                        fee_cap_wei=int(cap),
-                        max_fee_wei=int(last[2]),
-                        priority_fee_wei=int(last[3]),
-                        raw=bytes(last[1]),
-                        hashes=[a[0] for a in attempts],
-                        sent_block=None,
-                        sent_at_s=float(last[4]),
-                        cancelled=bool(last[5]),
-                    )
-                )
-            return out
-
-    def rows(self) -> list[JournalRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, nonce, purpose, state, mined_hash FROM txs ORDER BY id"
-            ).fetchall()
-            out: list[JournalRow] = []
-            for tx_id, nonce, purpose, state, mined in rows:
-                attempts = self._db.execute(
-                    "SELECT tx_hash, raw FROM attempts WHERE tx_id=? ORDER BY sent_at, rowid",
-                    (tx_id,),
-                ).fetchall()
-                out.append(
-                    JournalRow(
-                        id=tx_id,
-                        nonce=nonce,
-                        purpose=purpose,
-                        state=TxState(state),
-                        hashes=tuple(a[0] for a in attempts),
-                        raw_txs=tuple(bytes(a[1]) for a in attempts),
-                        mined_hash=mined,
-                    )
-                )
-            return out
+    return LocalTxSigner(local) if local is not None else NodeTxSigner(chain.w3, address)
 
 
 # ---------------------------------------------------------------------------- the sender
@@ -436,7 +164,7 @@ class TxSender:
     def __init__(
         self,
         w3: Web3,
-        signer: Signer,
+        signer: TxSigner,
         journal: Journal,
         *,
         chain_id: int,

@@ -7,9 +7,12 @@ Each engine owns its registry, so several engines (tests, the benchmark) never s
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+if TYPE_CHECKING:
+    from offchain.sync.delivery import Outcome
 
 log = logging.getLogger("marginsync.engine")
 
@@ -80,6 +83,32 @@ class EngineMetrics:
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         start_http_server(port, addr=addr, registry=self.registry)
+
+    def batch_done(self, o: Outcome, tick_at: float | None, queue_depth: int) -> None:
+        """Counts and logs one batch's outcome; `tick_at` starts its tick-to-chain latency."""
+        self.batches.labels(str(o.state)).inc()
+        if o.state == "confirmed":
+            self.batch_gas.observe(o.gas_used)
+            self.batch_size.observe(o.applied + o.skipped)
+            self.attestations.labels("applied").inc(o.applied)
+            self.attestations.labels("skipped").inc(o.skipped)
+            if tick_at is not None:
+                self.tick_to_chain_s.observe(max(o.done_at - tick_at, 0.0))
+        elif o.state == "skipped":
+            self.attestations.labels("already_applied").inc()
+        self.queue_depth.set(queue_depth)
+        event(
+            "batch_done",
+            level=20 if o.state in ("confirmed", "skipped") else 30,
+            sequence=o.sequence,
+            state=str(o.state),
+            applied=o.applied,
+            skipped=o.skipped,
+            gas=o.gas_used,
+            tx=o.tx_hash or "-",
+            detail=o.detail or "-",
+            latency_ms=(o.done_at - tick_at) * 1e3 if tick_at is not None else "-",
+        )
 
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:

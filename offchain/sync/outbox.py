@@ -10,9 +10,10 @@ the next step may act on it:
   built, so a crash never hands the same sequence to a different payload; the batch (sequence
   included) is persisted before any signature exists, so whatever is signed later is exactly
   what the outbox holds (D11: one (account, sequence), one payload, one digest).
-* `sent` records the raw signed transaction, its nonce and hash before it is broadcast
-  (write-ahead): after a crash the same bytes are re-broadcast, never a new transaction with a
-  new nonce. Fee bumps add rows to `txs` (same nonce, same calldata); any of them may be mined.
+* `sent` records the hash of the batch's transaction once the sender has journaled and
+  broadcast it. The transaction itself (raw bytes, nonce, fee bumps) lives in the sender's
+  journal (`offchain.chain.journal`, purpose `batch:<sequence>`): after a crash the same bytes are
+  re-broadcast from there, never a new transaction with a new nonce.
 * `skipped` means the chain already holds everything in the batch (`NothingApplied`; D12).
 
 One outbox belongs to one verifier on one chain; opening it against another fails.
@@ -52,16 +53,6 @@ class OutboxConflict(MarginsyncError):
 
 
 @dataclass(frozen=True)
-class TxRecord:
-    nonce: int
-    tx_hash: str
-    raw_tx: bytes
-    max_fee_wei: int
-    priority_fee_wei: int
-    sent_at_s: float
-
-
-@dataclass(frozen=True)
 class Row:
     sequence: int
     digest: bytes
@@ -93,17 +84,6 @@ CREATE TABLE IF NOT EXISTS batches (
     detail       TEXT
 );
 CREATE INDEX IF NOT EXISTS batches_state ON batches (state);
-CREATE TABLE IF NOT EXISTS txs (
-    tx_hash          TEXT PRIMARY KEY,
-    sequence         INTEGER NOT NULL REFERENCES batches (sequence),
-    sender           TEXT NOT NULL,
-    nonce            INTEGER NOT NULL,
-    raw_tx           BLOB NOT NULL,
-    max_fee_wei      TEXT NOT NULL,
-    priority_fee_wei TEXT NOT NULL,
-    sent_at_s        REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS txs_sequence ON txs (sequence);
 """
 
 
@@ -224,28 +204,9 @@ class Outbox:
     def mark_signed(self, sequence: int, signatures: bytes) -> None:
         self._move(sequence, (State.PERSISTED,), State.SIGNED, signatures=signatures)
 
-    def record_tx(self, sequence: int, sender: str, tx: TxRecord) -> None:
-        """Write-ahead: the raw transaction is durable before it is broadcast."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO txs (tx_hash, sequence, sender, nonce, raw_tx, "
-                "max_fee_wei, priority_fee_wei, sent_at_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    tx.tx_hash,
-                    sequence,
-                    sender.lower(),
-                    tx.nonce,
-                    tx.raw_tx,
-                    str(tx.max_fee_wei),
-                    str(tx.priority_fee_wei),
-                    tx.sent_at_s,
-                ),
-            )
-            db.execute(
-                "UPDATE batches SET state=?, tx_hash=?, updated_at_s=? WHERE sequence=? "
-                "AND state IN (?, ?)",
-                (State.SENT, tx.tx_hash, time.time(), sequence, State.SIGNED, State.SENT),
-            )
+    def mark_sent(self, sequence: int, tx_hash: str) -> None:
+        """The sender journaled and broadcast the batch's transaction `tx_hash`."""
+        self._move(sequence, (State.SIGNED, State.SENT), State.SENT, tx_hash=tx_hash)
 
     def mark_confirmed(
         self, sequence: int, tx_hash: str, block: int, gas_used: int, applied: int, skipped: int
@@ -297,23 +258,6 @@ class Outbox:
                 OPEN_STATES,
             ).fetchall()
         return [_row(r) for r in rows]
-
-    def txs(self, sequence: int) -> list[TxRecord]:
-        """Every transaction sent for `sequence` (the original and its fee bumps), oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT nonce, tx_hash, raw_tx, max_fee_wei, priority_fee_wei, sent_at_s "
-                "FROM txs WHERE sequence=? ORDER BY sent_at_s, rowid",
-                (sequence,),
-            ).fetchall()
-        return [TxRecord(n, h, bytes(raw), int(mf), int(pf), t) for n, h, raw, mf, pf, t in rows]
-
-    def max_nonce(self, sender: str) -> int | None:
-        with self._lock:
-            (n,) = self._db.execute(
-                "SELECT MAX(nonce) FROM txs WHERE sender=?", (sender.lower(),)
-            ).fetchone()
-        return None if n is None else int(n)
 
     def max_sequence(self) -> int:
         with self._lock:
