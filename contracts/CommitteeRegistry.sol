@@ -69,7 +69,7 @@ contract CommitteeRegistry is ICommitteeRegistry, Ownable2Step {
         Committee memory c = _committee;
         uint256 n = c.memberCount;
         if (index >= n) revert MemberIndexOutOfRange(index, n);
-        if (n - 1 < c.threshold) revert InvalidThreshold(c.threshold, n - 1);
+        if (n - 1 < c.threshold) revert ThresholdOutOfRange(c.threshold, n - 1);
         bytes memory blob = CodeData.read(c.keys, 0, KEY_BYTES * (n + 1));
         bytes memory key = _slice(blob, _offset(index));
         _accumulate(blob, key, true);
@@ -230,7 +230,7 @@ contract CommitteeRegistry is ICommitteeRegistry, Ownable2Step {
 
     function _setThreshold(uint8 threshold_) internal {
         uint256 n = _committee.memberCount;
-        if (threshold_ == 0 || threshold_ > n) revert InvalidThreshold(threshold_, n);
+        if (threshold_ == 0 || threshold_ > n) revert ThresholdOutOfRange(threshold_, n);
         _committee.threshold = threshold_;
         uint32 epoch = ++_committee.keyEpoch;
         emit ThresholdSet(threshold_, epoch);

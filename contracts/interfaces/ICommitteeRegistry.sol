@@ -35,7 +35,7 @@ interface ICommitteeRegistry {
     error KeysAndProofsMismatch(uint256 keys, uint256 proofs);
     error CommitteeFull(uint256 memberCount, uint256 maxMembers);
     error MemberIndexOutOfRange(uint256 index, uint256 memberCount);
-    error InvalidThreshold(uint256 threshold, uint256 memberCount);
+    error ThresholdOutOfRange(uint256 threshold, uint256 memberCount);
     /// @notice The bitmap names members beyond the committee.
     error UnknownSigners(uint256 signerBitmap, uint256 memberCount);
     error TooFewSigners(uint256 signers, uint256 threshold);

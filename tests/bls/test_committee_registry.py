@@ -264,7 +264,7 @@ def test_remove_member__below_threshold_or_out_of_range__reverts(
 ) -> None:
     registry.set_threshold(4, committee_owner)
     err = _send_reverts(lambda: registry.remove_member(0, committee_owner))
-    assert_revert(err, "InvalidThreshold", threshold=4, memberCount=3)
+    assert_revert(err, "ThresholdOutOfRange", threshold=4, memberCount=3)
     err = _send_reverts(lambda: registry.remove_member(4, committee_owner))
     assert_revert(err, "MemberIndexOutOfRange", index=4, memberCount=4)
     err = _send_reverts(
@@ -278,7 +278,7 @@ def test_set_threshold__out_of_range__reverts(
     registry: Registry, committee_owner: str, threshold: int
 ) -> None:
     err = _send_reverts(lambda: registry.set_threshold(threshold, committee_owner))
-    assert_revert(err, "InvalidThreshold", threshold=threshold, memberCount=4)
+    assert_revert(err, "ThresholdOutOfRange", threshold=threshold, memberCount=4)
 
 
 def test_every_change__starts_a_new_epoch_and_events_rebuild_the_committee(
