@@ -142,3 +142,14 @@ def test_serve__protocol_errors_are_replies_not_crashes(committee_keys: list[Sec
     assert "unknown method" in replies[1]["error"]
     assert "malformed" in replies[2]["error"]
     assert replies[3]["result"] == "0x" + committee_keys[0].public_key().hex()
+
+
+def test_aggregator__prefers_a_cached_signer_set(
+    registry: Registry, committee_keys: list[SecretKey], committee_owner: str
+) -> None:
+    registry.cache_signer_set(0b1011, committee_owner)
+    members: dict[int, Signer] = {i: Equivocator(k) for i, k in enumerate(committee_keys)}
+    aggregator = Aggregator(registry.public_keys(), registry.threshold())
+    cert = aggregator.certify(SEQUENCE, AGREED, members, registry.cached_signer_sets())
+    assert cert.signers == [0, 1, 3]
+    assert registry.verify(cert) == registry.key_epoch()
