@@ -30,6 +30,8 @@ contract CommitteeRegistry is ICommitteeRegistry, Ownable2Step {
     }
 
     Committee internal _committee;
+    /// @dev keccak256(keyEpoch, signerBitmap) → CodeData holding that set's aggregate key.
+    mapping(bytes32 epochAndBitmap => address keyStore) internal _signerSets;
 
     // ================================================================ CONSTRUCTOR
     constructor(address owner_, bytes[] memory publicKeys_, bytes[] memory proofs, uint8 threshold_) Ownable(owner_) {
@@ -46,16 +48,30 @@ contract CommitteeRegistry is ICommitteeRegistry, Ownable2Step {
     {
         Committee memory c = _committee;
         if (signature.length != SIGNATURE_BYTES) revert SignatureLengthMismatch(signature.length, SIGNATURE_BYTES);
-        if (signerBitmap >> c.memberCount != 0) revert UnknownSigners(signerBitmap, c.memberCount);
-        uint256 signers = _popCount64(signerBitmap); // < 2^64: checked just above
-        if (signers < c.threshold) revert TooFewSigners(signers, c.threshold);
-        bytes memory signersKey = _signersKey(c, signerBitmap, signers);
-        if (_isZero(signersKey)) revert AggregateKeyIsInfinity(signerBitmap);
+        address cached = _signerSets[_signerSetId(c.keyEpoch, signerBitmap)];
+        bytes memory signersKey;
+        if (cached != address(0)) {
+            // Checked (bitmap, quorum, infinity) when it was cached, under this very epoch.
+            signersKey = CodeData.read(cached, 0, KEY_BYTES);
+        } else {
+            signersKey = _checkedSignersKey(c, signerBitmap);
+        }
         bytes memory hashed = BLS12381.hashToG1(abi.encodePacked(message), SIGNATURE_DST);
         (bool wellFormed, bool valid) = BLS12381.verifyPairing(signature, hashed, signersKey);
         if (!wellFormed) revert MalformedSignature(signature);
         if (!valid) revert InvalidSignature(message, signerBitmap);
         return c.keyEpoch;
+    }
+
+    /// @inheritdoc ICommitteeRegistry
+    function cacheSignerSet(uint256 signerBitmap) external returns (address keyStore) {
+        Committee memory c = _committee;
+        bytes32 id = _signerSetId(c.keyEpoch, signerBitmap);
+        keyStore = _signerSets[id];
+        if (keyStore != address(0)) return keyStore;
+        keyStore = CodeData.write(_checkedSignersKey(c, signerBitmap));
+        _signerSets[id] = keyStore;
+        emit SignerSetCached(signerBitmap, c.keyEpoch, keyStore);
     }
 
     // ================================================================ ADMIN
@@ -69,7 +85,7 @@ contract CommitteeRegistry is ICommitteeRegistry, Ownable2Step {
         Committee memory c = _committee;
         uint256 n = c.memberCount;
         if (index >= n) revert MemberIndexOutOfRange(index, n);
-        if (n - 1 < c.threshold) revert InvalidThreshold(c.threshold, n - 1);
+        if (n - 1 < c.threshold) revert ThresholdOutOfRange(c.threshold, n - 1);
         bytes memory blob = CodeData.read(c.keys, 0, KEY_BYTES * (n + 1));
         bytes memory key = _slice(blob, _offset(index));
         _accumulate(blob, key, true);
@@ -126,6 +142,11 @@ contract CommitteeRegistry is ICommitteeRegistry, Ownable2Step {
     }
 
     /// @inheritdoc ICommitteeRegistry
+    function cachedSignerSet(uint256 signerBitmap) external view returns (address) {
+        return _signerSets[_signerSetId(_committee.keyEpoch, signerBitmap)];
+    }
+
+    /// @inheritdoc ICommitteeRegistry
     function publicKeys() external view returns (bytes memory) {
         Committee memory c = _committee;
         return CodeData.read(c.keys, KEY_BYTES, KEY_BYTES * c.memberCount);
@@ -137,6 +158,20 @@ contract CommitteeRegistry is ICommitteeRegistry, Ownable2Step {
     }
 
     // ================================================================ INTERNAL
+    /// @dev K2 and K3: the bitmap names members only, at least `threshold` of them, whose keys do
+    /// not cancel out; their aggregate key.
+    function _checkedSignersKey(Committee memory c, uint256 signerBitmap) internal view returns (bytes memory key) {
+        if (signerBitmap >> c.memberCount != 0) revert UnknownSigners(signerBitmap, c.memberCount);
+        uint256 signers = _popCount64(signerBitmap); // < 2^64: checked just above
+        if (signers < c.threshold) revert TooFewSigners(signers, c.threshold);
+        key = _signersKey(c, signerBitmap, signers);
+        if (_isZero(key)) revert AggregateKeyIsInfinity(signerBitmap);
+    }
+
+    function _signerSetId(uint32 epoch, uint256 signerBitmap) internal pure returns (bytes32) {
+        return keccak256(abi.encode(epoch, signerBitmap));
+    }
+
     /// @dev The signers' aggregate key: the cheaper of summing the signers' keys (s − 1 G2
     /// additions) and taking the non-signers' keys out of the stored aggregate (n − s), so a
     /// certificate never pays more than n/2 additions. Keys go straight from the blob into an
@@ -230,7 +265,7 @@ contract CommitteeRegistry is ICommitteeRegistry, Ownable2Step {
 
     function _setThreshold(uint8 threshold_) internal {
         uint256 n = _committee.memberCount;
-        if (threshold_ == 0 || threshold_ > n) revert InvalidThreshold(threshold_, n);
+        if (threshold_ == 0 || threshold_ > n) revert ThresholdOutOfRange(threshold_, n);
         _committee.threshold = threshold_;
         uint32 epoch = ++_committee.keyEpoch;
         emit ThresholdSet(threshold_, epoch);

@@ -497,15 +497,25 @@ def bench_sync(json_path: Path | None) -> None:
     run(json_path)
 
 
+@bench.command("quorum")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def bench_quorum(json_path: Path | None) -> None:
+    """Gas of one quorum check: ECDSA k-of-n against one BLS aggregate certificate."""
+    from offchain.bench.quorum import run
+
+    run(json_path)
+
+
 @bench.command("all")
 @click.option("--json-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 def bench_all(json_dir: Path | None) -> None:
     """Every benchmark in turn."""
-    from offchain.bench import gas, risk, sync
+    from offchain.bench import gas, quorum, risk, sync
 
     gas.run(json_dir / "gas.json" if json_dir else None)
     risk.run(json_dir / "risk.json" if json_dir else None)
     sync.run(json_dir / "sync.json" if json_dir else None)
+    quorum.run(json_dir / "quorum.json" if json_dir else None)
 
 
 def _terminate(signum: int, _frame: object) -> None:

@@ -87,3 +87,24 @@ _FIXES: dict[str, str] = {
     "ERC20InsufficientAllowance": "approve the clearinghouse to spend the token first",
     "ERC20InsufficientBalance": "the wallet holds fewer tokens than the amount",
 }
+
+
+class SigningRefused(MarginsyncError):
+    """A committee member would not sign: its view does not reproduce the message, or it already
+    signed another message for the same sequence."""
+
+
+class QuorumNotReached(MarginsyncError):
+    def __init__(self, sequence: int, valid: int, threshold: int, refusals: dict[int, str]) -> None:
+        self.sequence, self.valid, self.threshold, self.refusals = (
+            sequence,
+            valid,
+            threshold,
+            refusals,
+        )
+        why = "; ".join(f"member {i}: {r}" for i, r in sorted(refusals.items()))
+        super().__init__(
+            f"sequence {sequence}: {valid} valid partial signatures, {threshold} needed"
+            + (f" ({why})" if why else ""),
+            "nothing is certified; check the refusing members' views and keys",
+        )

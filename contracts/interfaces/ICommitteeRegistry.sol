@@ -6,7 +6,9 @@ pragma solidity ^0.8.24;
 /// members' public keys, each registered with a proof of possession, and a threshold k. `verify`
 /// checks one aggregate signature by ≥ k distinct members over a 32-byte message, for a cost that
 /// does not grow with k (one hash to G1, one two-pair pairing, and min(s − 1, n − s) G2 additions
-/// for s signers out of n, from a stored aggregate of all keys).
+/// for s signers out of n, from a stored aggregate of all keys). A signer set used again and again
+/// can be cached (`cacheSignerSet`, permissionless): its aggregate key is stored once, and every
+/// certificate it signs then costs the same whatever k, with no G2 addition at all.
 ///
 /// Scheme: minimal-signature-size BLS (signatures in G1, keys in G2), EIP-2537 encodings, hash
 /// to G1 by RFC 9380 (BLS12381G1_XMD:SHA-256_SSWU_RO_) under `SIGNATURE_DST`. A proof of
@@ -35,7 +37,7 @@ interface ICommitteeRegistry {
     error KeysAndProofsMismatch(uint256 keys, uint256 proofs);
     error CommitteeFull(uint256 memberCount, uint256 maxMembers);
     error MemberIndexOutOfRange(uint256 index, uint256 memberCount);
-    error InvalidThreshold(uint256 threshold, uint256 memberCount);
+    error ThresholdOutOfRange(uint256 threshold, uint256 memberCount);
     /// @notice The bitmap names members beyond the committee.
     error UnknownSigners(uint256 signerBitmap, uint256 memberCount);
     error TooFewSigners(uint256 signers, uint256 threshold);
@@ -57,6 +59,9 @@ interface ICommitteeRegistry {
         uint256 indexed index, bytes32 indexed oldKeyHash, bytes32 indexed newKeyHash, bytes publicKey, uint32 keyEpoch
     );
     event ThresholdSet(uint256 threshold, uint32 keyEpoch);
+    /// @notice The aggregate key of `signerBitmap`'s members under `keyEpoch` is kept in the code
+    /// of `keyStore`; `verify` uses it for that bitmap until the key epoch moves on.
+    event SignerSetCached(uint256 indexed signerBitmap, uint32 indexed keyEpoch, address keyStore);
 
     // ================================================================ VERIFY
     /// @notice Reverts unless `signature` is the aggregate signature over `message` of the
@@ -69,6 +74,13 @@ interface ICommitteeRegistry {
         external
         view
         returns (uint32 keyEpoch);
+
+    /// @notice Stores the aggregate key of `signerBitmap`'s members (at least `threshold` of
+    /// them) for the current key epoch, so that `verify` for this bitmap reads it instead of
+    /// adding keys. Permissionless: the aggregate is computed here from the registered keys.
+    /// Idempotent. A new key epoch makes every cached set unused.
+    /// @return keyStore Where the aggregate key is kept (CodeData).
+    function cacheSignerSet(uint256 signerBitmap) external returns (address keyStore);
 
     // ================================================================ ADMIN (owner)
     /// @notice Appends members, each key with its proof of possession; one new key epoch.
@@ -92,6 +104,10 @@ interface ICommitteeRegistry {
 
     /// @notice Member `index`'s 256-byte public key.
     function publicKey(uint256 index) external view returns (bytes memory);
+
+    /// @notice Where the cached aggregate key of `signerBitmap` for the current epoch is kept, or
+    /// address(0) when it is not cached.
+    function cachedSignerSet(uint256 signerBitmap) external view returns (address);
 
     /// @notice Every member's key, concatenated in index order (256 bytes each).
     function publicKeys() external view returns (bytes memory);

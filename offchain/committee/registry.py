@@ -66,6 +66,21 @@ class Registry:
         fn = self.contract.functions.verify(*certificate.as_args())
         return int(self.chain.call(fn, "verify certificate"))
 
+    def cached_signer_sets(self, from_block: int = 0) -> list[int]:
+        """The bitmaps whose aggregate key is cached under the current key epoch (from events)."""
+        epoch = self.key_epoch()
+        events = self.chain.get_events([self.address], from_block, self.chain.w3.eth.block_number)
+        return [
+            int(e.args["signerBitmap"])
+            for e in events
+            if e.name == "SignerSetCached" and e.args["keyEpoch"] == epoch
+        ]
+
+    # ------------------------------------------------------------------ actions
+    def cache_signer_set(self, signer_bitmap: int, sender: str) -> TxReceipt:
+        """Permissionless: certificates of this signer set then skip every G2 addition."""
+        return self._send("cacheSignerSet", sender, signer_bitmap)
+
     # ------------------------------------------------------------------ owner actions
     def add_members(self, members: Sequence[SecretKey], sender: str) -> TxReceipt:
         keys = [m.public_key() for m in members]

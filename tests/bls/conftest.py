@@ -47,6 +47,9 @@ def registry(chain: Chain, _registry: Registry) -> Iterator[Registry]:
     snapshot = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
     yield _registry
     chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+    # A revert brings back the snapshot's latest block and its timestamp; after a slow test
+    # (member processes) that would leave the next test's chain clock minutes behind.
+    chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -264,7 +264,7 @@ def test_remove_member__below_threshold_or_out_of_range__reverts(
 ) -> None:
     registry.set_threshold(4, committee_owner)
     err = _send_reverts(lambda: registry.remove_member(0, committee_owner))
-    assert_revert(err, "InvalidThreshold", threshold=4, memberCount=3)
+    assert_revert(err, "ThresholdOutOfRange", threshold=4, memberCount=3)
     err = _send_reverts(lambda: registry.remove_member(4, committee_owner))
     assert_revert(err, "MemberIndexOutOfRange", index=4, memberCount=4)
     err = _send_reverts(
@@ -278,7 +278,7 @@ def test_set_threshold__out_of_range__reverts(
     registry: Registry, committee_owner: str, threshold: int
 ) -> None:
     err = _send_reverts(lambda: registry.set_threshold(threshold, committee_owner))
-    assert_revert(err, "InvalidThreshold", threshold=threshold, memberCount=4)
+    assert_revert(err, "ThresholdOutOfRange", threshold=threshold, memberCount=4)
 
 
 def test_every_change__starts_a_new_epoch_and_events_rebuild_the_committee(
@@ -312,3 +312,54 @@ def test_every_change__starts_a_new_epoch_and_events_rebuild_the_committee(
         elif e.name == "MemberRotated":
             members[e.args["index"]] = e.args["publicKey"]
     assert members == registry.public_keys()
+
+
+# ---------------------------------------------------------------------------- cached signer sets
+def test_cache_signer_set__verifies_the_same_and_is_idempotent(
+    registry: Registry, committee_keys: list[SecretKey], others: list[str]
+) -> None:
+    cert = _certify(committee_keys, [0, 2, 3])
+    receipt = registry.cache_signer_set(cert.signer_bitmap, others[0])  # anyone may
+    (event,) = [e for e in registry.chain.events(receipt) if e.name == "SignerSetCached"]
+    assert (event.args["signerBitmap"], event.args["keyEpoch"]) == (0b1101, registry.key_epoch())
+    stored = registry.contract.functions.cachedSignerSet(0b1101).call()
+    assert registry.chain.w3.eth.get_code(stored)[1:] == bls.aggregate_public_keys(
+        [committee_keys[i].public_key() for i in (0, 2, 3)]
+    )
+    assert registry.verify(cert) == registry.key_epoch()
+    wrong = Certificate(b"\x01" * 32, cert.signer_bitmap, cert.signature)
+    assert_revert(_verify_reverts(registry, wrong), "InvalidSignature")
+    again = registry.cache_signer_set(cert.signer_bitmap, others[0])
+    assert not [e for e in registry.chain.events(again) if e.name == "SignerSetCached"]
+    assert registry.cached_signer_sets() == [0b1101]
+
+
+def test_cache_signer_set__checks_like_verify(
+    registry: Registry, chain: Chain, committee_owner: str, committee_keys: list[SecretKey]
+) -> None:
+    err = _send_reverts(lambda: registry.cache_signer_set(0b11, committee_owner))
+    assert_revert(err, "TooFewSigners", signers=2, threshold=3)
+    err = _send_reverts(lambda: registry.cache_signer_set(0b10111, committee_owner))
+    assert_revert(err, "UnknownSigners", signerBitmap=0b10111)
+    sk = committee_keys[0]
+    cancel = Registry.deploy(chain, committee_owner, [sk, SecretKey(CURVE_ORDER - sk.value)], 2)
+    err = _send_reverts(lambda: cancel.cache_signer_set(0b11, committee_owner))
+    assert_revert(err, "AggregateKeyIsInfinity", signerBitmap=3)
+
+
+def test_cache_signer_set__a_new_epoch_stops_using_it(
+    registry: Registry,
+    committee_owner: str,
+    committee_keys: list[SecretKey],
+    spare_keys: list[SecretKey],
+) -> None:
+    """K4: a set cached before a rotation cannot keep the rotated-out key counting."""
+    before = _certify(committee_keys, [0, 1, 2])
+    registry.cache_signer_set(before.signer_bitmap, committee_owner)
+    registry.rotate_member(1, spare_keys[0], committee_owner)
+    assert registry.contract.functions.cachedSignerSet(0b111).call() == ZERO_ADDRESS
+    assert registry.cached_signer_sets() == []
+    assert_revert(_verify_reverts(registry, before), "InvalidSignature")
+
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
