@@ -27,12 +27,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from offchain.anvil import Anvil
 from offchain.attest import Batch, Domain, Entry, address_of, sign
 from offchain.chain import Chain
+from offchain.chain.anvil import Anvil
+from offchain.chain.deploy import dev_engine_keys
 from offchain.committee import bls
 from offchain.committee.registry import Certificate, Registry
-from offchain.deploy import dev_engine_keys
 from offchain.models import AttestationSpec
 from offchain.settings import Settings
 
