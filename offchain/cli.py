@@ -16,9 +16,11 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from offchain.chain import Chain, checksum
-from offchain.chain.client import Client
-from offchain.errors import ConfigError, DeploymentStale, MarginsyncError
+from offchain.chain.client import Client, connect
+from offchain.errors import ConfigError, MarginsyncError
 from offchain.models import Deployment, SystemSpec
+from offchain.ops.commands import COMMANDS
+from offchain.ops.funds import DEPLOY_GAS, ENGINE_GAS, KEEPER_GAS, require_funds
 from offchain.settings import Settings
 
 console = Console(stderr=False)
@@ -34,15 +36,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _connect(ctx: click.Context) -> tuple[Chain, Deployment]:
-    settings = _settings(ctx)
-    chain = Chain.connect(settings)
-    d = Deployment.load(settings.deployments_dir, chain.chain_id)
-    # A restarted local node keeps its chain id, so the registry still loads; its addresses
-    # then hold nothing and every call would fail with a confusing decode error.
-    if not chain.w3.eth.get_code(checksum(d.clearinghouse)):
-        path = Deployment.path(settings.deployments_dir, chain.chain_id)
-        raise DeploymentStale(chain.chain_id, str(path), d.clearinghouse)
-    return chain, d
+    return connect(_settings(ctx))
 
 
 @click.group()
@@ -80,10 +74,27 @@ def cli(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="SystemSpec as JSON (defaults: ETH/BTC/SOL perps, USDC/WETH/WBTC collateral).",
 )
+@click.option(
+    "--engine-signer",
+    "engine_signers",
+    multiple=True,
+    metavar="ADDRESS",
+    help="An engine signer address to register (repeat per signer) [default: the addresses of "
+    "MARGINSYNC_ENGINE_KEYS / _KEYSTORES; on a local chain the public development keys].",
+)
+@click.option(
+    "--threshold", type=click.IntRange(1, 32), default=None, help="Signatures per attestation, k."
+)
 @click.pass_context
-def deploy(ctx: click.Context, config_path: Path | None) -> None:
+def deploy(
+    ctx: click.Context,
+    config_path: Path | None,
+    engine_signers: tuple[str, ...],
+    threshold: int | None,
+) -> None:
     """Deploy and wire the contracts; record them in deployments/<chainId>.json."""
     from offchain.chain.deploy import Roles, deploy_system
+    from offchain.ops.signers import engine_signer_addresses, with_signers
 
     settings = _settings(ctx)
     try:
@@ -95,16 +106,22 @@ def deploy(ctx: click.Context, config_path: Path | None) -> None:
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{config_path}: {where}: {first['msg']}", "fix that field") from exc
     chain = Chain.connect(settings)
+    signers = engine_signer_addresses(chain.chain_id, engine_signers)
+    spec = with_signers(spec, len(signers) if signers else None, threshold)
+    roles = Roles.from_accounts(chain.accounts)
+    require_funds(chain, roles.owner, "deployer", DEPLOY_GAS, "MARGINSYNC_PRIVATE_KEY")
     d = deploy_system(
-        chain,
-        spec,
-        Roles.from_accounts(chain.accounts),
-        progress=lambda s: console.print(f"deploy: {s}"),
+        chain, spec, roles, progress=lambda s: console.print(f"deploy: {s}"), engine_signers=signers
     )
     path = d.save(settings.deployments_dir)
     console.print(
         f"clearinghouse {d.clearinghouse}\noracle router {d.oracle_router}\nregistry      {path}"
     )
+    if spec.attestation is not None:
+        who = "development keys (public: local chains only)" if signers is None else "yours"
+        console.print(
+            f"engine signers {spec.attestation.threshold} of {', '.join(d.engine_signers)} ({who})"
+        )
 
 
 @cli.command()
@@ -263,6 +280,7 @@ def keeper(
     chain, d = _connect(ctx)
     key = os.environ.get(key_env)
     sender = chain.add_key(key) if key else checksum(address or chain.accounts[-1])
+    require_funds(chain, sender, "keeper", KEEPER_GAS, key_env)
     # Keyed by the genesis block too: a restarted local chain reuses chain id and addresses, and
     # a journal of transactions on a dead chain must not be replayed on the new one.
     genesis = bytes(chain.w3.eth.get_block(0)["hash"]).hex()[:12]
@@ -422,6 +440,10 @@ def engine(
     chain, d = _connect(ctx)
     config = EngineConfig(interval_s=interval_s, threshold_bps=threshold_bps)
     key = settings.private_key.get_secret_value() if settings.private_key else None
+    if key:  # Chain.connect put the key first among its accounts
+        require_funds(
+            chain, chain.accounts[0], "engine submitter", ENGINE_GAS, "MARGINSYNC_PRIVATE_KEY"
+        )
     eng = build_engine(
         chain,
         d,
@@ -506,6 +528,10 @@ def bench_all(json_dir: Path | None) -> None:
     gas.run(json_dir / "gas.json" if json_dir else None)
     risk.run(json_dir / "risk.json" if json_dir else None)
     sync.run(json_dir / "sync.json" if json_dir else None)
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def _terminate(signum: int, _frame: object) -> None:
