@@ -21,6 +21,7 @@ from offchain.errors import ConfigError, MarginsyncError
 from offchain.models import Deployment, SystemSpec
 from offchain.ops.commands import COMMANDS
 from offchain.ops.funds import DEPLOY_GAS, ENGINE_GAS, KEEPER_GAS, require_funds
+from offchain.ops.heartbeat import EngineStatus, Heartbeat, KeeperStatus
 from offchain.settings import Settings
 
 console = Console(stderr=False)
@@ -28,6 +29,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 # numpy seeds are unsigned 32-bit; anything else is a user error, not a traceback.
 SEED = click.IntRange(0, 2**32 - 1)
 MAX_FEED_STEPS = 100_000
+STATUS_EVERY = click.option(
+    "--status-every",
+    "status_every_s",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds between status lines (0: none).",
+)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -260,6 +269,7 @@ def _current_price_usd(client: Client, symbol: str) -> float:
 )
 @click.option("--min-profit-usd", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option("--max-fee-gwei", type=click.FloatRange(min=0, min_open=True), default=5_000.0)
+@STATUS_EVERY
 @click.pass_context
 def keeper(
     ctx: click.Context,
@@ -271,6 +281,7 @@ def keeper(
     max_per_round: int,
     min_profit_usd: float,
     max_fee_gwei: float,
+    status_every_s: float,
 ) -> None:
     """Liquidate under-water accounts found from contract events."""
     import os
@@ -293,7 +304,10 @@ def keeper(
     )
     k = Keeper(Client(chain, d), sender, config=config, journal=journal)
 
+    status = KeeperStatus(k.mirror, lambda: chain.w3.eth.block_number)
+
     def report(n: int, done: list[Any]) -> None:
+        status.on_round(done)
         for liq in done:
             console.print(
                 f"liquidated {liq.account} market {liq.market_id}: "
@@ -307,7 +321,9 @@ def keeper(
             )
 
     console.print(f"keeper {sender} on chain {chain.chain_id}")
-    k.run(poll_interval_s=poll_s, rounds=1 if once else None, on_round=report)
+    beat = Heartbeat(0 if once else status_every_s, status, lambda s: console.print(f"keeper: {s}"))
+    with beat:
+        k.run(poll_interval_s=poll_s, rounds=1 if once else None, on_round=report)
 
 
 def _lab_options(f: F) -> F:
@@ -412,6 +428,7 @@ def demo(ctx: click.Context, seed: int, traders: int, steps: int) -> None:
     default=None,
     help="RiskConfig JSON [default: volatility margin on every underlying].",
 )
+@STATUS_EVERY
 @click.pass_context
 def engine(
     ctx: click.Context,
@@ -424,6 +441,7 @@ def engine(
     interval_s: float,
     threshold_bps: float,
     risk_config: Path | None,
+    status_every_s: float,
 ) -> None:
     """Stream margin: recompute every account on each tick and post k-of-n signed attestations.
 
@@ -482,7 +500,9 @@ def engine(
             report = asyncio.run(eng.once(ticks, stop_when_accepted=source == "ws"))
             console.print(f"engine: done: {report.summary()}")
         else:
-            asyncio.run(eng.run(ticks))
+            status = EngineStatus(eng.metrics.registry, lambda: chain.w3.eth.block_number)
+            with Heartbeat(status_every_s, status, lambda s: console.print(f"engine: {s}")):
+                asyncio.run(eng.run(ticks))
     finally:
         eng.close()
 

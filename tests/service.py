@@ -9,9 +9,12 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 
-def run(*args: str, env: dict[str, str] | None = None, ok: bool = True) -> tuple[int, str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, ok: bool = True, cwd: Path | None = None
+) -> tuple[int, str]:
     """One command to completion; stdout and stderr together. With `ok`, it must succeed."""
     proc = subprocess.run(
         [sys.executable, "-m", "offchain.cli", *args],
@@ -20,6 +23,7 @@ def run(*args: str, env: dict[str, str] | None = None, ok: bool = True) -> tuple
         text=True,
         env={**os.environ, **(env or {})},
         timeout=300,
+        cwd=cwd,
     )
     assert "Traceback" not in proc.stdout, proc.stdout
     if ok:
@@ -30,13 +34,16 @@ def run(*args: str, env: dict[str, str] | None = None, ok: bool = True) -> tuple
 class Service:
     """A long-running command (engine, keeper) whose output lines are collected as they come."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "offchain.cli", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()

@@ -8,6 +8,7 @@ the operator's keys, and a keeper with its own key liquidates what a crash puts 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,8 +118,9 @@ def test_operator_keys__deploy_engine_keeper__attest_and_liquidate(
         },
     )
     try:
-        applied = engine.wait_for(" applied")
-        assert int(applied.split("batch #")[1].split(":")[1].split()[0]) > 0
+        applied = re.search(r"batch #\d+: (\d+) applied", engine.wait_for(" applied"))
+        assert applied
+        assert int(applied[1]) > 0
         run(
             *common,
             "feed",
