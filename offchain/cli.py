@@ -16,9 +16,12 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from offchain.chain import Chain, checksum
-from offchain.chain.client import Client
-from offchain.errors import ConfigError, DeploymentStale, MarginsyncError
+from offchain.chain.client import Client, connect
+from offchain.errors import ConfigError, MarginsyncError
 from offchain.models import Deployment, SystemSpec
+from offchain.ops.commands import COMMANDS
+from offchain.ops.funds import DEPLOY_GAS, ENGINE_GAS, KEEPER_GAS, require_funds
+from offchain.ops.heartbeat import EngineStatus, Heartbeat, KeeperStatus
 from offchain.settings import Settings
 
 console = Console(stderr=False)
@@ -26,6 +29,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 # numpy seeds are unsigned 32-bit; anything else is a user error, not a traceback.
 SEED = click.IntRange(0, 2**32 - 1)
 MAX_FEED_STEPS = 100_000
+STATUS_EVERY = click.option(
+    "--status-every",
+    "status_every_s",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds between status lines (0: none).",
+)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -34,15 +45,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _connect(ctx: click.Context) -> tuple[Chain, Deployment]:
-    settings = _settings(ctx)
-    chain = Chain.connect(settings)
-    d = Deployment.load(settings.deployments_dir, chain.chain_id)
-    # A restarted local node keeps its chain id, so the registry still loads; its addresses
-    # then hold nothing and every call would fail with a confusing decode error.
-    if not chain.w3.eth.get_code(checksum(d.clearinghouse)):
-        path = Deployment.path(settings.deployments_dir, chain.chain_id)
-        raise DeploymentStale(chain.chain_id, str(path), d.clearinghouse)
-    return chain, d
+    return connect(_settings(ctx))
 
 
 @click.group()
@@ -80,10 +83,27 @@ def cli(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="SystemSpec as JSON (defaults: ETH/BTC/SOL perps, USDC/WETH/WBTC collateral).",
 )
+@click.option(
+    "--engine-signer",
+    "engine_signers",
+    multiple=True,
+    metavar="ADDRESS",
+    help="An engine signer address to register (repeat per signer) [default: the addresses of "
+    "MARGINSYNC_ENGINE_KEYS / _KEYSTORES; on a local chain the public development keys].",
+)
+@click.option(
+    "--threshold", type=click.IntRange(1, 32), default=None, help="Signatures per attestation, k."
+)
 @click.pass_context
-def deploy(ctx: click.Context, config_path: Path | None) -> None:
+def deploy(
+    ctx: click.Context,
+    config_path: Path | None,
+    engine_signers: tuple[str, ...],
+    threshold: int | None,
+) -> None:
     """Deploy and wire the contracts; record them in deployments/<chainId>.json."""
     from offchain.chain.deploy import Roles, deploy_system
+    from offchain.ops.signers import engine_signer_addresses, with_signers
 
     settings = _settings(ctx)
     try:
@@ -95,16 +115,22 @@ def deploy(ctx: click.Context, config_path: Path | None) -> None:
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{config_path}: {where}: {first['msg']}", "fix that field") from exc
     chain = Chain.connect(settings)
+    signers = engine_signer_addresses(chain.chain_id, engine_signers)
+    spec = with_signers(spec, len(signers) if signers else None, threshold)
+    roles = Roles.from_accounts(chain.accounts)
+    require_funds(chain, roles.owner, "deployer", DEPLOY_GAS, "MARGINSYNC_PRIVATE_KEY")
     d = deploy_system(
-        chain,
-        spec,
-        Roles.from_accounts(chain.accounts),
-        progress=lambda s: console.print(f"deploy: {s}"),
+        chain, spec, roles, progress=lambda s: console.print(f"deploy: {s}"), engine_signers=signers
     )
     path = d.save(settings.deployments_dir)
     console.print(
         f"clearinghouse {d.clearinghouse}\noracle router {d.oracle_router}\nregistry      {path}"
     )
+    if spec.attestation is not None:
+        who = "development keys (public: local chains only)" if signers is None else "yours"
+        console.print(
+            f"engine signers {spec.attestation.threshold} of {', '.join(d.engine_signers)} ({who})"
+        )
 
 
 @cli.command()
@@ -243,6 +269,7 @@ def _current_price_usd(client: Client, symbol: str) -> float:
 )
 @click.option("--min-profit-usd", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option("--max-fee-gwei", type=click.FloatRange(min=0, min_open=True), default=5_000.0)
+@STATUS_EVERY
 @click.pass_context
 def keeper(
     ctx: click.Context,
@@ -254,6 +281,7 @@ def keeper(
     max_per_round: int,
     min_profit_usd: float,
     max_fee_gwei: float,
+    status_every_s: float,
 ) -> None:
     """Liquidate under-water accounts found from contract events."""
     import os
@@ -263,6 +291,7 @@ def keeper(
     chain, d = _connect(ctx)
     key = os.environ.get(key_env)
     sender = chain.add_key(key) if key else checksum(address or chain.accounts[-1])
+    require_funds(chain, sender, "keeper", KEEPER_GAS, key_env)
     # Keyed by the genesis block too: a restarted local chain reuses chain id and addresses, and
     # a journal of transactions on a dead chain must not be replayed on the new one.
     genesis = bytes(chain.w3.eth.get_block(0)["hash"]).hex()[:12]
@@ -275,7 +304,10 @@ def keeper(
     )
     k = Keeper(Client(chain, d), sender, config=config, journal=journal)
 
+    status = KeeperStatus(k.mirror, lambda: chain.w3.eth.block_number)
+
     def report(n: int, done: list[Any]) -> None:
+        status.on_round(done)
         for liq in done:
             console.print(
                 f"liquidated {liq.account} market {liq.market_id}: "
@@ -289,7 +321,9 @@ def keeper(
             )
 
     console.print(f"keeper {sender} on chain {chain.chain_id}")
-    k.run(poll_interval_s=poll_s, rounds=1 if once else None, on_round=report)
+    beat = Heartbeat(0 if once else status_every_s, status, lambda s: console.print(f"keeper: {s}"))
+    with beat:
+        k.run(poll_interval_s=poll_s, rounds=1 if once else None, on_round=report)
 
 
 def _lab_options(f: F) -> F:
@@ -394,6 +428,7 @@ def demo(ctx: click.Context, seed: int, traders: int, steps: int) -> None:
     default=None,
     help="RiskConfig JSON [default: volatility margin on every underlying].",
 )
+@STATUS_EVERY
 @click.pass_context
 def engine(
     ctx: click.Context,
@@ -406,6 +441,7 @@ def engine(
     interval_s: float,
     threshold_bps: float,
     risk_config: Path | None,
+    status_every_s: float,
 ) -> None:
     """Stream margin: recompute every account on each tick and post k-of-n signed attestations.
 
@@ -422,6 +458,10 @@ def engine(
     chain, d = _connect(ctx)
     config = EngineConfig(interval_s=interval_s, threshold_bps=threshold_bps)
     key = settings.private_key.get_secret_value() if settings.private_key else None
+    if key:  # Chain.connect put the key first among its accounts
+        require_funds(
+            chain, chain.accounts[0], "engine submitter", ENGINE_GAS, "MARGINSYNC_PRIVATE_KEY"
+        )
     eng = build_engine(
         chain,
         d,
@@ -460,7 +500,9 @@ def engine(
             report = asyncio.run(eng.once(ticks, stop_when_accepted=source == "ws"))
             console.print(f"engine: done: {report.summary()}")
         else:
-            asyncio.run(eng.run(ticks))
+            status = EngineStatus(eng.metrics.registry, lambda: chain.w3.eth.block_number)
+            with Heartbeat(status_every_s, status, lambda s: console.print(f"engine: {s}")):
+                asyncio.run(eng.run(ticks))
     finally:
         eng.close()
 
@@ -516,6 +558,10 @@ def bench_all(json_dir: Path | None) -> None:
     risk.run(json_dir / "risk.json" if json_dir else None)
     sync.run(json_dir / "sync.json" if json_dir else None)
     quorum.run(json_dir / "quorum.json" if json_dir else None)
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def _terminate(signum: int, _frame: object) -> None:

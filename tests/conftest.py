@@ -3,6 +3,7 @@ snapshot reverted after every test so tests never see each other's state."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -53,6 +54,12 @@ def session_client(chain: Chain, deployment: Deployment) -> Client:
 @pytest.fixture
 def system(chain: Chain, session_client: Client) -> Iterator[Client]:
     """The deployed system, reset to its freshly deployed state after the test."""
+    # A revert also rewinds the chain's clock to the snapshot's last block: on a long or loaded
+    # run the chain would fall minutes behind the wall clock, which the engine's clock check
+    # (±120 s) rightly refuses. An empty block at the wall-clock time puts them back in step.
+    now = int(time.time())
+    if now > int(chain.w3.eth.get_block("latest")["timestamp"]):
+        chain.w3.provider.make_request("evm_mine", [now])  # type: ignore[arg-type]
     snapshot = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
     yield session_client
     chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]

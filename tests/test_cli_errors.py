@@ -187,3 +187,23 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+@pytest.mark.parametrize(
+    ("command", "fragments"),
+    [
+        (("trade", "DOGE-PERP", "buy", "1"), ("unknown market 'DOGE-PERP'", "ETH-PERP, BTC-PERP")),
+        (("trade", "ETH-PERP", "buy", "1000"), ("InsufficientMargin(", "deposit more collateral")),
+        (("trade", "ETH-PERP", "buy", "0.5x"), ("'0.5x' is not a positive amount",)),
+        (("deposit", "100", "DOGE"), ("unknown collateral 'DOGE'", "use one of: USDC")),
+        (("withdraw", "5", "USDC"), ("would revert with", "withdraw 5 USDC")),
+        (("account", "0x1234"), ("'0x1234' is not an address",)),
+        (("trade", "ETH-PERP", "buy", "1", "--account", "0x" + "11" * 20), ("no key for it",)),
+    ],
+)
+def test_trader_commands__bad_input__one_line_with_the_cause(
+    deployed: tuple[str, ...], command: tuple[str, ...], fragments: tuple[str, ...]
+) -> None:
+    code, out = run(*deployed, *command)
+    assert code == 1
+    assert_one_line(out, *fragments)

@@ -14,9 +14,10 @@ from web3.contract import Contract
 from web3.types import TxReceipt
 
 from offchain.chain.bindings import Chain, Event, checksum
-from offchain.errors import ConfigError
+from offchain.errors import ConfigError, DeploymentStale
 from offchain.models import Deployment, to_units
 from offchain.risk.health import Health
+from offchain.settings import Settings
 
 MAX_UINT = 2**256 - 1
 
@@ -62,6 +63,18 @@ def units(amount: float | int | str | Decimal, decimals: int) -> int:
     if Decimal(str(amount)) < 0:
         raise ConfigError(f"amount {amount} is negative", "give a positive amount")
     return to_units(amount, decimals)
+
+
+def connect(settings: Settings) -> tuple[Chain, Deployment]:
+    """The chain and its recorded deployment, checked to be there."""
+    chain = Chain.connect(settings)
+    d = Deployment.load(settings.deployments_dir, chain.chain_id)
+    # A restarted local node keeps its chain id, so the registry still loads; its addresses
+    # then hold nothing and every call would fail with a confusing decode error.
+    if not chain.w3.eth.get_code(checksum(d.clearinghouse)):
+        path = Deployment.path(settings.deployments_dir, chain.chain_id)
+        raise DeploymentStale(chain.chain_id, str(path), d.clearinghouse)
+    return chain, d
 
 
 class Client:

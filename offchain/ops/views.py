@@ -1,0 +1,201 @@
+"""Read-only views: one account (`marginsync account`) and the deployment (`marginsync status`).
+
+Figures come from the contracts' own views (`accountHealth` is the one health function;
+`requirementInForce` says whether an attestation or the static rule sets the margin), so what is
+shown is what a liquidation would see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from offchain.chain import checksum
+from offchain.chain.client import Client
+from offchain.chain.mirror import AccountMirror
+from offchain.models import WAD
+from offchain.risk.health import AccountState, CollateralParams, MarketParams, health
+
+# IOracleRouter.PriceStatus, in declaration order.
+PRICE_STATUS = (
+    "ok",
+    "no feed",
+    "feed call failed",
+    "non-positive",
+    "stale",
+    "future",
+    "out of bounds",
+)
+
+
+@dataclass(frozen=True)
+class PositionView:
+    market: str
+    size: float
+    price_usd: float
+    notional_usd: float
+    liquidation_price_usd: float | None  # the market's price at which equity meets MM, others fixed
+
+
+@dataclass(frozen=True)
+class AccountView:
+    address: str
+    cash_usd: float
+    collateral: dict[str, float]  # symbol -> tokens (quote token is cash)
+    positions: list[PositionView]
+    equity_usd: float
+    im_usd: float
+    mm_usd: float
+    static_im_usd: float
+    static_mm_usd: float
+    attested: bool
+
+    @property
+    def health(self) -> float | None:
+        """Equity over maintenance margin: below 1 the account is liquidatable."""
+        return self.equity_usd / self.mm_usd if self.mm_usd else None
+
+
+def account_view(client: Client, address: str) -> AccountView:
+    d = client.d
+    account = checksum(address)
+    raw = client.account(account)
+    prices = {a.id: _price(client, a.id) for a in d.assets}
+    balances = {c.id: client.balance(account, c.symbol) for c in d.collaterals[1:]}
+    positions = {m.id: client.position(account, m.id) for m in d.markets}
+    collaterals = {
+        c.id: CollateralParams(int(c.oracle_asset or 0), c.weight_bps, c.decimals)
+        for c in d.collaterals[1:]
+    }
+    markets = {m.id: MarketParams(m.oracle_asset, m.im_bps, m.mm_bps) for m in d.markets}
+    known = {i: p for i, p in prices.items() if p is not None}
+    static = health(
+        AccountState(raw["cash_wad"], balances, {i: s for i, s in positions.items() if s}),
+        collaterals,
+        markets,
+        known,
+    )
+    h = client.health(account)
+    attested = False
+    if d.attestation_verifier and any(positions.values()):
+        verifier = client.chain.contract("AttestationVerifier", d.attestation_verifier)
+        mask = 0
+        for mid, size in positions.items():
+            if size:
+                mask |= 1 << markets[mid].oracle_asset
+        attested = bool(
+            verifier.functions.requirementInForce(
+                account,
+                raw["nonce"],
+                mask,
+                [prices[a.id] or 0 for a in d.assets],
+                static.initial_margin_wad,
+                static.maintenance_margin_wad,
+            ).call()[0]
+        )
+    static_mm = static.maintenance_margin_wad
+    scale = h.maintenance_margin_wad / static_mm if static_mm else 1.0
+    views = []
+    for m in d.markets:
+        size = positions[m.id]
+        if not size:
+            continue
+        price = prices[m.oracle_asset] or 0
+        # Equity moves by the position (and collateral priced by the same asset) per unit of
+        # price; MM by |size| × the market's rate, scaled as the margin in force is.
+        exposure = size + sum(
+            balances[c] * 10 ** (18 - p.decimals) * p.weight_bps // 10_000
+            for c, p in collaterals.items()
+            if p.oracle_asset == m.oracle_asset
+        )
+        slope = exposure - abs(size) * m.mm_bps / 10_000 * scale
+        gap = h.maintenance_margin_wad - h.equity_wad
+        liq = price / WAD + gap / slope if slope else None
+        views.append(
+            PositionView(
+                m.symbol,
+                size / WAD,
+                price / WAD,
+                abs(size) * price / WAD**2,
+                liq if liq is not None and liq > 0 else None,
+            )
+        )
+    return AccountView(
+        account,
+        raw["cash_wad"] / WAD,
+        {d.collaterals[c].symbol: b / 10 ** d.collaterals[c].decimals for c, b in balances.items()},
+        views,
+        h.equity_wad / WAD,
+        h.initial_margin_wad / WAD,
+        h.maintenance_margin_wad / WAD,
+        static.initial_margin_wad / WAD,
+        static.maintenance_margin_wad / WAD,
+        attested,
+    )
+
+
+def _price(client: Client, asset_id: int) -> int | None:
+    price, status = client.router.functions.tryPriceE18(asset_id).call()
+    return int(price) if status == 0 else None
+
+
+@dataclass(frozen=True)
+class FeedView:
+    symbol: str
+    price_usd: float
+    status: str
+    age_s: int
+    heartbeat_s: int
+
+
+@dataclass(frozen=True)
+class StatusView:
+    chain_id: int
+    block: int
+    feeds: list[FeedView]
+    markets: list[tuple[str, int, int]]  # symbol, IM bps, MM bps
+    signers: list[str]
+    threshold: int
+    insurance_fund_usd: float
+    deficit_usd: float
+    paused: bool
+    accounts: int
+    with_positions: int
+    below_mm: list[str]
+
+
+def status_view(client: Client) -> StatusView:
+    d, chain = client.d, client.chain
+    head = chain.w3.eth.get_block("latest")
+    now = int(head["timestamp"])
+    feeds = []
+    for a in d.assets:
+        price, status = client.router.functions.tryPriceE18(a.id).call()
+        updated_at = int(client.feeds[a.symbol].functions.latestRoundData().call()[3])
+        heartbeat = int(client.router.functions.feedConfig(a.id).call()[1])
+        feeds.append(
+            FeedView(a.symbol, int(price) / WAD, PRICE_STATUS[status], now - updated_at, heartbeat)
+        )
+    signers: list[str] = []
+    threshold = 0
+    if d.attestation_verifier:
+        verifier = chain.contract("AttestationVerifier", d.attestation_verifier)
+        signers = [s for s in d.engine_signers if verifier.functions.isSigner(s).call()]
+        threshold = int(verifier.functions.threshold().call())
+    mirror = AccountMirror(chain, d.clearinghouse, d.insurance_fund, d.block)
+    mirror.sync(int(head["number"]))
+    open_accounts = [a for a, s in mirror.accounts.items() if s.has_positions]
+    below = [a for a in open_accounts if client.ch.functions.isLiquidatable(a).call()]
+    return StatusView(
+        chain.chain_id,
+        int(head["number"]),
+        feeds,
+        [(m.symbol, m.im_bps, m.mm_bps) for m in d.markets],
+        signers,
+        threshold,
+        client.health(d.insurance_fund).equity_wad / WAD,
+        int(client.ch.functions.deficitWad().call()) / WAD,
+        bool(client.ch.functions.paused().call()),
+        len(mirror.accounts),
+        len(open_accounts),
+        below,
+    )
