@@ -292,11 +292,8 @@ def keeper(
     key = os.environ.get(key_env)
     sender = chain.add_key(key) if key else checksum(address or chain.accounts[-1])
     require_funds(chain, sender, "keeper", KEEPER_GAS, key_env)
-    # Keyed by the genesis block too: a restarted local chain reuses chain id and addresses, and
-    # a journal of transactions on a dead chain must not be replayed on the new one.
-    genesis = bytes(chain.w3.eth.get_block(0)["hash"]).hex()[:12]
-    journal = (
-        journal_path or Path(".marginsync") / f"keeper-{chain.chain_id}-{genesis}-{sender}.sqlite"
+    journal = journal_path or (
+        Path(".marginsync") / f"keeper-{chain.chain_id}-{chain.genesis_tag}-{sender}.sqlite"
     )
     journal.parent.mkdir(parents=True, exist_ok=True)
     config = KeeperConfig(
@@ -402,7 +399,7 @@ def demo(ctx: click.Context, seed: int, traders: int, steps: int) -> None:
     "outbox_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="SQLite outbox [default: .marginsync/outbox-<chainId>-<verifier>.sqlite].",
+    help="SQLite outbox [default: .marginsync/outbox-<chainId>-<genesis>-<verifier>.sqlite].",
 )
 @click.option(
     "--metrics-port", type=click.IntRange(1, 65535), default=None, help="Serve /metrics here."

@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("committee",),  # BLS12-381 keys, signatures and the committee registry client
     ("sync", "keeper"),  # the engine; the keeper beside it
     ("lab",),  # drives the engine and the keeper on its own chains
+    ("ops",),  # the operator's and trader's commands: signers, funds, venue, views
     ("bench",),
     ("cli",),
 )

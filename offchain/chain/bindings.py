@@ -161,6 +161,13 @@ class Chain:
         return str(acct.address)
 
     @cached_property
+    def genesis_tag(self) -> str:
+        """The genesis block hash's first 12 hex digits. A restarted local chain keeps its chain
+        id and contract addresses, so files of one chain (journals, outboxes) are named by this
+        too, and a dead chain's transactions are never replayed on the new one."""
+        return bytes(self.w3.eth.get_block(0)["hash"]).hex()[:12]
+
+    @cached_property
     def chain_id(self) -> int:
         return int(self.w3.eth.chain_id)
 

@@ -464,8 +464,8 @@ def build_engine(
         default=3_600.0,
     )
     path = outbox_path or (
-        Path(".marginsync")
-        / f"outbox-{chain.chain_id}-{deployment.attestation_verifier.lower()[2:10]}.sqlite"
+        Path(".marginsync") / f"outbox-{chain.chain_id}-{chain.genesis_tag}-"
+        f"{deployment.attestation_verifier.lower()[2:10]}.sqlite"
     )
     return Engine(
         chain,
