@@ -220,7 +220,6 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (r.roundId == last.roundId && r.updatedAt == last.updatedAt) return;
         // In bounds, so below maxPriceE18 < 2^128; checked round id and time fit their widths.
         _lastRounds[asset] = Round(uint128(r.priceE18), uint80(r.roundId), uint48(r.updatedAt));
-        emit RoundAccepted(asset, r.roundId, r.updatedAt, r.priceE18);
     }
 
     function _revertFor(uint256 asset, FeedConfig memory cfg, Round memory last, Reading memory r) internal view {

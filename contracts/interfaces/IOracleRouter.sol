@@ -24,7 +24,8 @@ import {AggregatorV3Interface} from "./AggregatorV3Interface.sol";
 ///
 /// Last accepted round (I19). `readQuotes` (permissionless, and what the clearinghouse calls on
 /// every state change) records per asset the newest round that passed every check but
-/// staleness: its price, round id and `updatedAt`. Views compare against it but cannot write it.
+/// staleness: its price, round id and `updatedAt` (read it with `lastRound`; no event, it would
+/// cost ≈ 2k gas per feed per new round). Views compare against it but cannot write it.
 /// `setFeed` resets it to the new feed's current round.
 ///
 /// Broken feeds (I18). A feed whose status is not `OK` is quoted from the last good round (the
@@ -119,8 +120,6 @@ interface IOracleRouter {
         uint256 maxPriceE18
     );
     event SequencerFeedSet(address indexed feed, uint256 gracePeriodSeconds);
-    /// @notice A newer good round became the last accepted one (I19).
-    event RoundAccepted(uint256 indexed asset, uint256 roundId, uint256 updatedAt, uint256 priceE18);
 
     // ---------------------------------------------------------------- admin
     /// @notice Lists or replaces the feed of `asset` and resets its last accepted round to the
