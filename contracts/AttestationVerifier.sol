@@ -140,10 +140,12 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
         address account,
         uint64 positionNonce,
         uint256 marketAssetMask,
-        uint256[] calldata pricesE18,
+        uint256[] calldata marketPricesE18,
         uint256 staticImWad,
         uint256 staticMmWad
     ) external view returns (bool inForce, uint256 imWad, uint256 mmWad) {
+        uint256 assets = MarginMath.popCount(marketAssetMask);
+        if (marketPricesE18.length != assets) revert PriceCountMismatch(marketPricesE18.length, assets);
         AppliedEntry memory e = _entries[account];
         if (e.sequence == 0 || e.positionNonce != positionNonce) return (false, staticImWad, staticMmWad);
         Config memory cfg = _config;
@@ -153,10 +155,10 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
                 || block.timestamp - r.issuedAt > cfg.params.maxAgeSeconds
                 || marketAssetMask & ~uint256(r.priceAssetMask) != 0
         ) return (false, staticImWad, staticMmWad);
+        uint256 k;
         for (uint256 mask = marketAssetMask; mask != 0; mask &= mask - 1) {
-            uint256 asset = MarginMath.lowestBit(mask);
-            uint256 current = pricesE18[asset];
-            uint256 attested = r.pricesE18[asset];
+            uint256 current = marketPricesE18[k++];
+            uint256 attested = r.pricesE18[MarginMath.lowestBit(mask)];
             uint256 gap = attested > current ? attested - current : current - attested;
             if (gap * MarginMath.BPS > current * cfg.params.priceBandBps) return (false, staticImWad, staticMmWad);
         }

@@ -7,14 +7,18 @@ import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IER
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
-import {IClearinghouse} from "./interfaces/IClearinghouse.sol";
+import {ClearinghouseBase} from "./ClearinghouseBase.sol";
+import {IClearinghouse, ILiquidation} from "./interfaces/IClearinghouse.sol";
 import {IAttestationVerifier} from "./interfaces/IAttestationVerifier.sol";
 import {IOracleRouter} from "./interfaces/IOracleRouter.sol";
 import {MarginMath} from "./libraries/MarginMath.sol";
+import {LiquidationModule} from "./modules/LiquidationModule.sol";
 
 /// @title Clearinghouse
 /// @notice Holds collateral, records perpetual positions and enforces margin (see IClearinghouse).
-contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient {
+/// Liquidation lives in `LiquidationModule`, reached by `delegatecall` on this contract's storage.
+/// `ClearinghouseBase` comes first among the bases so that its storage layout is the module's.
+contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
     using SafeCast for int256;
@@ -22,45 +26,26 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
     using MarginMath for uint256;
 
     // ================================================================ STORAGE
-    /// @notice Asset id of the quote (settlement) token, held as each account's `cashWad`.
-    uint256 public constant QUOTE = 0;
-    /// @dev Bounded by the widths of `Account.collateralMask` and `Account.marketMask`.
-    uint256 public constant MAX_COLLATERALS = 16;
-    uint256 public constant MAX_MARKETS = 32;
-
-    IOracleRouter public immutable oracle;
-    address public immutable insuranceFund;
-
-    bool public paused;
-    address public guardian;
-    /// @notice Where attested requirements come from; address(0) means static margin only (Gen 2).
-    IAttestationVerifier public attestor;
-    uint256 public deficitWad;
-    uint256 public collateralCount;
-    uint256 public marketCount;
-    LiquidationConfig internal _liquidation;
-
-    mapping(uint256 assetId => CollateralConfig) internal _collaterals;
-    mapping(uint256 marketId => MarketConfig) internal _markets;
-    mapping(address matcher => bool) public isMatcher;
-    mapping(address account => Account) internal _accounts;
-    mapping(address account => mapping(uint256 marketId => int256 size)) internal _positions;
-    mapping(address account => mapping(uint256 assetId => uint256 amount)) internal _balances;
+    // All storage is declared in ClearinghouseBase, shared with the modules; none here.
+    /// @inheritdoc IClearinghouse
+    ILiquidation public immutable liquidationModule;
 
     // ================================================================ CONSTRUCTOR
+    /// @dev The module must have been deployed with the same oracle and insurance fund: its
+    /// immutables are read in its own code, not from this contract's storage.
     constructor(
         address owner_,
         IOracleRouter oracle_,
         IERC20 quoteToken,
         uint128 quoteDepositCap,
         address insuranceFund_,
-        LiquidationConfig memory liquidation_
-    ) Ownable(owner_) {
-        if (address(oracle_) == address(0) || insuranceFund_ == address(0)) {
-            revert ZeroAddress();
+        LiquidationConfig memory liquidation_,
+        LiquidationModule liquidationModule_
+    ) ClearinghouseBase(oracle_, insuranceFund_) Ownable(owner_) {
+        if (liquidationModule_.oracle() != oracle_ || liquidationModule_.insuranceFund() != insuranceFund_) {
+            revert ModuleMismatch(address(liquidationModule_));
         }
-        oracle = oracle_;
-        insuranceFund = insuranceFund_;
+        liquidationModule = liquidationModule_;
         _listCollateral(quoteToken, 0, uint16(MarginMath.BPS), quoteDepositCap);
         _configureLiquidation(liquidation_);
     }
@@ -141,13 +126,34 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         _settleTrade(marketId, taker, maker, takerSizeDelta, priceE18);
     }
 
-    /// @inheritdoc IClearinghouse
-    function liquidate(address account_, uint256 marketId, uint256 maxCloseSize)
-        external
-        nonReentrant
-        returns (uint256 closedSize, uint256 keeperRewardWad)
-    {
-        return _liquidate(account_, marketId, maxCloseSize);
+    // ================================================================ EXTERNAL: MODULES
+    /// @inheritdoc ILiquidation
+    /// @dev Delegated; the module holds the reentrancy lock (the same transient slot as here).
+    function liquidate(address, uint256, uint256) external returns (uint256, uint256) {
+        _delegate(address(liquidationModule), 0);
+    }
+
+    /// @inheritdoc ILiquidation
+    function resolveInsolvency(address) external {
+        _delegate(address(liquidationModule), 0);
+    }
+
+    /// @inheritdoc ILiquidation
+    /// @dev A view cannot `delegatecall`: this contract `staticcall`s its own `viewDelegate`, which
+    /// delegates; the static context guarantees the module writes nothing.
+    function previewLiquidation(address, uint256) external view returns (LiquidationPreview memory) {
+        (bool ok, bytes memory reply) = address(this).staticcall(abi.encodePacked(this.viewDelegate.selector, msg.data));
+        assembly ("memory-safe") {
+            switch ok
+            case 0 { revert(add(reply, 0x20), mload(reply)) }
+            default { return(add(reply, 0x20), mload(reply)) }
+        }
+    }
+
+    /// @notice Internal plumbing of the module views: callable by this contract only.
+    function viewDelegate() external {
+        if (msg.sender != address(this)) revert OnlySelf(msg.sender);
+        _delegate(address(liquidationModule), 4);
     }
 
     // ================================================================ INTERNAL: ACTIONS
@@ -202,85 +208,10 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
             revert OpenInterestCapExceeded(marketId, oiAfter, m.openInterestCap);
         }
 
-        uint256 oraclePrice;
-        bool priced;
-        if (t.reduces && k.reduces) {
-            // Exits stay open with the oracle down (S4); the band is still enforced when it is up.
-            IOracleRouter.PriceStatus status;
-            (oraclePrice, status) = oracle.tryPriceE18(m.oracleAsset);
-            priced = status == IOracleRouter.PriceStatus.OK;
-        } else {
-            if (paused) revert Paused();
-            oracle.checkSequencer();
-            oraclePrice = oracle.priceE18(m.oracleAsset);
-            priced = true;
-        }
-        if (priced) {
-            uint256 band = oraclePrice.mulDivDown(m.priceBandBps, MarginMath.BPS);
-            if (priceE18 + band < oraclePrice || priceE18 > oraclePrice + band) {
-                revert PriceOutsideBand(marketId, priceE18, oraclePrice, m.priceBandBps);
-            }
-        }
+        (uint256 oraclePrice, bool priced) = _checkBand(marketId, m, priceE18, t.reduces && k.reduces);
         _checkSide(taker, t, m, priceE18, oraclePrice, priced);
         _checkSide(maker, k, m, priceE18, oraclePrice, priced);
         emit TradeSettled(marketId, taker, maker, takerSizeDelta, priceE18, t.sizeAfter, k.sizeAfter, t.nonce, k.nonce);
-    }
-
-    function _liquidate(address account_, uint256 marketId, uint256 maxCloseSize)
-        internal
-        returns (uint256 closedSize, uint256 keeperRewardWad)
-    {
-        if (account_ == msg.sender) revert SelfLiquidation(account_);
-        if (account_ == insuranceFund) revert BackstopNotLiquidatable(account_);
-        if (maxCloseSize == 0) revert ZeroAmount();
-        MarketConfig memory m = _listedMarket(marketId);
-        int256 size = _positions[account_][marketId];
-        if (size == 0) revert NoPosition(account_, marketId);
-        oracle.checkSequencer();
-
-        Account memory a = _accounts[account_];
-        uint256[] memory prices = oracle.pricesE18(_priceMask(a));
-        Health memory h = _healthAt(account_, a, prices);
-        if (h.equityWad >= h.maintenanceMarginWad.toInt256()) {
-            revert AccountHealthy(account_, h.equityWad, h.maintenanceMarginWad);
-        }
-        LiquidationStep memory step;
-        step.priceE18 = prices[m.oracleAsset];
-        step.sizeBefore = size;
-        (step.closeSize,) = _closeSize(size, step.priceE18, h);
-        if (step.closeSize > maxCloseSize) {
-            // A keeper may close less than allowed, but never leave dust nobody will pay to close.
-            step.closeSize = maxCloseSize;
-            uint256 remainingWad = (size.abs() - maxCloseSize).mulDivDown(step.priceE18, MarginMath.WAD);
-            if (remainingWad < _liquidation.minPositionNotionalWad) {
-                revert LiquidationLeavesDust(remainingWad, _liquidation.minPositionNotionalWad);
-            }
-        }
-        bool ok;
-        (step.penaltyWad, step.keeperRewardWad, ok) = _penalty(size, step.closeSize, step.priceE18, m);
-        if (!ok) revert LiquidationTooSmall(step.closeSize);
-        _executeLiquidation(account_, marketId, a, step);
-
-        if (a.marketMask == 0) {
-            // Equity after, from the health already computed: the closed size was realised at the
-            // oracle price (cash change plus the change in its mark), less the penalty.
-            int256 equityAfter = h.equityWad + step.cashChangeWad
-                + step.sizeAfter.mulDivFloor(step.priceE18, MarginMath.WAD)
-                - size.mulDivFloor(step.priceE18, MarginMath.WAD) - step.penaltyWad.toInt256();
-            if (equityAfter < 0) _resolveInsolvency(account_, a, prices);
-        }
-        return (step.closeSize, step.keeperRewardWad);
-    }
-
-    /// @inheritdoc IClearinghouse
-    function resolveInsolvency(address account_) external nonReentrant {
-        if (account_ == insuranceFund) revert BackstopNotLiquidatable(account_);
-        Account memory a = _accounts[account_];
-        if (a.marketMask != 0) revert HasOpenPositions(account_, a.marketMask);
-        uint256[] memory prices = oracle.pricesE18(_priceMask(a));
-        int256 equity = _healthAt(account_, a, prices).equityWad;
-        if (equity >= 0) revert NotInsolvent(account_, equity);
-        _resolveInsolvency(account_, a, prices);
     }
 
     // ================================================================ EXTERNAL: ADMIN
@@ -412,120 +343,30 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
 
     /// @inheritdoc IClearinghouse
     function accountHealth(address account_) external view nonReentrantView returns (Health memory) {
-        Account memory a = _accounts[account_];
-        return _healthAt(account_, a, oracle.pricesE18(_priceMask(a)));
+        return _currentHealth(account_);
     }
 
     /// @inheritdoc IClearinghouse
     function isLiquidatable(address account_) external view nonReentrantView returns (bool) {
-        Account memory a = _accounts[account_];
-        Health memory h = _healthAt(account_, a, oracle.pricesE18(_priceMask(a)));
+        Health memory h = _currentHealth(account_);
         return h.equityWad < h.maintenanceMarginWad.toInt256();
     }
 
-    /// @inheritdoc IClearinghouse
-    function previewLiquidation(address account_, uint256 marketId)
-        external
-        view
-        nonReentrantView
-        returns (LiquidationPreview memory p)
-    {
-        MarketConfig memory m = _markets[marketId];
-        int256 size = _positions[account_][marketId];
-        if (account_ == insuranceFund) p.status = PreviewStatus.BACKSTOP;
-        else if (!m.listed) p.status = PreviewStatus.UNKNOWN_MARKET;
-        else if (size == 0) p.status = PreviewStatus.NO_POSITION;
-        else if (!oracle.sequencerOk()) p.status = PreviewStatus.SEQUENCER_DOWN;
-        if (p.status != PreviewStatus.LIQUIDATABLE) return p;
-
-        Account memory a = _accounts[account_];
-        (uint256[] memory prices, bool ok) = _tryPrices(_priceMask(a));
-        if (!ok) {
-            p.status = PreviewStatus.PRICE_UNAVAILABLE;
-            return p;
-        }
-        Health memory h = _healthAt(account_, a, prices);
-        p.equityWad = h.equityWad;
-        p.maintenanceMarginWad = h.maintenanceMarginWad;
-        p.priceE18 = prices[m.oracleAsset];
-        if (h.equityWad >= h.maintenanceMarginWad.toInt256()) {
-            p.status = PreviewStatus.HEALTHY;
-            return p;
-        }
-        (p.closeSize, p.fullLiquidation) = _closeSize(size, p.priceE18, h);
-        (p.penaltyWad, p.keeperRewardWad,) = _penalty(size, p.closeSize, p.priceE18, m);
-    }
-
     // ================================================================ INTERNAL: MARGIN
-    /// @dev The one health function. Equity rounds down and requirements round up: every rounding
-    /// goes against the account. `prices` is indexed by oracle asset id.
-    function _healthAt(address account_, Account memory a, uint256[] memory prices)
-        internal
-        view
-        returns (Health memory h)
-    {
-        int256 equity = a.cashWad;
-        for (uint256 mask = a.collateralMask; mask != 0; mask &= mask - 1) {
-            uint256 assetId = MarginMath.lowestBit(mask);
-            CollateralConfig storage c = _collaterals[assetId];
-            uint256 amountWad = _balances[account_][assetId] * _scale(c.decimals);
-            equity += amountWad.mulDivDown(prices[c.oracleAsset] * c.weightBps, MarginMath.WAD * MarginMath.BPS)
-                .toInt256();
-        }
-        uint256 im;
-        uint256 mm;
-        uint256 marketAssetMask;
-        for (uint256 mask = a.marketMask; mask != 0; mask &= mask - 1) {
-            uint256 marketId = MarginMath.lowestBit(mask);
-            MarketConfig storage m = _markets[marketId];
-            int256 size = _positions[account_][marketId];
-            uint256 price = prices[m.oracleAsset];
-            marketAssetMask |= 1 << m.oracleAsset;
-            equity += size.mulDivFloor(price, MarginMath.WAD);
-            uint256 absSize = size.abs();
-            im += absSize.mulDivUp(price * m.imBps, MarginMath.WAD * MarginMath.BPS);
-            mm += absSize.mulDivUp(price * m.mmBps, MarginMath.WAD * MarginMath.BPS);
-        }
-        h.equityWad = equity;
-        // The requirement in force: attested while S1 holds, static otherwise (S2). Equity is
-        // always computed here from oracle prices, never taken from an attestation.
-        IAttestationVerifier attestor_ = attestor;
-        if (address(attestor_) != address(0) && marketAssetMask != 0) {
-            (, im, mm) = attestor_.requirementInForce(account_, a.positionNonce, marketAssetMask, prices, im, mm);
-        }
-        h.initialMarginWad = im;
-        h.maintenanceMarginWad = mm;
+    /// @dev Health as a liquidation would see it now, from views: broken feeds quoted (I18).
+    function _currentHealth(address account_) internal view returns (Health memory) {
+        Account memory a = _accounts[account_];
+        (Prices memory p,) = _peekPrices(_priceMask(a));
+        return _healthAt(account_, a, p);
     }
 
-    function _requireInitialMargin(address account_, Account memory a) internal view {
-        oracle.checkSequencer();
-        Health memory h = _healthAt(account_, a, oracle.pricesE18(_priceMask(a)));
+    /// @dev I5: equity ≥ IM with every price the account needs usable and the sequencer up.
+    function _requireInitialMargin(address account_, Account memory a) internal {
+        uint256 mask = _priceMask(a);
+        Health memory h = _healthAt(account_, a, _readPrices(mask, mask));
         if (h.equityWad < h.initialMarginWad.toInt256()) {
             revert InsufficientMargin(account_, h.equityWad, h.initialMarginWad);
         }
-    }
-
-    /// @dev Oracle assets an account's health needs, as a bit mask for one batched router call.
-    function _priceMask(Account memory a) internal view returns (uint256 assetMask) {
-        for (uint256 mask = a.collateralMask; mask != 0; mask &= mask - 1) {
-            assetMask |= 1 << _collaterals[MarginMath.lowestBit(mask)].oracleAsset;
-        }
-        for (uint256 mask = a.marketMask; mask != 0; mask &= mask - 1) {
-            assetMask |= 1 << _markets[MarginMath.lowestBit(mask)].oracleAsset;
-        }
-    }
-
-    function _tryPrices(uint256 assetMask) internal view returns (uint256[] memory prices, bool ok) {
-        prices = new uint256[](oracle.MAX_ASSETS());
-        for (uint256 asset; assetMask != 0; ++asset) {
-            if (assetMask & 1 == 1) {
-                IOracleRouter.PriceStatus status;
-                (prices[asset], status) = oracle.tryPriceE18(asset);
-                if (status != IOracleRouter.PriceStatus.OK) return (prices, false);
-            }
-            assetMask >>= 1;
-        }
-        return (prices, true);
     }
 
     // ================================================================ INTERNAL: TRADES
@@ -569,6 +410,22 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         m.openInterestLong = _openInterestAfter(m.openInterestLong, s.sizeBefore, s.sizeAfter);
     }
 
+    /// @dev The oracle price a trade settles against, and whether there is one. Exits stay open with
+    /// the oracle down (S4): a trade where both sides only reduce needs no price, but the band is
+    /// still enforced when the price is usable. Any other trade needs the price and the sequencer.
+    function _checkBand(uint256 marketId, MarketConfig storage m, uint256 priceE18, bool reducesOnly)
+        internal
+        returns (uint256 oraclePrice, bool priced)
+    {
+        if (!reducesOnly && paused) revert Paused();
+        (oraclePrice, priced) = _readPrice(m.oracleAsset, !reducesOnly);
+        if (!priced) return (oraclePrice, priced);
+        uint256 band = oraclePrice.mulDivDown(m.priceBandBps, MarginMath.BPS);
+        if (priceE18 + band < oraclePrice || priceE18 > oraclePrice + band) {
+            revert PriceOutsideBand(marketId, priceE18, oraclePrice, m.priceBandBps);
+        }
+    }
+
     /// @dev A risk-increasing side needs initial margin after the trade. A reducing side may not
     /// shrink its margin surplus (equity − IM, at the oracle price): that is exact and local, because
     /// equity and IM are sums of per-market terms and only this market's term and cash changed.
@@ -580,7 +437,7 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         uint256 priceE18,
         uint256 oraclePrice,
         bool priced
-    ) internal view {
+    ) internal {
         if (!s.reduces) {
             _requireInitialMargin(account_, _accounts[account_]);
             return;
@@ -596,186 +453,11 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
         if (surplusChange < 0) revert ReduceWorsensMargin(account_, surplusChange);
     }
 
-    function _openInterestAfter(uint128 openInterest, int256 sizeBefore, int256 sizeAfter)
-        internal
-        pure
-        returns (uint128)
-    {
-        uint256 longBefore = sizeBefore > 0 ? uint256(sizeBefore) : 0;
-        uint256 longAfter = sizeAfter > 0 ? uint256(sizeAfter) : 0;
-        return (uint256(openInterest) + longAfter - longBefore).toUint128();
-    }
-
-    function _updateOpenInterest(uint256 marketId, int256 sizeBefore, int256 sizeAfter) internal {
-        MarketConfig storage m = _markets[marketId];
-        m.openInterestLong = _openInterestAfter(m.openInterestLong, sizeBefore, sizeAfter);
-    }
-
-    // ================================================================ INTERNAL: LIQUIDATION
-    struct LiquidationStep {
-        uint256 priceE18;
-        int256 sizeBefore;
-        int256 sizeAfter;
-        uint256 closeSize;
-        int256 cashChangeWad;
-        uint256 penaltyWad;
-        uint256 keeperRewardWad;
-    }
-
-    /// @dev Moves the closed size to the backstop at the oracle price and pays the penalty: the
-    /// keeper's share to the keeper's cash (no keeper capital needed), the rest to the insurance fund.
-    /// Updates `a` in memory and storage.
-    function _executeLiquidation(address account_, uint256 marketId, Account memory a, LiquidationStep memory step)
-        internal
-    {
-        int256 delta = step.sizeBefore > 0 ? -step.closeSize.toInt256() : step.closeSize.toInt256();
-        step.sizeAfter = step.sizeBefore + delta;
-        step.cashChangeWad = -delta.mulDivCeil(step.priceE18, MarginMath.WAD);
-        _positions[account_][marketId] = step.sizeAfter;
-        a.cashWad = (a.cashWad + step.cashChangeWad - step.penaltyWad.toInt256()).toInt128();
-        a.positionNonce += 1;
-        if (step.sizeAfter == 0) a.marketMask &= ~uint32(1 << marketId);
-        _accounts[account_] = a;
-
-        uint64 backstopNonce = _moveToBackstop(marketId, -delta, step.priceE18, step.penaltyWad - step.keeperRewardWad);
-        _updateOpenInterest(marketId, step.sizeBefore, step.sizeAfter);
-        if (step.keeperRewardWad != 0) _creditCash(msg.sender, step.keeperRewardWad);
-        emit Liquidate(
-            account_,
-            marketId,
-            msg.sender,
-            delta,
-            step.priceE18,
-            step.penaltyWad,
-            step.keeperRewardWad,
-            step.sizeAfter,
-            a.positionNonce,
-            backstopNonce
-        );
-    }
-
-    /// @dev The most one liquidation may close: a close-factor share, or all of it when the
-    /// position is dust, the remainder would be dust (THREATS A10), or the account is deeply under
-    /// water (equity below `fullLiquidationHealthBps` of maintenance margin).
-    function _closeSize(int256 size, uint256 priceE18, Health memory h)
-        internal
-        view
-        returns (uint256 closeSize, bool full)
-    {
-        LiquidationConfig memory cfg = _liquidation;
-        uint256 absSize = size.abs();
-        uint256 minNotional = cfg.minPositionNotionalWad;
-        full = absSize.mulDivDown(priceE18, MarginMath.WAD) <= minNotional
-            || h.equityWad < h.maintenanceMarginWad.mulDivDown(cfg.fullLiquidationHealthBps, MarginMath.BPS).toInt256();
-        if (!full) {
-            closeSize = absSize.mulDivUp(cfg.closeFactorBps, MarginMath.BPS);
-            full = (absSize - closeSize).mulDivDown(priceE18, MarginMath.WAD) < minNotional;
-        }
-        if (full) closeSize = absSize;
-    }
-
-    /// @dev Penalty on the closed notional, rounded up, but never more than the closure frees
-    /// (MM released plus the equity change of realising at the oracle price, both exact), so a
-    /// liquidation never leaves MM − equity larger, not even by a rounding wei (SPEC I8). `ok` is
-    /// false when even a zero penalty could not keep that promise (closes of a few wei). The
-    /// keeper's share is rounded down and capped.
-    function _penalty(int256 size, uint256 closeSize, uint256 priceE18, MarketConfig memory m)
-        internal
-        view
-        returns (uint256 penaltyWad, uint256 keeperRewardWad, bool ok)
-    {
-        int256 freed = _freedByClose(size, closeSize, priceE18, m.mmBps);
-        if (freed < 0) return (0, 0, false);
-        penaltyWad = closeSize.mulDivUp(priceE18 * m.liquidationPenaltyBps, MarginMath.WAD * MarginMath.BPS);
-        if (penaltyWad > uint256(freed)) penaltyWad = uint256(freed);
-        ok = true;
-        keeperRewardWad = penaltyWad.mulDivDown(_liquidation.keeperShareBps, MarginMath.BPS);
-        if (keeperRewardWad > _liquidation.keeperRewardCapWad) keeperRewardWad = _liquidation.keeperRewardCapWad;
-    }
-
-    /// @dev How much closing `closeSize` at the oracle price lowers MM − equity, exactly: maintenance
-    /// margin released, plus the cash received, minus the mark given up.
-    function _freedByClose(int256 size, uint256 closeSize, uint256 priceE18, uint256 mmBps)
-        internal
-        pure
-        returns (int256)
-    {
-        int256 delta = size > 0 ? -closeSize.toInt256() : closeSize.toInt256();
-        int256 sizeAfter = size + delta;
-        uint256 ratePerWad = priceE18 * mmBps;
-        uint256 released = size.abs().mulDivUp(ratePerWad, MarginMath.WAD * MarginMath.BPS)
-            - sizeAfter.abs().mulDivUp(ratePerWad, MarginMath.WAD * MarginMath.BPS);
-        return released.toInt256() - delta.mulDivCeil(priceE18, MarginMath.WAD)
-            + sizeAfter.mulDivFloor(priceE18, MarginMath.WAD) - size.mulDivFloor(priceE18, MarginMath.WAD);
-    }
-
-    /// @dev The backstop (insurance fund account) takes `delta` at the oracle price and is paid
-    /// `insuranceCutWad`. Exempt from position caps: it must always be able to absorb.
-    function _moveToBackstop(uint256 marketId, int256 delta, uint256 priceE18, uint256 insuranceCutWad)
-        internal
-        returns (uint64 nonce)
-    {
-        Account memory b = _accounts[insuranceFund];
-        int256 sizeBefore = _positions[insuranceFund][marketId];
-        int256 sizeAfter = sizeBefore + delta;
-        _positions[insuranceFund][marketId] = sizeAfter;
-        b.cashWad = (b.cashWad - delta.mulDivCeil(priceE18, MarginMath.WAD) + insuranceCutWad.toInt256()).toInt128();
-        b.positionNonce += 1;
-        if (sizeAfter == 0) b.marketMask &= ~uint32(1 << marketId);
-        else b.marketMask |= uint32(1 << marketId);
-        _accounts[insuranceFund] = b;
-        _updateOpenInterest(marketId, sizeBefore, sizeAfter);
-        return b.positionNonce;
-    }
-
-    /// @dev S6: the account's collateral and its negative cash (the debt) both move to the insurance
-    /// fund, so the books stay whole. The fund covers the debt as far as its equity (cash, positions
-    /// and collateral at oracle prices) stays non-negative; the rest is booked as deficit. If a price
-    /// the fund needs is unusable, the whole debt is booked as deficit rather than hidden. Accounts
-    /// without positions never absorb any of it (D16).
-    function _resolveInsolvency(address account_, Account memory a, uint256[] memory prices) internal {
-        Account storage fund = _accounts[insuranceFund];
-        for (uint256 mask = a.collateralMask; mask != 0; mask &= mask - 1) {
-            uint256 assetId = MarginMath.lowestBit(mask);
-            uint256 amount = _balances[account_][assetId];
-            CollateralConfig storage c = _collaterals[assetId];
-            _balances[account_][assetId] = 0;
-            _balances[insuranceFund][assetId] += amount;
-            emit CollateralSeized(
-                account_,
-                assetId,
-                amount,
-                (amount * _scale(c.decimals)).mulDivDown(prices[c.oracleAsset], MarginMath.WAD)
-            );
-        }
-        fund.collateralMask |= a.collateralMask;
-        uint256 debt = a.cashWad < 0 ? uint256(-int256(a.cashWad)) : 0;
-        fund.cashWad = (fund.cashWad - debt.toInt256()).toInt128();
-        Account storage stored = _accounts[account_];
-        stored.collateralMask = 0;
-        stored.cashWad = 0;
-
-        Account memory f = fund;
-        (uint256[] memory fundPrices, bool ok) = _tryPrices(_priceMask(f));
-        uint256 deficit = debt;
-        if (ok) {
-            int256 fundEquity = _healthAt(insuranceFund, f, fundPrices).equityWad;
-            uint256 shortfall = fundEquity < 0 ? uint256(-fundEquity) : 0;
-            deficit = shortfall < debt ? shortfall : debt;
-        }
-        deficitWad += deficit;
-        emit InsolvencyResolved(account_, debt, debt - deficit, deficit);
-    }
-
+    // ================================================================ INTERNAL: ATTESTATIONS
     function _submitAttestation(IAttestationVerifier.MarginBatch calldata batch, bytes calldata signatures) internal {
         IAttestationVerifier attestor_ = attestor;
         if (address(attestor_) == address(0)) revert AttestationsDisabled();
         attestor_.submit(batch, signatures);
-    }
-
-    function _creditCash(address account_, uint256 amountWad) internal {
-        Account storage a = _accounts[account_];
-        a.cashWad = (a.cashWad + amountWad.toInt256()).toInt128();
     }
 
     // ================================================================ INTERNAL: CONFIGURATION
@@ -859,19 +541,24 @@ contract Clearinghouse is IClearinghouse, Ownable2Step, ReentrancyGuardTransient
     }
 
     // ================================================================ INTERNAL: HELPERS
+    /// @dev Runs `module` on this contract's storage with this call's data from `offset` on, and
+    /// ends the call with the module's reply or revert.
+    function _delegate(address module, uint256 offset) internal {
+        assembly ("memory-safe") {
+            let size := sub(calldatasize(), offset)
+            let ptr := mload(0x40)
+            calldatacopy(ptr, offset, size)
+            let ok := delegatecall(gas(), module, ptr, size, 0, 0)
+            returndatacopy(ptr, 0, returndatasize())
+            switch ok
+            case 0 { revert(ptr, returndatasize()) }
+            default { return(ptr, returndatasize()) }
+        }
+    }
+
     function _listedCollateral(uint256 assetId) internal view returns (CollateralConfig storage c) {
         c = _collaterals[assetId];
         if (!c.listed) revert UnknownCollateral(assetId);
-    }
-
-    function _listedMarket(uint256 marketId) internal view returns (MarketConfig storage m) {
-        m = _markets[marketId];
-        if (!m.listed) revert UnknownMarket(marketId);
-    }
-
-    /// @dev Multiplier from token units to 18 decimals.
-    function _scale(uint8 decimals) internal pure returns (uint256) {
-        return 10 ** (18 - uint256(decimals));
     }
 
     function _cashInTokens(int256 cashWad, uint8 decimals) internal pure returns (uint256) {

@@ -4,21 +4,47 @@ pragma solidity ^0.8.24;
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {AggregatorV3Interface} from "./interfaces/AggregatorV3Interface.sol";
 import {IOracleRouter} from "./interfaces/IOracleRouter.sol";
+import {MarginMath} from "./libraries/MarginMath.sol";
 
 /// @title OracleRouter
-/// @notice Validates Chainlink-compatible feeds once so consumers can trust a single 1e18 number.
+/// @notice Validates Chainlink-compatible feeds once so consumers can trust a single 1e18 number,
+/// or a documented interval when a feed is broken (see IOracleRouter).
 contract OracleRouter is IOracleRouter, Ownable2Step {
+    using MarginMath for uint256;
+
     // ================================================================ STORAGE
     /// @inheritdoc IOracleRouter
     uint256 public constant MAX_ASSETS = 32;
+    /// @inheritdoc IOracleRouter
+    uint256 public constant FEED_CALL_GAS = 100_000;
 
+    /// @dev Below this much gas left before a feed call, the call may get less than
+    /// `FEED_CALL_GAS` (EIP-150 keeps 1/64 back, and a cold account costs 2,600 first), so its
+    /// failure cannot be told from starvation (THREATS C06).
+    uint256 internal constant FEED_CALL_GAS_NEEDED = FEED_CALL_GAS * 64 / 63 + 5000;
     /// @dev Feeds report at most 18 decimals here, so normalising is always a multiplication.
-    uint8 internal constant MAX_FEED_DECIMALS = 18;
+    uint256 internal constant MAX_FEED_DECIMALS = 18;
+    /// @dev `latestRoundData` returns five words.
+    uint256 internal constant ROUND_REPLY_BYTES = 160;
+    uint256 internal constant HOUR_BPS = 3600 * MarginMath.BPS;
+    /// @dev A broken feed's quote may widen by at most 100% an hour.
+    uint256 internal constant MAX_OUTAGE_DRIFT_BPS_PER_HOUR = MarginMath.BPS;
 
     mapping(uint256 asset => FeedConfig) internal _feeds;
+    mapping(uint256 asset => Round) internal _lastRounds;
 
     AggregatorV3Interface public sequencerFeed;
     uint32 public sequencerGracePeriodSeconds;
+
+    /// @dev One feed read: what the feed said and what the checks made of it.
+    struct Reading {
+        PriceStatus status;
+        uint256 priceE18;
+        int256 answer;
+        uint256 roundId;
+        uint256 updatedAt;
+        uint256 decimals;
+    }
 
     // ================================================================ CONSTRUCTOR
     constructor(address owner_) Ownable(owner_) {}
@@ -29,17 +55,30 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         uint256 asset,
         AggregatorV3Interface feed,
         uint32 heartbeatSeconds,
+        uint16 outageDriftBpsPerHour,
         uint128 minPriceE18,
         uint128 maxPriceE18
     ) external onlyOwner {
         if (asset >= MAX_ASSETS) revert AssetIdTooLarge(asset, MAX_ASSETS);
-        if (address(feed) == address(0) || heartbeatSeconds == 0 || minPriceE18 == 0 || minPriceE18 >= maxPriceE18) {
-            revert InvalidFeedConfig(address(feed), heartbeatSeconds, minPriceE18, maxPriceE18);
+        if (
+            address(feed) == address(0) || heartbeatSeconds == 0 || outageDriftBpsPerHour == 0
+                || outageDriftBpsPerHour > MAX_OUTAGE_DRIFT_BPS_PER_HOUR || minPriceE18 == 0
+                || minPriceE18 >= maxPriceE18
+        ) {
+            revert InvalidFeedConfig(address(feed), heartbeatSeconds, outageDriftBpsPerHour, minPriceE18, maxPriceE18);
         }
-        uint8 feedDecimals = feed.decimals();
-        if (feedDecimals > MAX_FEED_DECIMALS) revert UnsupportedFeedDecimals(address(feed), feedDecimals);
-        _feeds[asset] = FeedConfig(feed, heartbeatSeconds, feedDecimals, minPriceE18, maxPriceE18);
-        emit FeedSet(asset, address(feed), heartbeatSeconds, feedDecimals, minPriceE18, maxPriceE18);
+        (PriceStatus status, uint256 decimals) = _decimals(feed);
+        if (status == PriceStatus.BAD_DECIMALS) revert UnsupportedFeedDecimals(address(feed), decimals);
+        if (status != PriceStatus.OK) revert FeedCallFailed(asset, address(feed));
+        FeedConfig memory cfg = FeedConfig(feed, heartbeatSeconds, outageDriftBpsPerHour, minPriceE18, maxPriceE18);
+        _feeds[asset] = cfg;
+        emit FeedSet(
+            asset, address(feed), heartbeatSeconds, uint8(decimals), outageDriftBpsPerHour, minPriceE18, maxPriceE18
+        );
+        // A new feed's round ids mean nothing against the old one's: start from its own round.
+        Round memory none;
+        _lastRounds[asset] = none;
+        _record(asset, none, _read(asset, cfg, none));
     }
 
     /// @inheritdoc IOracleRouter
@@ -49,6 +88,26 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         emit SequencerFeedSet(address(feed), gracePeriodSeconds);
     }
 
+    /// @inheritdoc IOracleRouter
+    function readQuotes(uint256 assetMask, uint256 requiredMask)
+        external
+        returns (bool sequencerUp, Quote[] memory quotes_)
+    {
+        if (requiredMask != 0) _checkSequencer();
+        sequencerUp = requiredMask != 0 || _sequencerOk();
+        quotes_ = new Quote[](MarginMath.popCount(assetMask));
+        uint256 k;
+        for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
+            uint256 asset = MarginMath.lowestBit(mask);
+            FeedConfig memory cfg = _feeds[asset];
+            Round memory last = _lastRounds[asset];
+            Reading memory r = _read(asset, cfg, last);
+            if (r.status != PriceStatus.OK && requiredMask & (1 << asset) != 0) _revertFor(asset, cfg, last, r);
+            _record(asset, last, r);
+            quotes_[k++] = _quote(cfg, last, r);
+        }
+    }
+
     // ================================================================ VIEWS
     /// @inheritdoc IOracleRouter
     function feedConfig(uint256 asset) external view returns (FeedConfig memory) {
@@ -56,84 +115,194 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     }
 
     /// @inheritdoc IOracleRouter
-    function priceE18(uint256 asset) external view returns (uint256) {
-        return _validatedPrice(asset);
+    function lastRound(uint256 asset) external view returns (Round memory) {
+        return _lastRounds[asset];
     }
 
     /// @inheritdoc IOracleRouter
-    function pricesE18(uint256 assetMask) external view returns (uint256[] memory prices) {
-        prices = new uint256[](MAX_ASSETS);
-        for (uint256 asset; assetMask != 0; ++asset) {
-            if (assetMask & 1 == 1) prices[asset] = _validatedPrice(asset);
-            assetMask >>= 1;
-        }
+    function priceE18(uint256 asset) external view returns (uint256) {
+        FeedConfig memory cfg = _feeds[asset];
+        Round memory last = _lastRounds[asset];
+        Reading memory r = _read(asset, cfg, last);
+        if (r.status != PriceStatus.OK) _revertFor(asset, cfg, last, r);
+        return r.priceE18;
     }
 
     /// @inheritdoc IOracleRouter
     function tryPriceE18(uint256 asset) external view returns (uint256 priceE18_, PriceStatus status) {
-        FeedConfig memory cfg = _feeds[asset];
-        if (address(cfg.feed) == address(0)) return (0, PriceStatus.NO_FEED);
-        try cfg.feed.latestRoundData() returns (uint80, int256 answer, uint256, uint256 updatedAt, uint80) {
-            return _assess(cfg, answer, updatedAt);
-        } catch {
-            return (0, PriceStatus.CALL_FAILED);
+        Reading memory r = _read(asset, _feeds[asset], _lastRounds[asset]);
+        bool priced = r.status == PriceStatus.OK || r.status == PriceStatus.OUT_OF_BOUNDS;
+        return (priced ? r.priceE18 : 0, r.status);
+    }
+
+    /// @inheritdoc IOracleRouter
+    function quotes(uint256 assetMask) external view returns (bool sequencerUp, Quote[] memory quotes_) {
+        sequencerUp = _sequencerOk();
+        quotes_ = new Quote[](MarginMath.popCount(assetMask));
+        uint256 k;
+        for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
+            uint256 asset = MarginMath.lowestBit(mask);
+            FeedConfig memory cfg = _feeds[asset];
+            Round memory last = _lastRounds[asset];
+            quotes_[k++] = _quote(cfg, last, _read(asset, cfg, last));
         }
     }
 
     /// @inheritdoc IOracleRouter
     function checkSequencer() external view {
-        AggregatorV3Interface feed = sequencerFeed;
-        if (address(feed) == address(0)) return;
-        (, int256 answer, uint256 startedAt,,) = feed.latestRoundData();
-        // startedAt == 0 is an uninitialised round (Chainlink's early Arbitrum feed): not proof of uptime.
-        if (answer != 0 || startedAt == 0) revert SequencerDown(startedAt);
-        if (block.timestamp < startedAt + sequencerGracePeriodSeconds) {
-            revert SequencerGracePeriod(startedAt, sequencerGracePeriodSeconds);
-        }
+        _checkSequencer();
     }
 
     /// @inheritdoc IOracleRouter
     function sequencerOk() external view returns (bool) {
-        AggregatorV3Interface feed = sequencerFeed;
-        if (address(feed) == address(0)) return true;
-        try feed.latestRoundData() returns (uint80, int256 answer, uint256 startedAt, uint256, uint80) {
-            return answer == 0 && startedAt != 0 && block.timestamp >= startedAt + sequencerGracePeriodSeconds;
-        } catch {
-            return false;
+        return _sequencerOk();
+    }
+
+    // ================================================================ INTERNAL: READING
+    /// @dev Reads one feed and runs every check, in the documented order; never reverts (except on
+    /// starvation, C06). `last` is the asset's last accepted round (I19).
+    function _read(uint256 asset, FeedConfig memory cfg, Round memory last) internal view returns (Reading memory r) {
+        if (asset >= MAX_ASSETS || address(cfg.feed) == address(0)) {
+            r.status = PriceStatus.NO_FEED;
+            return r;
         }
-    }
-
-    // ================================================================ INTERNAL
-    /// @dev The reverting path. The feed call is not wrapped in try/catch: a call starved of gas
-    /// (or failing any other way) reverts the whole transaction instead of taking a fallback branch
-    /// (THREATS C06).
-    function _validatedPrice(uint256 asset) internal view returns (uint256) {
-        FeedConfig memory cfg = _feeds[asset];
-        if (address(cfg.feed) == address(0)) revert UnknownAsset(asset);
-        (, int256 answer,, uint256 updatedAt,) = cfg.feed.latestRoundData();
-        (uint256 price, PriceStatus status) = _assess(cfg, answer, updatedAt);
-        if (status == PriceStatus.OK) return price;
-        if (status == PriceStatus.NON_POSITIVE) revert NonPositivePrice(asset, answer);
-        if (status == PriceStatus.FUTURE) revert FuturePrice(asset, updatedAt, block.timestamp);
-        if (status == PriceStatus.STALE) revert StalePrice(asset, updatedAt, cfg.heartbeatSeconds);
-        revert PriceOutOfBounds(asset, price, cfg.minPriceE18, cfg.maxPriceE18);
-    }
-
-    function _assess(FeedConfig memory cfg, int256 answer, uint256 updatedAt)
-        internal
-        view
-        returns (uint256 price, PriceStatus status)
-    {
-        if (answer <= 0) return (0, PriceStatus.NON_POSITIVE);
-        if (updatedAt > block.timestamp) return (0, PriceStatus.FUTURE);
-        if (block.timestamp - updatedAt > cfg.heartbeatSeconds) return (0, PriceStatus.STALE);
-        uint256 scale = 10 ** (MAX_FEED_DECIMALS - cfg.feedDecimals);
-        // An absurd answer must not overflow the scaling (a revert here would break tryPriceE18).
-        if (uint256(answer) > type(uint256).max / scale) return (type(uint256).max, PriceStatus.OUT_OF_BOUNDS);
-        price = uint256(answer) * scale;
+        (r.status, r.decimals) = _decimals(cfg.feed);
+        if (r.status != PriceStatus.OK) return r;
+        (r.status, r.roundId, r.answer,, r.updatedAt) = _latestRound(cfg.feed);
+        if (r.status != PriceStatus.OK) return r;
+        if (r.answer <= 0) return _fail(r, PriceStatus.NON_POSITIVE);
+        if (r.updatedAt > block.timestamp) return _fail(r, PriceStatus.FUTURE);
+        if (r.roundId < last.roundId || r.updatedAt < last.updatedAt) return _fail(r, PriceStatus.ROUND_BACKWARDS);
+        uint256 scale = 10 ** (MAX_FEED_DECIMALS - r.decimals);
+        // An absurd answer must not overflow the scaling: it saturates and is out of bounds.
+        if (uint256(r.answer) > type(uint256).max / scale) {
+            r.priceE18 = type(uint256).max;
+            return _fail(r, PriceStatus.OUT_OF_BOUNDS);
+        }
+        r.priceE18 = uint256(r.answer) * scale;
         // A bound is where a feed pins when the market leaves its range (Chainlink's min/maxAnswer,
         // LUNA 2022), so a price AT a bound is as untrustworthy as one beyond it.
-        if (price <= cfg.minPriceE18 || price >= cfg.maxPriceE18) return (price, PriceStatus.OUT_OF_BOUNDS);
-        return (price, PriceStatus.OK);
+        if (r.priceE18 <= cfg.minPriceE18 || r.priceE18 >= cfg.maxPriceE18) {
+            return _fail(r, PriceStatus.OUT_OF_BOUNDS);
+        }
+        // Last: a stale round is still a good round, the best base for a broken feed's quote.
+        if (block.timestamp - r.updatedAt > cfg.heartbeatSeconds) r.status = PriceStatus.STALE;
+    }
+
+    function _fail(Reading memory r, PriceStatus status) internal pure returns (Reading memory) {
+        r.status = status;
+        return r;
+    }
+
+    /// @dev The price to value `asset` at (I18): the price itself when usable; else the last
+    /// good round moved apart by the configured drift per hour of its age, within the bounds.
+    function _quote(FeedConfig memory cfg, Round memory last, Reading memory r) internal view returns (Quote memory q) {
+        q.status = r.status;
+        if (r.status == PriceStatus.OK) {
+            q.lowE18 = q.highE18 = r.priceE18;
+            return q;
+        }
+        if (r.status == PriceStatus.NO_FEED) return q;
+        (uint256 price, uint256 updatedAt) = r.status == PriceStatus.STALE
+            ? (r.priceE18, r.updatedAt)
+            : (uint256(last.priceE18), uint256(last.updatedAt));
+        if (price == 0) return Quote(r.status, cfg.minPriceE18, cfg.maxPriceE18);
+        uint256 drift = (block.timestamp - updatedAt) * cfg.outageDriftBpsPerHour;
+        q.lowE18 = drift >= HOUR_BPS ? 0 : price.mulDivDown(HOUR_BPS - drift, HOUR_BPS);
+        q.highE18 = price.mulDivUp(HOUR_BPS + drift, HOUR_BPS);
+        if (q.lowE18 < cfg.minPriceE18) q.lowE18 = cfg.minPriceE18;
+        if (q.highE18 > cfg.maxPriceE18) q.highE18 = cfg.maxPriceE18;
+    }
+
+    /// @dev Records a good round (fresh or stale) newer than the last accepted one (I19).
+    function _record(uint256 asset, Round memory last, Reading memory r) internal {
+        if (r.status != PriceStatus.OK && r.status != PriceStatus.STALE) return;
+        if (r.roundId == last.roundId && r.updatedAt == last.updatedAt) return;
+        // In bounds, so below maxPriceE18 < 2^128; checked round id and time fit their widths.
+        _lastRounds[asset] = Round(uint128(r.priceE18), uint80(r.roundId), uint48(r.updatedAt));
+    }
+
+    function _revertFor(uint256 asset, FeedConfig memory cfg, Round memory last, Reading memory r) internal view {
+        PriceStatus s = r.status;
+        address feed = address(cfg.feed);
+        if (s == PriceStatus.NO_FEED) revert UnknownAsset(asset);
+        if (s == PriceStatus.CALL_FAILED) revert FeedCallFailed(asset, feed);
+        if (s == PriceStatus.BAD_REPLY) revert FeedReplyMalformed(asset, feed);
+        if (s == PriceStatus.BAD_DECIMALS) revert UnsupportedFeedDecimals(feed, r.decimals);
+        if (s == PriceStatus.NON_POSITIVE) revert NonPositivePrice(asset, r.answer);
+        if (s == PriceStatus.FUTURE) revert FuturePrice(asset, r.updatedAt, block.timestamp);
+        if (s == PriceStatus.ROUND_BACKWARDS) {
+            revert RoundWentBackwards(asset, r.roundId, r.updatedAt, last.roundId, last.updatedAt);
+        }
+        if (s == PriceStatus.STALE) revert StalePrice(asset, r.updatedAt, cfg.heartbeatSeconds);
+        revert PriceOutOfBounds(asset, r.priceE18, cfg.minPriceE18, cfg.maxPriceE18);
+    }
+
+    // ================================================================ INTERNAL: FEED CALLS
+    function _decimals(AggregatorV3Interface feed) internal view returns (PriceStatus status, uint256 decimals) {
+        (bool ok, uint256 size, uint256[5] memory reply) = _call(feed, AggregatorV3Interface.decimals.selector);
+        if (!ok) return (PriceStatus.CALL_FAILED, 0);
+        if (size < 32) return (PriceStatus.BAD_REPLY, 0);
+        decimals = reply[0];
+        status = decimals > MAX_FEED_DECIMALS ? PriceStatus.BAD_DECIMALS : PriceStatus.OK;
+    }
+
+    function _latestRound(AggregatorV3Interface feed)
+        internal
+        view
+        returns (PriceStatus status, uint256 roundId, int256 answer, uint256 startedAt, uint256 updatedAt)
+    {
+        (bool ok, uint256 size, uint256[5] memory reply) = _call(feed, AggregatorV3Interface.latestRoundData.selector);
+        if (!ok) return (PriceStatus.CALL_FAILED, 0, 0, 0, 0);
+        if (size < ROUND_REPLY_BYTES || reply[0] > type(uint80).max) return (PriceStatus.BAD_REPLY, 0, 0, 0, 0);
+        return (PriceStatus.OK, reply[0], int256(reply[1]), reply[2], reply[3]);
+    }
+
+    /// @dev A capped `staticcall` whose reply is copied into a fixed five-word buffer: no reply,
+    /// however long or short, can make the caller revert or pay for copying it (F01). A failure
+    /// when the call may have had less than its cap reverts the whole transaction (C06).
+    function _call(AggregatorV3Interface feed, bytes4 selector)
+        internal
+        view
+        returns (bool ok, uint256 size, uint256[5] memory reply)
+    {
+        uint256 gasAvailable = gasleft();
+        assembly ("memory-safe") {
+            mstore(0x00, selector)
+            ok := staticcall(FEED_CALL_GAS, feed, 0x00, 4, reply, ROUND_REPLY_BYTES)
+            size := returndatasize()
+        }
+        if (!ok && gasAvailable < FEED_CALL_GAS_NEEDED) revert FeedCallStarved(address(feed), gasAvailable);
+    }
+
+    // ================================================================ INTERNAL: SEQUENCER
+    enum Sequencer {
+        UP,
+        DOWN,
+        GRACE
+    }
+
+    /// @dev A sequencer feed that does not answer counts as down, and so does startedAt == 0, an
+    /// uninitialised round (Chainlink's early Arbitrum feed): neither proves uptime.
+    function _sequencer() internal view returns (Sequencer state, uint256 startedAt) {
+        AggregatorV3Interface feed = sequencerFeed;
+        if (address(feed) == address(0)) return (Sequencer.UP, 0);
+        PriceStatus status;
+        int256 answer;
+        (status,, answer, startedAt,) = _latestRound(feed);
+        if (status != PriceStatus.OK || answer != 0 || startedAt == 0) return (Sequencer.DOWN, startedAt);
+        if (block.timestamp < startedAt + sequencerGracePeriodSeconds) return (Sequencer.GRACE, startedAt);
+        return (Sequencer.UP, startedAt);
+    }
+
+    function _sequencerOk() internal view returns (bool) {
+        (Sequencer state,) = _sequencer();
+        return state == Sequencer.UP;
+    }
+
+    function _checkSequencer() internal view {
+        (Sequencer state, uint256 startedAt) = _sequencer();
+        if (state == Sequencer.DOWN) revert SequencerDown(startedAt);
+        if (state == Sequencer.GRACE) revert SequencerGracePeriod(startedAt, sequencerGracePeriodSeconds);
     }
 }

@@ -30,6 +30,8 @@ class OracleAssetSpec(Frozen):
     price_usd: float = Field(gt=0)
     feed_decimals: int = Field(default=8, ge=0, le=18)
     heartbeat_s: int = Field(default=3600, gt=0)
+    # How fast a broken feed's quote widens (SPEC I18): 2% an hour, about a 43%-a-day crash.
+    outage_drift_bps_per_hour: int = Field(default=200, gt=0, le=BPS)
     min_price_usd: float = Field(default=1e-6, gt=0)
     max_price_usd: float = Field(default=1e9, gt=0)
 

@@ -96,6 +96,26 @@ def read_many(chain: Chain, views: list[View]) -> list[Any]:
     return out
 
 
+def rpc(system: Client, method: str, *params: Any) -> Any:
+    return system.chain.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+
+
+def make_stale(system: Client, symbol: str, heartbeat_s: int = 3_600) -> int:
+    """Makes `symbol`'s feed stale the way feeds go stale, by time passing without a new round
+    (publishing a round older than the last accepted one would be ROUND_BACKWARDS, SPEC I19):
+    moves time to one second past its heartbeat, then republishes every other feed at its
+    current answer so that only `symbol` is stale. Returns the stale round's `updatedAt`."""
+    updated_at = int(system.feeds[symbol].functions.latestRoundData().call()[3])
+    now = int(system.chain.w3.eth.get_block("latest")["timestamp"])
+    rpc(system, "evm_increaseTime", max(0, updated_at + heartbeat_s + 1 - now))
+    rpc(system, "evm_mine")
+    for other, feed in system.feeds.items():
+        if other != symbol:
+            answer = feed.functions.getRoundData(0).call()[1]
+            send_fast(system.chain, feed.functions.setAnswer(answer), system.d.owner)
+    return updated_at
+
+
 def fund(system: Client, who: str, symbol: str, amount: int) -> None:
     """Mints `amount` token units to `who` and deposits them for `who`."""
     token = system.tokens[symbol]

@@ -66,7 +66,7 @@ CLEARINGHOUSE_SETTERS: list[tuple[str, Callable[[Client, str], list[Any]]]] = [
     ("renounceOwnership", lambda s, c: []),
 ]
 ROUTER_SETTERS: list[tuple[str, Callable[[Client, str], list[Any]]]] = [
-    ("setFeed", lambda s, c: [ETH_ASSET, s.feeds["SOL"].address, 3_600, 1, 2**128 - 1]),
+    ("setFeed", lambda s, c: [ETH_ASSET, s.feeds["SOL"].address, 3_600, 200, 1, 2**128 - 1]),
     ("setSequencerFeed", lambda s, c: [s.feeds["SOL"].address, 0]),
     ("transferOwnership", lambda s, c: [c]),
     ("renounceOwnership", lambda s, c: []),

@@ -600,9 +600,7 @@ def in_force_pairs(system: Client, mirror: KeeperMirror, accounts: list[str]) ->
     mirror.sync()
     block = system.chain.w3.eth.get_block("latest")
     verifier = system.chain.contract("AttestationVerifier", str(system.d.attestation_verifier))
-    all_assets = sum(1 << a.id for a in system.d.assets)
-    prices32 = system.router.functions.pricesE18(all_assets).call()
-    prices = {a.id: int(prices32[a.id]) for a in system.d.assets}
+    prices = {a.id: system.price_e18(a.symbol) for a in system.d.assets}
     out = []
     for account in accounts:
         state = mirror.accounts[account]
@@ -624,7 +622,7 @@ def in_force_pairs(system: Client, mirror: KeeperMirror, accounts: list[str]) ->
             account,
             state.nonce,
             mask,
-            prices32,
+            [prices[a] for a in range(mask.bit_length()) if mask >> a & 1],
             static.initial_margin_wad,
             static.maintenance_margin_wad,
         ).call(block_identifier=block["number"])

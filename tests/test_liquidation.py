@@ -15,6 +15,7 @@ import pytest
 from helpers import (
     View,
     fund,
+    make_stale,
     read_many,
     rollback,
     send_fast,
@@ -764,24 +765,7 @@ def _make_unknown_market(system: Client, trader: str) -> tuple[str, int, str]:
 
 
 def _make_stale_market_price(system: Client, trader: str) -> tuple[str, int, str]:
-    now = system.chain.w3.eth.get_block("latest")["timestamp"]
-    send_fast(
-        system.chain,
-        system.feeds["ETH"].functions.setRound(usd(2_660), now - 3_601),
-        system.d.owner,
-    )
-    return trader, ETH, "StalePrice"
-
-
-def _make_stale_collateral_price(system: Client, trader: str) -> tuple[str, int, str]:
-    # Health needs every price the account uses, its WBTC collateral's included.
-    fund(system, trader, "WBTC", 1)
-    now = system.chain.w3.eth.get_block("latest")["timestamp"]
-    send_fast(
-        system.chain,
-        system.feeds["BTC"].functions.setRound(usd(60_000), now - 3_601),
-        system.d.owner,
-    )
+    make_stale(system, "ETH")
     return trader, ETH, "StalePrice"
 
 
@@ -802,7 +786,6 @@ PREVIEW_CASES = {  # status name: (setup, PreviewStatus value)
     "NO_POSITION": (_make_no_position, 2),
     "UNKNOWN_MARKET": (_make_unknown_market, 3),
     "PRICE_UNAVAILABLE": (_make_stale_market_price, 4),
-    "PRICE_UNAVAILABLE_collateral": (_make_stale_collateral_price, 4),
     "SEQUENCER_DOWN": (_make_sequencer_down, 5),
     "BACKSTOP": (_make_backstop, 6),
 }

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import assert_revert
+from helpers import assert_revert, make_stale
 from web3.contract import Contract
 
 from offchain.chain import Chain
@@ -18,13 +18,25 @@ from offchain.errors import ContractRevert
 
 WAD = 10**18
 HEARTBEAT = 3_600
+DRIFT = 200  # bps per hour, the deployment's default
 MAX_ASSETS = 32
 FREE_ASSET = 5  # no feed in the default SystemSpec (ETH 0, BTC 1, SOL 2)
 ETH, BTC, SOL = 0, 1, 2
 ETH_E8 = 3_000 * 10**8  # the ETH feed's answer at deployment (8 decimals)
 LATEST_ROUND_DATA = "0xfeaf968c"
 # IOracleRouter.PriceStatus
-OK, NO_FEED, CALL_FAILED, NON_POSITIVE, STALE, FUTURE, OUT_OF_BOUNDS = range(7)
+(
+    OK,
+    NO_FEED,
+    CALL_FAILED,
+    NON_POSITIVE,
+    STALE,
+    FUTURE,
+    OUT_OF_BOUNDS,
+    BAD_REPLY,
+    BAD_DECIMALS,
+    ROUND_BACKWARDS,
+) = range(10)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -45,11 +57,12 @@ def set_feed(
     feed: Contract,
     *,
     heartbeat: int = HEARTBEAT,
+    drift: int = DRIFT,
     min_e18: int = 10**12,
     max_e18: int = 10**27,
 ) -> Any:
     return system.chain.send(
-        system.router.functions.setFeed(asset, feed.address, heartbeat, min_e18, max_e18),
+        system.router.functions.setFeed(asset, feed.address, heartbeat, drift, min_e18, max_e18),
         owner,
         "set feed",
     )
@@ -57,6 +70,16 @@ def set_feed(
 
 def router_call(system: Client, name: str, *args: Any) -> Any:
     return system.chain.call(getattr(system.router.functions, name)(*args), f"router.{name}")
+
+
+def quotes(system: Client, mask: int) -> list[tuple[int, int, int]]:
+    """The `quotes` view: (status, low, high) per asset of `mask`, ascending."""
+    return [tuple(q) for q in router_call(system, "quotes", mask)[1]]
+
+
+def read_quotes(system: Client, mask: int, required: int) -> list[tuple[int, int, int]]:
+    """`readQuotes` as an eth_call (what a state-changing read would return, or its revert)."""
+    return [tuple(q) for q in router_call(system, "readQuotes", mask, required)[1]]
 
 
 def install_sequencer(
@@ -69,15 +92,6 @@ def install_sequencer(
         system.router.functions.setSequencerFeed(feed.address, grace), owner, "set sequencer"
     )
     return feed
-
-
-def make_stale(system: Client, owner: str, symbol: str = "ETH", age: int = 2 * HEARTBEAT) -> int:
-    """Publishes a round `age` seconds old at the current answer; returns its updatedAt."""
-    feed = system.feeds[symbol]
-    answer = feed.functions.latestRoundData().call()[1]
-    updated_at = now(system.chain) - age
-    system.chain.send(feed.functions.setRound(answer, updated_at), owner, "stale round")
-    return updated_at
 
 
 def _frames(trace: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -137,17 +151,21 @@ def test_set_feed__valid_config__stores_it_and_emits_feed_set(system: Client, ro
         "feed": feed.address,
         "heartbeatSeconds": 600,
         "feedDecimals": 6,
+        "outageDriftBpsPerHour": DRIFT,
         "minPriceE18": WAD,
         "maxPriceE18": 100 * WAD,
     }
     assert tuple(router_call(system, "feedConfig", FREE_ASSET)) == (
         feed.address,
         600,
-        6,
+        DRIFT,
         WAD,
         100 * WAD,
     )
     assert router_call(system, "priceE18", FREE_ASSET) == 42 * WAD
+    # I19: the feed's current round is the last accepted one from the start.
+    round_id, _, _, updated_at, _ = feed.functions.latestRoundData().call()
+    assert tuple(router_call(system, "lastRound", FREE_ASSET)) == (42 * WAD, round_id, updated_at)
 
 
 def test_set_feed__last_asset_id__is_accepted(system: Client, roles: Roles) -> None:
@@ -166,17 +184,25 @@ def test_set_feed__asset_id_from_max_assets__reverts_asset_id_too_large(
 
 
 @pytest.mark.parametrize(
-    ("case", "heartbeat", "min_e18", "max_e18"),
+    ("case", "heartbeat", "drift", "min_e18", "max_e18"),
     [
-        ("zero feed address", HEARTBEAT, WAD, 2 * WAD),
-        ("zero heartbeat", 0, WAD, 2 * WAD),
-        ("zero min price", HEARTBEAT, 0, 2 * WAD),
-        ("min equal to max", HEARTBEAT, WAD, WAD),
-        ("min above max", HEARTBEAT, 2 * WAD, WAD),
+        ("zero feed address", HEARTBEAT, DRIFT, WAD, 2 * WAD),
+        ("zero heartbeat", 0, DRIFT, WAD, 2 * WAD),
+        ("zero drift", HEARTBEAT, 0, WAD, 2 * WAD),
+        ("drift above 100% an hour", HEARTBEAT, 10_001, WAD, 2 * WAD),
+        ("zero min price", HEARTBEAT, DRIFT, 0, 2 * WAD),
+        ("min equal to max", HEARTBEAT, DRIFT, WAD, WAD),
+        ("min above max", HEARTBEAT, DRIFT, 2 * WAD, WAD),
     ],
 )
 def test_set_feed__invalid_config__reverts_invalid_feed_config(
-    system: Client, roles: Roles, case: str, heartbeat: int, min_e18: int, max_e18: int
+    system: Client,
+    roles: Roles,
+    case: str,
+    heartbeat: int,
+    drift: int,
+    min_e18: int,
+    max_e18: int,
 ) -> None:
     address = (
         "0x" + "00" * 20
@@ -185,7 +211,9 @@ def test_set_feed__invalid_config__reverts_invalid_feed_config(
     )
     with pytest.raises(ContractRevert) as e:
         system.chain.send(
-            system.router.functions.setFeed(FREE_ASSET, address, heartbeat, min_e18, max_e18),
+            system.router.functions.setFeed(
+                FREE_ASSET, address, heartbeat, drift, min_e18, max_e18
+            ),
             roles.owner,
             case,
         )
@@ -194,6 +222,7 @@ def test_set_feed__invalid_config__reverts_invalid_feed_config(
         "InvalidFeedConfig",
         feed=address,
         heartbeatSeconds=heartbeat,
+        outageDriftBpsPerHour=drift,
         minPriceE18=min_e18,
         maxPriceE18=max_e18,
     )
@@ -258,19 +287,18 @@ def test_price_e18__feed_decimals__normalised_to_1e18(
     set_feed(system, roles.owner, FREE_ASSET, new_feed(system.chain, roles.owner, decimals, answer))
     expected = answer * 10 ** (18 - decimals)
     assert router_call(system, "priceE18", FREE_ASSET) == expected
-    assert router_call(system, "pricesE18", 1 << FREE_ASSET)[FREE_ASSET] == expected
+    assert quotes(system, 1 << FREE_ASSET) == [(OK, expected, expected)]
     assert tuple(system.router.functions.tryPriceE18(FREE_ASSET).call()) == (expected, OK)
 
 
-def test_prices_e18__mask__returns_every_asked_price_at_its_index_and_zero_elsewhere(
-    system: Client,
-) -> None:
-    prices = router_call(system, "pricesE18", (1 << ETH) | (1 << SOL))
-    assert len(prices) == MAX_ASSETS
-    assert prices[ETH] == 3_000 * WAD
-    assert prices[SOL] == 150 * WAD
-    assert all(p == 0 for i, p in enumerate(prices) if i not in (ETH, SOL))
-    assert router_call(system, "pricesE18", 0) == [0] * MAX_ASSETS
+def test_quotes__mask__one_quote_per_asked_asset_in_ascending_order(system: Client) -> None:
+    """Only the prices asked for cross the call, in ascending asset id (no 32-entry array)."""
+    assert quotes(system, (1 << ETH) | (1 << SOL)) == [
+        (OK, 3_000 * WAD, 3_000 * WAD),
+        (OK, 150 * WAD, 150 * WAD),
+    ]
+    assert read_quotes(system, 0b111, 0b111) == quotes(system, 0b111)
+    assert quotes(system, 0) == []
 
 
 @pytest.mark.parametrize("asset", [FREE_ASSET, MAX_ASSETS - 1, MAX_ASSETS, 1_000])
@@ -281,12 +309,16 @@ def test_price_e18__asset_without_feed__reverts_unknown_asset(system: Client, as
 
 
 @pytest.mark.parametrize("missing", [FREE_ASSET, MAX_ASSETS])
-def test_prices_e18__mask_with_an_asset_without_feed__reverts_unknown_asset(
+def test_read_quotes__required_asset_without_feed__reverts_unknown_asset(
     system: Client, missing: int
 ) -> None:
+    mask = (1 << ETH) | (1 << missing)
     with pytest.raises(ContractRevert) as e:
-        router_call(system, "pricesE18", (1 << ETH) | (1 << missing))
+        read_quotes(system, mask, mask)
     assert_revert(e.value, "UnknownAsset", asset=missing)
+    # Not required: reported, never a revert.
+    assert quotes(system, mask)[1] == (NO_FEED, 0, 0)
+    assert read_quotes(system, mask, 1 << ETH)[1] == (NO_FEED, 0, 0)
 
 
 @pytest.mark.parametrize("answer", [0, -1, -3_000 * 10**8])
@@ -299,7 +331,7 @@ def test_price_e18__non_positive_answer__reverts_non_positive_price(
         router_call(system, "priceE18", ETH)
     assert_revert(e.value, "NonPositivePrice", asset=ETH, answer=answer)
     with pytest.raises(ContractRevert) as e:
-        router_call(system, "pricesE18", 0b111)
+        read_quotes(system, 0b111, 0b111)
     assert_revert(e.value, "NonPositivePrice", asset=ETH, answer=answer)
     assert tuple(system.router.functions.tryPriceE18(ETH).call()) == (0, NON_POSITIVE)
 
@@ -309,15 +341,13 @@ def test_price_e18__round_older_than_heartbeat__reverts_stale_price(
 ) -> None:
     """# I14 / C01: a round exactly one heartbeat old is still fresh; one second more is stale."""
     feed = system.feeds["ETH"]
-    t = now(chain) + 10
-    updated_at = t - HEARTBEAT
-    chain.w3.provider.make_request("evm_setNextBlockTimestamp", [t])  # type: ignore[arg-type]
-    system.chain.send(feed.functions.setRound(ETH_E8, updated_at), roles.owner, "edge round")
-    assert now(chain) == t
+    system.chain.send(feed.functions.setAnswer(ETH_E8), roles.owner, "new round")
+    updated_at = now(chain)
+    chain.w3.provider.make_request("evm_mine", [updated_at + HEARTBEAT])  # type: ignore[arg-type]
     assert router_call(system, "priceE18", ETH) == 3_000 * WAD
 
-    chain.w3.provider.make_request("evm_mine", [t + 1])  # type: ignore[arg-type]
-    assert now(chain) == t + 1
+    chain.w3.provider.make_request("evm_mine", [updated_at + HEARTBEAT + 1])  # type: ignore[arg-type]
+    assert now(chain) == updated_at + HEARTBEAT + 1
     with pytest.raises(ContractRevert) as e:
         router_call(system, "priceE18", ETH)
     assert_revert(
@@ -422,23 +452,27 @@ def test_price_e18__absurd_answer_above_max__reports_the_price_scaled_to_1e18(
     )
 
 
-def test_prices_e18__one_unusable_asset_in_mask__reverts_with_that_assets_error(
+def test_read_quotes__one_unusable_required_asset__reverts_with_that_assets_error(
     system: Client, roles: Roles
 ) -> None:
-    updated_at = make_stale(system, roles.owner, "BTC")
+    updated_at = make_stale(system, "BTC")
     with pytest.raises(ContractRevert) as e:
-        router_call(system, "pricesE18", 0b111)
+        read_quotes(system, 0b111, 0b111)
     assert_revert(
         e.value, "StalePrice", asset=BTC, updatedAt=updated_at, heartbeatSeconds=HEARTBEAT
     )
-    assert router_call(system, "pricesE18", 0b101)[SOL] == 150 * WAD  # the others still price
+    # Not required, BTC is quoted and the others still price.
+    eth, btc, sol = read_quotes(system, 0b111, 0b101)
+    assert (eth, sol) == ((OK, 3_000 * WAD, 3_000 * WAD), (OK, 150 * WAD, 150 * WAD))
+    assert btc[0] == STALE
+    assert btc[1] < 60_000 * WAD < btc[2]
 
 
 def test_price_e18__feed_call_reverts__reverts_the_read(system: Client, roles: Roles) -> None:
     system.chain.send(system.feeds["ETH"].functions.setReverts(True), roles.owner, "feed reverts")
     with pytest.raises(ContractRevert) as e:
         router_call(system, "priceE18", ETH)
-    assert_revert(e.value, "Error", message="MockAggregator: reverts")
+    assert_revert(e.value, "FeedCallFailed", asset=ETH, feed=system.d.assets[ETH].feed)
     assert tuple(system.router.functions.tryPriceE18(ETH).call()) == (0, CALL_FAILED)
 
 
@@ -471,11 +505,15 @@ def test_try_price_e18__any_fault__returns_its_status_and_never_reverts(
     elif fault == "negative answer":
         send(feed.functions.setAnswer(-1))
     elif fault == "stale":
-        send(feed.functions.setRound(ETH_E8, t - HEARTBEAT - 1))
+        make_stale(system, "ETH")
     elif fault == "future":
         send(feed.functions.setRound(ETH_E8, t + 60))
     elif fault == "out of bounds":  # the router's own floor set just above the feed's answer
-        send(system.router.functions.setFeed(ETH, feed.address, HEARTBEAT, 3_001 * WAD, 10**27))
+        send(
+            system.router.functions.setFeed(
+                ETH, feed.address, HEARTBEAT, DRIFT, 3_001 * WAD, 10**27
+            )
+        )
     price, got = system.router.functions.tryPriceE18(asset).call()
     assert got == status
     # The price is reported only when the feed gave a positive, current answer.
@@ -546,7 +584,7 @@ def test_stale_round__risk_increasing_trade_withdraw_and_liquidation__revert_sta
     opened = open_position(size=10, collateral_usd=5_000)
     system.deposit(others[0], "USDC", 50_000, mint=True)
     nonce = system.account(opened.trader)["nonce"]
-    updated_at = make_stale(system, roles.owner)
+    updated_at = make_stale(system, "ETH")
     stale = {"asset": ETH, "updatedAt": updated_at, "heartbeatSeconds": HEARTBEAT}
 
     with pytest.raises(ContractRevert) as e:  # the trader adds to the long
@@ -571,7 +609,7 @@ def test_stale_round__deposit_and_closing_trade__still_work(
 ) -> None:
     """# C01 / I13: deposits and exits stay open on a stale round."""
     opened = open_position(size=10, collateral_usd=5_000)
-    make_stale(system, roles.owner)
+    make_stale(system, "ETH")
     assert system.deposit(opened.trader, "USDC", 1_000, mint=True) == 1_000 * 10**6
     system.trade("ETH-PERP", opened.trader, opened.maker, -opened.size_wad, opened.price_e18)
     assert system.position(opened.trader, "ETH-PERP") == 0
@@ -593,9 +631,12 @@ def test_non_positive_answer__risk_increasing_trade_and_liquidation__revert_non_
     with pytest.raises(ContractRevert) as e:
         system.liquidate(keeper, liquidatable.trader, "ETH-PERP")
     assert_revert(e.value, "NonPositivePrice", asset=ETH, answer=answer)
-    with pytest.raises(ContractRevert) as e:
-        system.health(liquidatable.trader)
-    assert_revert(e.value, "NonPositivePrice", asset=ETH, answer=answer)
+    # The views stay total (I18): ETH is quoted from its last accepted round, never priced at 0.
+    ((status, low, _),) = quotes(system, 1 << ETH)
+    assert status == NON_POSITIVE
+    assert low > 0
+    assert system.health(liquidatable.trader).maintenance_margin_wad > 0
+    assert system.preview(liquidatable.trader, "ETH-PERP").status_name == "PRICE_UNAVAILABLE"
     assert system.position(liquidatable.trader, "ETH-PERP") == liquidatable.size_wad
 
 
@@ -609,7 +650,7 @@ def test_feed_pinned_at_its_floor_while_market_is_10x_lower__risk_increasing_tra
     floor_e18 = WAD // 10
     feed = system.feeds["SOL"]
     system.chain.send(
-        system.router.functions.setFeed(SOL, feed.address, HEARTBEAT, floor_e18, 10**27),
+        system.router.functions.setFeed(SOL, feed.address, HEARTBEAT, DRIFT, floor_e18, 10**27),
         roles.owner,
         "bounds",
     )
@@ -629,7 +670,7 @@ def test_feed_below_the_routers_own_floor__trade_reverts_and_deposits_still_work
     pinned print is flagged; deposits stay open (I13)."""
     feed = system.feeds["SOL"]
     system.chain.send(
-        system.router.functions.setFeed(SOL, feed.address, HEARTBEAT, WAD, 10**27),
+        system.router.functions.setFeed(SOL, feed.address, HEARTBEAT, DRIFT, WAD, 10**27),
         roles.owner,
         "bounds",
     )
@@ -784,7 +825,7 @@ def test_donation_and_large_trade__do_not_move_the_oracle_price_or_anyones_healt
     and a huge trade at the edge of the band (flash-loan style) change neither the prices nor a
     bystander's equity and margins."""
     opened = open_position(size=10, collateral_usd=5_000)
-    prices = router_call(system, "pricesE18", 0b111)
+    prices = quotes(system, 0b111)
     health = system.health(opened.trader)
 
     whale, counterparty = others[0], others[1]
@@ -798,7 +839,7 @@ def test_donation_and_large_trade__do_not_move_the_oracle_price_or_anyones_healt
     system.deposit(counterparty, "USDC", 2_000_000, mint=True)
     system.trade("ETH-PERP", whale, counterparty, wad(5_000), 3_060 * WAD)  # +2%: the band's edge
 
-    assert router_call(system, "pricesE18", 0b111) == prices
+    assert quotes(system, 0b111) == prices
     assert system.health(opened.trader) == health
     assert system.preview(opened.trader, "ETH-PERP").price_e18 == 3_000 * WAD
 

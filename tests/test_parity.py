@@ -73,7 +73,7 @@ def read_params(system: Client) -> dict[str, Any]:
     coll = read_many(system.chain, [_encode(ch, "collateral", i) for i in range(3)])
     mkts = read_many(system.chain, [_encode(ch, "market", i) for i in range(3)])
     feeds = read_many(system.chain, [_encode(router, "feedConfig", a) for a in range(3)])
-    assert all(f[2] == 8 for f in feeds)
+    assert all(a.feed_decimals == 8 for a in system.d.assets)
     lowest = [f[3] // 10**10 + 1 for f in feeds]
     highest = [-(-f[4] // 10**10) - 1 for f in feeds]
     assert max(lowest) <= 101  # 1e-6 USD

@@ -474,7 +474,7 @@ def _break_eth_feed(system: Client, fault: str) -> str:
         system.chain.send(
             system.feeds["ETH"].functions.setReverts(True), system.d.owner, "break feed"
         )
-        return "Error"
+        return "FeedCallFailed"
     if fault == "out_of_bounds":
         set_feed_answer(system, "ETH", 2 * 10**9 * 10**8)  # 2e9 USD, above the 1e9 bound
         return "PriceOutOfBounds"

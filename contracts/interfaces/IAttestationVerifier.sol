@@ -125,14 +125,15 @@ interface IAttestationVerifier {
 
     // ================================================================ VIEWS
     /// @notice The requirement in force for `account` given its current position nonce, the
-    /// current oracle prices (indexed by asset id) and its static requirement. `inForce` false means
-    /// the static values are returned unchanged (S2).
+    /// current oracle prices of its markets and its static requirement. `inForce` false means the
+    /// static values are returned unchanged (S2). Reverts only with `PriceCountMismatch`.
     /// @param marketAssetMask The oracle assets of the account's open markets.
+    /// @param marketPricesE18 One current price per set bit of `marketAssetMask`, ascending asset id.
     function requirementInForce(
         address account,
         uint64 positionNonce,
         uint256 marketAssetMask,
-        uint256[] calldata pricesE18,
+        uint256[] calldata marketPricesE18,
         uint256 staticImWad,
         uint256 staticMmWad
     ) external view returns (bool inForce, uint256 imWad, uint256 mmWad);

@@ -5,25 +5,10 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IAttestationVerifier} from "./IAttestationVerifier.sol";
 import {IOracleRouter} from "./IOracleRouter.sol";
 
-/// @title IClearinghouse
-/// @notice Multi-asset collateral, perpetual positions and liquidations, all priced from one
-/// oracle router. Units: `...Wad` amounts are USD with 18 decimals; `...E18` prices are USD per whole
-/// unit, 18 decimals; sizes are base units with 18 decimals (signed: long > 0); `...Bps` are 1e-4;
-/// token `amount`s are in the token's own decimals.
-///
-/// Accounting model: every account has one signed `cashWad` (its quote balance: quote deposits,
-/// trade cash flows at the trade price, penalties and rewards). A position is only its signed size,
-/// so equity = Σ collateral × price × weight + cashWad + Σ size × oraclePrice. Realised PnL is
-/// therefore settled into the quote balance on every trade, and unrealised PnL is the mark of the
-/// open size. Every sum rounds against the account (values down, requirements up).
-///
-/// Trust assumptions: the owner lists sound tokens (no rebasing; fee-on-transfer is credited by
-/// balance delta), honest feeds and bounded parameters; matchers (venues) are trusted to settle only
-/// trades both traders agreed to, at a price inside the oracle band, and while the oracle is down
-/// to settle risk-reducing trades at fair prices; the guardian may pause risk-increasing actions
-/// only; the quote token is worth exactly 1 USD. Nobody, owner included, can move an account's
-/// collateral except the account itself (withdraw) and liquidation or insolvency resolution.
-interface IClearinghouse {
+/// @title IClearinghouseBase
+/// @notice The types, shared errors and shared state of the clearinghouse and its modules (see
+/// IClearinghouse).
+interface IClearinghouseBase {
     // ================================================================ TYPES
     /// @notice A listed collateral asset. Asset 0 is the quote (settlement) token, held as `cashWad`.
     /// @param oracleAsset The oracle router asset id that prices it (unused for the quote token).
@@ -109,13 +94,134 @@ interface IClearinghouse {
     }
 
     // ================================================================ ERRORS
+    error ZeroAmount();
+    error ZeroAddress();
+    error UnknownMarket(uint256 marketId);
+
+    // ================================================================ VIEWS
+    function oracle() external view returns (IOracleRouter);
+
+    function attestor() external view returns (IAttestationVerifier);
+
+    function insuranceFund() external view returns (address);
+
+    function paused() external view returns (bool);
+
+    function deficitWad() external view returns (uint256);
+
+    function collateralCount() external view returns (uint256);
+
+    function marketCount() external view returns (uint256);
+
+    function isMatcher(address matcher) external view returns (bool);
+}
+
+/// @title ILiquidation
+/// @notice Liquidation, insolvency resolution and their preview: the clearinghouse's liquidation
+/// module, reached through the clearinghouse's address. Keepers are untrusted and permissionless.
+///
+/// Liveness with a broken feed (SPEC I18, THREATS F03): an account is liquidatable in a market
+/// whose own price is usable whenever its equity is below maintenance margin with every broken
+/// asset valued at its quote against the account (see IClearinghouse, "Prices"), so a position in
+/// a market whose feed is down never shields the account's other markets. A market whose own
+/// price is unusable is not liquidated (there is no price to close at); once its feed recovers the
+/// usual rule applies. Insolvency resolution values the account and the insurance fund the same
+/// way, so a fund holding collateral priced by a broken feed never stalls it.
+interface ILiquidation is IClearinghouseBase {
+    // ================================================================ ERRORS
+    error AccountHealthy(address account, int256 equityWad, uint256 maintenanceMarginWad);
+    error LiquidationLeavesDust(uint256 remainingNotionalWad, uint256 minPositionNotionalWad);
+    error LiquidationTooSmall(uint256 closeSize);
+    error NoPosition(address account, uint256 marketId);
+    error SelfLiquidation(address account);
+    error BackstopNotLiquidatable(address account);
+    error NotInsolvent(address account, int256 equityWad);
+    error HasOpenPositions(address account, uint256 marketMask);
+
+    // ================================================================ EVENTS
+    /// @notice `account`'s position moves by `sizeDelta` to the backstop (which moves by −sizeDelta),
+    /// at the oracle `priceE18`; the account pays `penaltyWad`, of which `keeperRewardWad` goes to
+    /// the keeper's cash and the rest to the insurance fund's cash.
+    event Liquidate(
+        address indexed account,
+        uint256 indexed marketId,
+        address indexed keeper,
+        int256 sizeDelta,
+        uint256 priceE18,
+        uint256 penaltyWad,
+        uint256 keeperRewardWad,
+        int256 sizeAfter,
+        uint64 accountNonce,
+        uint64 backstopNonce
+    );
+
+    /// @notice A non-quote collateral balance moved to the insurance fund when `account` went insolvent.
+    event CollateralSeized(address indexed account, uint256 indexed assetId, uint256 amount, uint256 valueWad);
+
+    /// @notice An insolvent account's negative cash `debtWad` moved to the insurance fund: the fund's
+    /// equity covered `coveredWad`, and `deficitWad` (what would take the fund's equity below zero)
+    /// was booked as protocol deficit (S6).
+    event InsolvencyResolved(address indexed account, uint256 debtWad, uint256 coveredWad, uint256 deficitWad);
+
+    // ================================================================ ACTIONS
+    /// @notice Liquidates up to `maxCloseSize` of `account`'s position in `marketId` when its equity
+    /// is below maintenance margin (S5, I7, I18). Permissionless; the caller needs no capital and
+    /// receives a bounded reward in cash (I9). Closes a close-factor share, or everything when the
+    /// position is dust or the account is deeply under water (I10). Books bad debt when nothing is
+    /// left (S6, I11). Needs the sequencer up and the market's own price usable (reverts with the
+    /// router's reason otherwise); other broken feeds are quoted (I18).
+    function liquidate(address account, uint256 marketId, uint256 maxCloseSize)
+        external
+        returns (uint256 closedSize, uint256 keeperRewardWad);
+
+    /// @notice Resolves an account with no positions and negative equity: its collateral and its
+    /// negative cash move to the insurance fund; what the fund's equity cannot cover is booked as
+    /// deficit (I11). Permissionless. Never blocked by a broken feed: both are valued at quotes (I18).
+    function resolveInsolvency(address account) external;
+
+    // ================================================================ VIEWS
+    /// @notice What `liquidate(account, marketId, type(uint256).max)` would do now. Never reverts
+    /// (whatever any feed replies), except with `ReentrancyGuardReentrantCall` mid-transaction (A02).
+    function previewLiquidation(address account, uint256 marketId) external view returns (LiquidationPreview memory);
+}
+
+/// @title IClearinghouse
+/// @notice Multi-asset collateral, perpetual positions and liquidations, all priced from one
+/// oracle router. Units: `...Wad` amounts are USD with 18 decimals; `...E18` prices are USD per whole
+/// unit, 18 decimals; sizes are base units with 18 decimals (signed: long > 0); `...Bps` are 1e-4;
+/// token `amount`s are in the token's own decimals.
+///
+/// Accounting model: every account has one signed `cashWad` (its quote balance: quote deposits,
+/// trade cash flows at the trade price, penalties and rewards). A position is only its signed size,
+/// so equity = Σ collateral × price × weight + cashWad + Σ size × oraclePrice. Realised PnL is
+/// therefore settled into the quote balance on every trade, and unrealised PnL is the mark of the
+/// open size. Every sum rounds against the account (values down, requirements up).
+///
+/// Prices (SPEC I14, I18). Actions that add risk (a risk-increasing trade side, a withdrawal that
+/// needs margin) need every price they read to be usable and revert with the router's reason
+/// otherwise. Liquidation-side actions and views value an asset whose feed is broken at the
+/// router's `Quote` for it: what the account holds (collateral, longs) at `lowE18`, what it owes
+/// (shorts) and its requirements at `highE18`, an interval that widens with the outage. With every
+/// feed usable the two are the oracle price and nothing changes. An attested requirement is in
+/// force only while every price of the account's markets is usable (else static, S2).
+///
+/// Layout. One contract address with one storage: the clearinghouse (accounts, trades,
+/// administration, views) and its modules, reached by `delegatecall` over the same storage
+/// (`ILiquidation`: liquidation, insolvency and their preview). The one health function
+/// (`ClearinghouseBase._healthAt`) is shared by every path and view of all of them.
+///
+/// Trust assumptions: the owner lists sound tokens (no rebasing; fee-on-transfer is credited by
+/// balance delta), honest feeds and bounded parameters; matchers (venues) are trusted to settle only
+/// trades both traders agreed to, at a price inside the oracle band, and while the oracle is down
+/// to settle risk-reducing trades at fair prices; the guardian may pause risk-increasing actions
+/// only; the quote token is worth exactly 1 USD. Nobody, owner included, can move an account's
+/// collateral except the account itself (withdraw) and liquidation or insolvency resolution.
+interface IClearinghouse is ILiquidation {
+    // ================================================================ ERRORS
     error NotMatcher(address caller);
     error NotGuardian(address caller);
     error Paused();
-    error ZeroAmount();
-    error ZeroAddress();
     error UnknownCollateral(uint256 assetId);
-    error UnknownMarket(uint256 marketId);
     error TooManyCollaterals(uint256 count, uint256 max);
     error TooManyMarkets(uint256 count, uint256 max);
     error UnsupportedDecimals(address token, uint8 decimals);
@@ -134,17 +240,11 @@ interface IClearinghouse {
     error OpenInterestCapExceeded(uint256 marketId, uint256 openInterest, uint256 cap);
     error TooManyPositions(address account, uint256 count, uint256 max);
     error ReduceWorsensMargin(address account, int256 surplusChangeWad);
-    error AccountHealthy(address account, int256 equityWad, uint256 maintenanceMarginWad);
-    error LiquidationLeavesDust(uint256 remainingNotionalWad, uint256 minPositionNotionalWad);
-    error LiquidationTooSmall(uint256 closeSize);
-    error NoPosition(address account, uint256 marketId);
-    error SelfLiquidation(address account);
-    error BackstopNotLiquidatable(address account);
-    error NotInsolvent(address account, int256 equityWad);
-    error HasOpenPositions(address account, uint256 marketMask);
     error AttestationsDisabled();
     error OracleAssetNotListed(uint256 oracleAsset);
     error CollateralAlreadyListed(address token);
+    error ModuleMismatch(address module);
+    error OnlySelf(address caller);
 
     // ================================================================ EVENTS
     event CollateralListed(uint256 indexed assetId, address indexed token, uint256 oracleAsset, uint8 decimals);
@@ -193,30 +293,6 @@ interface IClearinghouse {
         uint64 makerNonce
     );
 
-    /// @notice `account`'s position moves by `sizeDelta` to the backstop (which moves by −sizeDelta),
-    /// at the oracle `priceE18`; the account pays `penaltyWad`, of which `keeperRewardWad` goes to
-    /// the keeper's cash and the rest to the insurance fund's cash.
-    event Liquidate(
-        address indexed account,
-        uint256 indexed marketId,
-        address indexed keeper,
-        int256 sizeDelta,
-        uint256 priceE18,
-        uint256 penaltyWad,
-        uint256 keeperRewardWad,
-        int256 sizeAfter,
-        uint64 accountNonce,
-        uint64 backstopNonce
-    );
-
-    /// @notice A non-quote collateral balance moved to the insurance fund when `account` went insolvent.
-    event CollateralSeized(address indexed account, uint256 indexed assetId, uint256 amount, uint256 valueWad);
-
-    /// @notice An insolvent account's negative cash `debtWad` moved to the insurance fund: the fund's
-    /// equity covered `coveredWad`, and `deficitWad` (what would take the fund's equity below zero)
-    /// was booked as protocol deficit (S6).
-    event InsolvencyResolved(address indexed account, uint256 debtWad, uint256 coveredWad, uint256 deficitWad);
-
     // ================================================================ ACCOUNT ACTIONS
     /// @notice Deposits `amount` of collateral `assetId` for `account`. Always open (S4), even while
     /// paused or with stale prices. Credits the balance actually received.
@@ -254,19 +330,6 @@ interface IClearinghouse {
     /// reduces may not lower its margin surplus, and goes through even with the oracle down (S4).
     function settleTrade(uint256 marketId, address taker, address maker, int256 takerSizeDelta, uint256 priceE18)
         external;
-
-    /// @notice Liquidates up to `maxCloseSize` of `account`'s position in `marketId` when its equity
-    /// is below maintenance margin (S5). Permissionless; the caller needs no capital and receives a
-    /// bounded reward in cash. Closes a close-factor share, or everything when the position is dust
-    /// or the account is deeply under water. Books bad debt when nothing is left (S6).
-    function liquidate(address account, uint256 marketId, uint256 maxCloseSize)
-        external
-        returns (uint256 closedSize, uint256 keeperRewardWad);
-
-    /// @notice Resolves an account with no positions and negative equity: its collateral and its
-    /// negative cash move to the insurance fund; what the fund's equity cannot cover is booked as
-    /// deficit. Permissionless.
-    function resolveInsolvency(address account) external;
 
     // ================================================================ ADMIN
     function listCollateral(IERC20 token, uint8 oracleAsset, uint16 weightBps, uint128 depositCap)
@@ -311,27 +374,14 @@ interface IClearinghouse {
     function unpause() external;
 
     // ================================================================ VIEWS
-    function oracle() external view returns (IOracleRouter);
-
-    function attestor() external view returns (IAttestationVerifier);
-
-    function insuranceFund() external view returns (address);
-
-    function paused() external view returns (bool);
-
-    function deficitWad() external view returns (uint256);
-
-    function collateralCount() external view returns (uint256);
-
-    function marketCount() external view returns (uint256);
+    /// @notice The module every `ILiquidation` function is delegated to.
+    function liquidationModule() external view returns (ILiquidation);
 
     function collateral(uint256 assetId) external view returns (CollateralConfig memory);
 
     function market(uint256 marketId) external view returns (MarketConfig memory);
 
     function liquidationConfig() external view returns (LiquidationConfig memory);
-
-    function isMatcher(address matcher) external view returns (bool);
 
     function account(address account) external view returns (Account memory);
 
@@ -340,13 +390,11 @@ interface IClearinghouse {
     function collateralBalance(address account, uint256 assetId) external view returns (uint256 amount);
 
     /// @notice The one health function: equity, and the initial and maintenance margin in force
-    /// (attested while S1 holds, else static), at current oracle prices. Reverts if a needed price is unusable, and with `ReentrancyGuardReentrantCall` when
-    /// called in the middle of a state change (read-only reentrancy, THREATS A02).
+    /// (attested while S1 holds, else static), at current oracle prices, broken feeds quoted as a
+    /// liquidation would (I18). Never reverts on any feed fault; reverts with
+    /// `ReentrancyGuardReentrantCall` when called in the middle of a state change (THREATS A02).
     function accountHealth(address account) external view returns (Health memory);
 
-    /// @notice Liquidatable ⇔ equity < maintenance margin in force.
+    /// @notice Liquidatable ⇔ equity < maintenance margin in force (as `accountHealth`, total).
     function isLiquidatable(address account) external view returns (bool);
-
-    /// @notice Never reverts; what `liquidate(account, marketId, type(uint256).max)` would do now.
-    function previewLiquidation(address account, uint256 marketId) external view returns (LiquidationPreview memory);
 }

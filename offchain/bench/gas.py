@@ -1,7 +1,15 @@
-"""`marginsync bench gas`: gas of the clearinghouse's main paths on a real Anvil chain.
+"""`marginsync bench gas`: gas of the clearinghouse's main paths on a real Anvil chain, and the
+deployed sizes of the clearinghouse and its module (the limit is 24,576 bytes).
 
-The 8-position liquidation uses 8 markets on 8 distinct underlyings, so the health check reads 8
-oracle feeds: the worst case the position limit allows at the default `maxPositionsPerAccount`.
+The liquidations, in order, after every feed published a new round (the first state-changing read
+of a round records it, SPEC I19: here the insolvent case records A0's round and the 8-position
+case the seven others', as the first liquidations after a price move do in a real crash):
+* `liquidate_1_position_insolvent`: the first liquidation on the chain, a full close that leaves
+  negative equity and resolves it; it also creates the keeper's cash slot and the backstop's
+  position in the market (≈ 17k gas each, once per keeper and per market).
+* `liquidate_1_position`: a solvent account with one position, partially closed (the common case).
+* `liquidate_8_positions`: a solvent account with 8 positions on 8 distinct underlyings, so the
+  health check reads 8 feeds: the worst case the default `maxPositionsPerAccount` allows.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ from offchain.chain.deploy import Roles, deploy_system
 from offchain.models import MarketSpec, OracleAssetSpec, SystemSpec
 from offchain.settings import Settings
 
-GOALS = {"liquidate_1_position": 150_000, "liquidate_8_positions": 300_000}
+# Goals with the verifier wired in.
+GOALS = {"liquidate_1_position": 130_000, "liquidate_8_positions": 230_000}
 # Aave v3 `liquidationCall`, average in its own test report, for comparison.
 AAVE_V3_LIQUIDATION_AVG = 265_700
+CODE_SIZE_LIMIT = 24_576  # EIP-170
 
 
 def bench_spec(markets: int = 8, *, verifier: bool = True) -> SystemSpec:
@@ -50,7 +60,7 @@ def bench_spec(markets: int = 8, *, verifier: bool = True) -> SystemSpec:
 def measure(client: Client, accounts: list[str]) -> dict[str, int]:
     """Gas used per action; `accounts` are unlocked and unused."""
     gas: dict[str, int] = {}
-    maker, trader, trader8, keeper = accounts[:4]
+    maker, trader, trader8, keeper, solvent = accounts[:5]
 
     def used(receipt: Any) -> int:
         return int(receipt["gasUsed"])
@@ -69,6 +79,7 @@ def measure(client: Client, accounts: list[str]) -> dict[str, int]:
 
     client.deposit(maker, "USDC", 100_000_000, mint=True)
     client.deposit(trader8, "USDC", 8_000, mint=True)
+    client.deposit(solvent, "USDC", 1_500, mint=True)
     price = client.price_e18("A0")
     gas["settle_trade_open"] = used(client.trade("A0-PERP", trader, maker, wad(140), price))
     gas["settle_trade_increase"] = used(client.trade("A0-PERP", trader, maker, wad(1), price))
@@ -79,13 +90,26 @@ def measure(client: Client, accounts: list[str]) -> dict[str, int]:
         client.trade(
             m.id, trader8, maker, wad(70), client.price_e18(client.d.asset(m.oracle_asset).symbol)
         )
-    # A 10% fall puts both accounts below maintenance margin (6.5%) but keeps them solvent.
+    client.trade("A0-PERP", solvent, maker, wad(100), price)
+    # A 10% fall: `trader` (1,450 USD on 14,000 of notional) ends at −328 USD after a full
+    # close; `solvent` (1,500 USD on 10,000: equity 500 < MM 585) and `trader8` (8,000 USD on
+    # 56,000) are closed by half and stay solvent.
     for a in client.d.assets:
         client.set_price(a.symbol, 90)
-    gas["liquidate_1_position"] = used(client.liquidate(keeper, trader, "A0-PERP"))
+    gas["liquidate_1_position_insolvent"] = used(client.liquidate(keeper, trader, "A0-PERP"))
+    gas["liquidate_1_position"] = used(client.liquidate(keeper, solvent, "A0-PERP"))
     gas["liquidate_8_positions"] = used(client.liquidate(keeper, trader8, "A0-PERP"))
     gas["health_view_8_positions"] = int(client.ch.functions.accountHealth(trader8).estimate_gas())
     return gas
+
+
+def code_sizes(client: Client) -> dict[str, int]:
+    """Deployed bytecode sizes in bytes of the clearinghouse and its module."""
+    module = client.ch.functions.liquidationModule().call()
+    return {
+        "clearinghouse_bytes": len(client.chain.w3.eth.get_code(client.ch.address)),
+        "liquidation_module_bytes": len(client.chain.w3.eth.get_code(module)),
+    }
 
 
 def run(json_path: Path | None = None, console: Console | None = None) -> dict[str, Any]:
@@ -94,6 +118,7 @@ def run(json_path: Path | None = None, console: Console | None = None) -> dict[s
     # no attestation in force: the price of asking the verifier from every health check.
     configs = {"static": False, "with_verifier": True}
     gas_by: dict[str, dict[str, int]] = {}
+    sizes: dict[str, int] = {}
     for label, verifier in configs.items():
         console.print(f"bench gas ({label}): starting Anvil and deploying an 8-market system…")
         with Anvil(accounts=12) as node:
@@ -101,11 +126,15 @@ def run(json_path: Path | None = None, console: Console | None = None) -> dict[s
             d = deploy_system(
                 chain, bench_spec(verifier=verifier), Roles.from_accounts(chain.accounts)
             )
-            gas_by[label] = measure(Client(chain, d), chain.accounts[4:8])
+            client = Client(chain, d)
+            gas_by[label] = measure(client, chain.accounts[4:9])
+            sizes = code_sizes(client)
     gas = gas_by["static"]
     result: dict[str, Any] = {
         "gas": gas,
         "gas_with_verifier": gas_by["with_verifier"],
+        **sizes,
+        "code_size_limit_bytes": CODE_SIZE_LIMIT,
         "goals": GOALS,
         "goals_met": {k: gas[k] <= v for k, v in GOALS.items()},
         "goals_met_with_verifier": {k: gas_by["with_verifier"][k] <= v for k, v in GOALS.items()},
@@ -131,6 +160,10 @@ def run(json_path: Path | None = None, console: Console | None = None) -> dict[s
         )
     console.print(table)
     console.print(f"reference: Aave v3 liquidationCall averages ≈ {AAVE_V3_LIQUIDATION_AVG:,} gas")
+    console.print(
+        f"deployed bytes: clearinghouse {sizes['clearinghouse_bytes']:,}, liquidation module "
+        f"{sizes['liquidation_module_bytes']:,} (limit {CODE_SIZE_LIMIT:,})"
+    )
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2))

@@ -78,6 +78,7 @@ def deploy_system(
                 asset_id,
                 feed.address,
                 a.heartbeat_s,
+                a.outage_drift_bps_per_hour,
                 to_units(a.min_price_usd, 18),
                 to_units(a.max_price_usd, 18),
             ),
@@ -91,12 +92,14 @@ def deploy_system(
         )
     asset_id_of = {a.symbol: a.id for a in assets}
 
-    progress("collateral tokens and clearinghouse")
+    progress("collateral tokens, clearinghouse and its liquidation module")
     tokens = [
         chain.deploy("MockERC20", f"Mock {c.symbol}", c.symbol, c.decimals, sender=owner)
         for c in spec.collaterals
     ]
     quote = spec.collaterals[0]
+    # The clearinghouse checks that its module shares its oracle and insurance fund.
+    module = chain.deploy("LiquidationModule", router.address, roles.insurance_fund, sender=owner)
     clearinghouse = chain.deploy(
         "Clearinghouse",
         owner,
@@ -105,6 +108,7 @@ def deploy_system(
         to_units(quote.deposit_cap_tokens, quote.decimals),
         roles.insurance_fund,
         spec.liquidation.as_tuple(),
+        module.address,
         sender=owner,
     )
     fns = clearinghouse.functions

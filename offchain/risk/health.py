@@ -1,8 +1,10 @@
-"""An exact integer mirror of `Clearinghouse._healthAt`: equal to the contract to the wei.
+"""An exact integer mirror of `ClearinghouseBase._healthAt`: equal to the contract to the wei.
 
 Python integers are unbounded, so the contract's 256-bit products are reproduced exactly; floor
 and ceiling follow the contract's rounding (values down, requirements up, against the account).
-`tests/test_parity.py` holds the two equal over random states.
+A broken feed (SPEC I18) is valued with the router's quote, mirrored by `broken_feed_quote`: what
+the account holds at the low end, what it owes and its requirements at the high end.
+`tests/test_parity.py` holds the two equal over random states, broken feeds included.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 WAD = 10**18
 BPS = 10_000
+HOUR_BPS = 3_600 * BPS
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,12 @@ def health(
     collaterals: Mapping[int, CollateralParams],
     markets: Mapping[int, MarketParams],
     prices_e18: Mapping[int, int],
+    high_e18: Mapping[int, int] | None = None,
 ) -> Health:
+    """The static health at `prices_e18`, by oracle asset id. `high_e18` gives the high end of a
+    broken feed's quote (SPEC I18), with `prices_e18` its low end; assets it omits (every usable
+    feed) are valued at their price."""
+    high = {**prices_e18, **(high_e18 or {})}
     equity = state.cash_wad
     for asset_id, amount in state.balances.items():
         if amount == 0:
@@ -70,11 +78,31 @@ def health(
         if size == 0:
             continue
         m = markets[market_id]
-        price = prices_e18[m.oracle_asset]
-        equity += (size * price) // WAD  # floor toward -inf, as MarginMath.mulDivFloor
-        im += ceil_div(abs(size) * price * m.im_bps, WAD * BPS)
-        mm += ceil_div(abs(size) * price * m.mm_bps, WAD * BPS)
+        up = high[m.oracle_asset]
+        mark = prices_e18[m.oracle_asset] if size > 0 else up
+        equity += (size * mark) // WAD  # floor toward -inf, as MarginMath.mulDivFloor
+        im += ceil_div(abs(size) * up * m.im_bps, WAD * BPS)
+        mm += ceil_div(abs(size) * up * m.mm_bps, WAD * BPS)
     return Health(equity, im, mm)
+
+
+def broken_feed_quote(
+    price_e18: int,
+    updated_at: int,
+    now: int,
+    drift_bps_per_hour: int,
+    min_price_e18: int,
+    max_price_e18: int,
+) -> tuple[int, int]:
+    """(low, high) the router quotes a broken feed at (`OracleRouter._quote`, SPEC I18): its last
+    good round's price, `updated_at` seconds old at `now`, moved apart by the drift per hour of
+    age and clamped to the bounds; the bounds themselves when no good round was ever seen."""
+    if price_e18 == 0:
+        return min_price_e18, max_price_e18
+    drift = (now - updated_at) * drift_bps_per_hour
+    low = 0 if drift >= HOUR_BPS else price_e18 * (HOUR_BPS - drift) // HOUR_BPS
+    high = ceil_div(price_e18 * (HOUR_BPS + drift), HOUR_BPS)
+    return max(low, min_price_e18), min(high, max_price_e18)
 
 
 def trade_cash_change_wad(size_delta: int, price_e18: int) -> int:

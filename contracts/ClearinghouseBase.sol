@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {IAttestationVerifier} from "./interfaces/IAttestationVerifier.sol";
+import {IClearinghouseBase} from "./interfaces/IClearinghouse.sol";
+import {IOracleRouter} from "./interfaces/IOracleRouter.sol";
+import {MarginMath} from "./libraries/MarginMath.sol";
+
+/// @title ClearinghouseBase
+/// @notice What the clearinghouse and its modules share: the storage layout, the immutables, the
+/// price book and the one health function. The clearinghouse and every module inherit it FIRST,
+/// and no module declares storage of its own, so all of them read and write one layout through
+/// `delegatecall` (the Euler vault-kit pattern).
+abstract contract ClearinghouseBase is IClearinghouseBase {
+    using SafeCast for uint256;
+    using SafeCast for int256;
+    using MarginMath for int256;
+    using MarginMath for uint256;
+
+    // ================================================================ STORAGE
+    /// @notice Asset id of the quote (settlement) token, held as each account's `cashWad`.
+    uint256 public constant QUOTE = 0;
+    /// @dev Bounded by the widths of `Account.collateralMask` and `Account.marketMask`.
+    uint256 public constant MAX_COLLATERALS = 16;
+    uint256 public constant MAX_MARKETS = 32;
+    /// @dev The oracle router's `MAX_ASSETS`: oracle asset ids index the price book.
+    uint256 internal constant MAX_ASSETS = 32;
+
+    IOracleRouter public immutable oracle;
+    address public immutable insuranceFund;
+
+    bool public paused;
+    address public guardian;
+    /// @notice Where attested requirements come from; address(0) means static margin only (Gen 2).
+    IAttestationVerifier public attestor;
+    uint256 public deficitWad;
+    uint256 public collateralCount;
+    uint256 public marketCount;
+    LiquidationConfig internal _liquidation;
+
+    mapping(uint256 assetId => CollateralConfig) internal _collaterals;
+    mapping(uint256 marketId => MarketConfig) internal _markets;
+    mapping(address matcher => bool) public isMatcher;
+    mapping(address account => Account) internal _accounts;
+    mapping(address account => mapping(uint256 marketId => int256 size)) internal _positions;
+    mapping(address account => mapping(uint256 assetId => uint256 amount)) internal _balances;
+
+    /// @dev The prices one health computation uses, by oracle asset id (SPEC I18): `lowE18` values
+    /// what an account holds (collateral, longs), `highE18` what it owes (shorts) and its
+    /// requirements. Equal where the feed is usable; `unusableMask` marks the assets where not.
+    struct Prices {
+        uint256 unusableMask;
+        uint256[MAX_ASSETS] lowE18;
+        uint256[MAX_ASSETS] highE18;
+    }
+
+    // ================================================================ CONSTRUCTOR
+    constructor(IOracleRouter oracle_, address insuranceFund_) {
+        if (address(oracle_) == address(0) || insuranceFund_ == address(0)) revert ZeroAddress();
+        oracle = oracle_;
+        insuranceFund = insuranceFund_;
+    }
+
+    // ================================================================ INTERNAL: HEALTH
+    /// @dev The one health function: equity and the requirement in force. Every rounding goes
+    /// against the account: equity rounds down and is valued at the low price, requirements round
+    /// up at the high price. The requirement is the attested one while S1 holds, which needs every
+    /// price of the account's markets usable; static otherwise (S2).
+    function _healthAt(address account_, Account memory a, Prices memory p) internal view returns (Health memory h) {
+        uint256 marketAssetMask;
+        (h, marketAssetMask) = _staticHealthAt(account_, a, p);
+        IAttestationVerifier attestor_ = attestor;
+        if (address(attestor_) != address(0) && marketAssetMask != 0 && marketAssetMask & p.unusableMask == 0) {
+            (, h.initialMarginWad, h.maintenanceMarginWad) = attestor_.requirementInForce(
+                account_,
+                a.positionNonce,
+                marketAssetMask,
+                _marketPrices(marketAssetMask, p),
+                h.initialMarginWad,
+                h.maintenanceMarginWad
+            );
+        }
+    }
+
+    /// @dev `_healthAt` with the static requirement (also what the backstop's equity needs), and
+    /// the oracle assets of the account's markets. Equity is never attested.
+    function _staticHealthAt(address account_, Account memory a, Prices memory p)
+        internal
+        view
+        returns (Health memory h, uint256 marketAssetMask)
+    {
+        int256 equity = a.cashWad;
+        for (uint256 mask = a.collateralMask; mask != 0; mask &= mask - 1) {
+            uint256 assetId = MarginMath.lowestBit(mask);
+            CollateralConfig storage c = _collaterals[assetId];
+            uint256 amountWad = _balances[account_][assetId] * _scale(c.decimals);
+            equity += amountWad.mulDivDown(p.lowE18[c.oracleAsset] * c.weightBps, MarginMath.WAD * MarginMath.BPS)
+                .toInt256();
+        }
+        uint256 im;
+        uint256 mm;
+        for (uint256 mask = a.marketMask; mask != 0; mask &= mask - 1) {
+            uint256 marketId = MarginMath.lowestBit(mask);
+            MarketConfig storage m = _markets[marketId];
+            uint256 asset = m.oracleAsset;
+            int256 size = _positions[account_][marketId];
+            uint256 high = p.highE18[asset];
+            marketAssetMask |= 1 << asset;
+            equity += size.mulDivFloor(size > 0 ? p.lowE18[asset] : high, MarginMath.WAD);
+            uint256 absSize = size.abs();
+            im += absSize.mulDivUp(high * m.imBps, MarginMath.WAD * MarginMath.BPS);
+            mm += absSize.mulDivUp(high * m.mmBps, MarginMath.WAD * MarginMath.BPS);
+        }
+        h.equityWad = equity;
+        h.initialMarginWad = im;
+        h.maintenanceMarginWad = mm;
+    }
+
+    /// @dev The verifier's price argument: one price per set bit of `marketAssetMask`, ascending.
+    function _marketPrices(uint256 marketAssetMask, Prices memory p) internal pure returns (uint256[] memory prices) {
+        prices = new uint256[](MarginMath.popCount(marketAssetMask));
+        uint256 k;
+        for (uint256 mask = marketAssetMask; mask != 0; mask &= mask - 1) {
+            prices[k++] = p.lowE18[MarginMath.lowestBit(mask)];
+        }
+    }
+
+    // ================================================================ INTERNAL: PRICES
+    /// @dev Oracle assets an account's health needs, as a bit mask for one router call.
+    function _priceMask(Account memory a) internal view returns (uint256 assetMask) {
+        for (uint256 mask = a.collateralMask; mask != 0; mask &= mask - 1) {
+            assetMask |= 1 << _collaterals[MarginMath.lowestBit(mask)].oracleAsset;
+        }
+        for (uint256 mask = a.marketMask; mask != 0; mask &= mask - 1) {
+            assetMask |= 1 << _markets[MarginMath.lowestBit(mask)].oracleAsset;
+        }
+    }
+
+    /// @dev Reads (and lets the router record, I19) the prices of `assetMask`. Reverts with the
+    /// router's reason if an asset of `requiredMask` is unusable or, when `requiredMask` is set,
+    /// the sequencer is down; quotes every other broken feed (I18).
+    function _readPrices(uint256 assetMask, uint256 requiredMask) internal returns (Prices memory p) {
+        (, IOracleRouter.Quote[] memory q) = oracle.readQuotes(assetMask, requiredMask);
+        _fill(p, assetMask, q);
+    }
+
+    /// @dev One asset's price, read and recorded; required (else quoted and reported unusable).
+    function _readPrice(uint256 asset, bool required) internal returns (uint256 priceE18, bool usable) {
+        uint256 bit = 1 << asset;
+        (, IOracleRouter.Quote[] memory q) = oracle.readQuotes(bit, required ? bit : 0);
+        return (q[0].lowE18, q[0].status == IOracleRouter.PriceStatus.OK);
+    }
+
+    /// @dev `_readPrices` for views: nothing recorded, nothing required, never reverts on a feed.
+    function _peekPrices(uint256 assetMask) internal view returns (Prices memory p, bool sequencerUp) {
+        IOracleRouter.Quote[] memory q;
+        (sequencerUp, q) = oracle.quotes(assetMask);
+        _fill(p, assetMask, q);
+    }
+
+    function _fill(Prices memory p, uint256 assetMask, IOracleRouter.Quote[] memory q) internal pure {
+        uint256 k;
+        for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
+            uint256 asset = MarginMath.lowestBit(mask);
+            IOracleRouter.Quote memory quote = q[k++];
+            p.lowE18[asset] = quote.lowE18;
+            p.highE18[asset] = quote.highE18;
+            if (quote.status != IOracleRouter.PriceStatus.OK) p.unusableMask |= 1 << asset;
+        }
+    }
+
+    // ================================================================ INTERNAL: HELPERS
+    function _listedMarket(uint256 marketId) internal view returns (MarketConfig storage m) {
+        m = _markets[marketId];
+        if (!m.listed) revert UnknownMarket(marketId);
+    }
+
+    function _creditCash(address account_, uint256 amountWad) internal {
+        Account storage a = _accounts[account_];
+        a.cashWad = (a.cashWad + amountWad.toInt256()).toInt128();
+    }
+
+    function _openInterestAfter(uint128 openInterest, int256 sizeBefore, int256 sizeAfter)
+        internal
+        pure
+        returns (uint128)
+    {
+        uint256 longBefore = sizeBefore > 0 ? uint256(sizeBefore) : 0;
+        uint256 longAfter = sizeAfter > 0 ? uint256(sizeAfter) : 0;
+        return (uint256(openInterest) + longAfter - longBefore).toUint128();
+    }
+
+    /// @dev Multiplier from token units to 18 decimals.
+    function _scale(uint8 decimals) internal pure returns (uint256) {
+        return 10 ** (18 - uint256(decimals));
+    }
+}
