@@ -87,7 +87,8 @@ def account_view(client: Client, address: str) -> AccountView:
                 account,
                 raw["nonce"],
                 mask,
-                [prices[a.id] or 0 for a in d.assets],
+                # One current price per asset of the mask, ascending asset id.
+                [prices[a] or 0 for a in range(mask.bit_length()) if mask >> a & 1],
                 static.initial_margin_wad,
                 static.maintenance_margin_wad,
             ).call()[0]
