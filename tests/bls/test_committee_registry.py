@@ -61,7 +61,7 @@ def test_verify__subtract_path_matches_add_path(
 def test_verify__fewer_than_k_signers__reverts(
     registry: Registry, committee_keys: list[SecretKey]
 ) -> None:
-    """G06: two valid signatures out of a 3-of-4 committee certify nothing."""
+    """K2, G06: two valid signatures out of a 3-of-4 committee certify nothing."""
     err = _verify_reverts(registry, _certify(committee_keys, [0, 1]))
     assert_revert(err, "TooFewSigners", signers=2, threshold=3)
 
@@ -122,7 +122,7 @@ def test_add_member__rogue_key_without_possession__reverts(
     committee_keys: list[SecretKey],
     spare_keys: list[SecretKey],
 ) -> None:
-    """G05: pk' = a·g2 − Σ pk_i would let the holder of a sign for everyone; it has no proof."""
+    """K1, G05: pk' = a·g2 − Σ pk_i would let the holder of a sign for everyone; it has no proof."""
     attacker = spare_keys[0]
     others = NATIVE.g2_sum([k.public_key() for k in committee_keys])
     rogue = NATIVE.g2_sum([attacker.public_key(), _neg(others)])
@@ -263,6 +263,7 @@ def test_remove_member__below_threshold_or_out_of_range__reverts(
     registry: Registry, committee_owner: str
 ) -> None:
     registry.set_threshold(4, committee_owner)
+    # K6: a removal may not leave fewer members than the threshold.
     err = _send_reverts(lambda: registry.remove_member(0, committee_owner))
     assert_revert(err, "ThresholdOutOfRange", threshold=4, memberCount=3)
     err = _send_reverts(lambda: registry.remove_member(4, committee_owner))
@@ -277,6 +278,7 @@ def test_remove_member__below_threshold_or_out_of_range__reverts(
 def test_set_threshold__out_of_range__reverts(
     registry: Registry, committee_owner: str, threshold: int
 ) -> None:
+    # K6
     err = _send_reverts(lambda: registry.set_threshold(threshold, committee_owner))
     assert_revert(err, "ThresholdOutOfRange", threshold=threshold, memberCount=4)
 
