@@ -3,6 +3,7 @@ deployed once per worker and reverted to their deployed state after every test."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -47,9 +48,13 @@ def registry(chain: Chain, _registry: Registry) -> Iterator[Registry]:
     snapshot = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
     yield _registry
     chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
-    # A revert brings back the snapshot's latest block and its timestamp; after a slow test
-    # (member processes) that would leave the next test's chain clock minutes behind.
-    chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    # Anvil's revert rewinds its clock to the snapshot: the test's duration is lost for good.
+    # Member processes make these tests slow, and an engine test later on this worker would
+    # find the chain minutes behind the wall clock; bring it back to now.
+    latest = int(chain.w3.eth.get_block("latest")["timestamp"])
+    request = chain.w3.provider.make_request
+    request("evm_setNextBlockTimestamp", [max(int(time.time()), latest + 1)])  # type: ignore[arg-type]
+    request("evm_mine", [])  # type: ignore[arg-type]
 
 
 @pytest.fixture

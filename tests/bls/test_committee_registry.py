@@ -4,6 +4,8 @@ stored aggregate (K5) and events that rebuild the committee (K7). Invariants: SP
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from helpers import assert_revert
 
@@ -365,3 +367,24 @@ def test_cache_signer_set__a_new_epoch_stops_using_it(
 
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+def test_verify__random_signer_sets_on_both_paths(
+    chain: Chain,
+    committee_owner: str,
+    committee_keys: list[SecretKey],
+    spare_keys: list[SecretKey],
+) -> None:
+    """K3, K5: seeded random bitmaps of a 7-member, 2-of-7 committee, summing or subtracting
+    keys alike: each certificate verifies for its own signer set and for no other."""
+    keys = committee_keys + spare_keys
+    committee = Registry.deploy(chain, committee_owner, keys, 2)
+    rng = random.Random(5)
+    for _ in range(12):
+        signers = sorted(rng.sample(range(len(keys)), rng.randint(2, len(keys))))
+        cert = _certify(keys, signers)
+        assert committee.verify(cert) == committee.key_epoch()
+        flipped = cert.signer_bitmap ^ (1 << rng.randrange(len(keys)))
+        if flipped.bit_count() >= 2:
+            wrong = Certificate(cert.message, flipped, cert.signature)
+            assert_revert(_verify_reverts(committee, wrong), "InvalidSignature")
