@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from helpers import revert_to
 
 from offchain.anvil import Anvil
 from offchain.chain import Chain
@@ -55,7 +56,7 @@ def system(chain: Chain, session_client: Client) -> Iterator[Client]:
     """The deployed system, reset to its freshly deployed state after the test."""
     snapshot = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
     yield session_client
-    chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+    revert_to(chain, snapshot)
 
 
 # Accounts by role (indices 0-3 are owner, matcher, guardian, insurance fund).

@@ -3,10 +3,10 @@ deployed once per worker and reverted to their deployed state after every test."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
+from helpers import revert_to
 from web3.contract import Contract
 
 from offchain.chain import Chain
@@ -47,14 +47,7 @@ def _harness(chain: Chain, committee_owner: str) -> Contract:
 def registry(chain: Chain, _registry: Registry) -> Iterator[Registry]:
     snapshot = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
     yield _registry
-    chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
-    # Anvil's revert rewinds its clock to the snapshot: the test's duration is lost for good.
-    # Member processes make these tests slow, and an engine test later on this worker would
-    # find the chain minutes behind the wall clock; bring it back to now.
-    latest = int(chain.w3.eth.get_block("latest")["timestamp"])
-    request = chain.w3.provider.make_request
-    request("evm_setNextBlockTimestamp", [max(int(time.time()), latest + 1)])  # type: ignore[arg-type]
-    request("evm_mine", [])  # type: ignore[arg-type]
+    revert_to(chain, snapshot)  # member processes make these tests slow
 
 
 @pytest.fixture
