@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from helpers import revert_to
 
 from offchain.chain import Chain
 from offchain.chain.anvil import Anvil
@@ -62,7 +63,7 @@ def system(chain: Chain, session_client: Client) -> Iterator[Client]:
         chain.w3.provider.make_request("evm_mine", [now])  # type: ignore[arg-type]
     snapshot = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
     yield session_client
-    chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+    revert_to(chain, snapshot)
 
 
 # Accounts by role (indices 0-3 are owner, matcher, guardian, insurance fund).

@@ -3,6 +3,7 @@ batched view reads, funding, and building and submitting signed attestation batc
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -44,6 +45,18 @@ def rollback(chain: Chain) -> Iterator[None]:
         yield
     finally:
         chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+
+
+def revert_to(chain: Chain, snapshot: str) -> None:
+    """Reverts to `snapshot` and brings the chain clock back to now. Anvil's revert rewinds its
+    clock to the snapshot, so each reverted test's duration is lost for good; over a long or
+    loaded run the chain falls minutes behind the wall clock, and the engine refuses to attest
+    beyond 120 s of skew (C15). Never moves the clock backwards."""
+    request = chain.w3.provider.make_request
+    request("evm_revert", [snapshot])  # type: ignore[arg-type]
+    latest = int(chain.w3.eth.get_block("latest")["timestamp"])
+    request("evm_setNextBlockTimestamp", [max(int(time.time()), latest + 1)])  # type: ignore[arg-type]
+    request("evm_mine", [])  # type: ignore[arg-type]
 
 
 def send_fast(chain: Chain, fn: Any, sender: str) -> None:

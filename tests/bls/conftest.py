@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from helpers import revert_to
 from web3.contract import Contract
 
 from offchain.chain import Chain
@@ -46,10 +47,7 @@ def _harness(chain: Chain, committee_owner: str) -> Contract:
 def registry(chain: Chain, _registry: Registry) -> Iterator[Registry]:
     snapshot = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
     yield _registry
-    chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
-    # A revert brings back the snapshot's latest block and its timestamp; after a slow test
-    # (member processes) that would leave the next test's chain clock minutes behind.
-    chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    revert_to(chain, snapshot)  # member processes make these tests slow
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ stored aggregate (K5) and events that rebuild the committee (K7). Invariants: SP
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from helpers import assert_revert
 
@@ -61,7 +63,7 @@ def test_verify__subtract_path_matches_add_path(
 def test_verify__fewer_than_k_signers__reverts(
     registry: Registry, committee_keys: list[SecretKey]
 ) -> None:
-    """G06: two valid signatures out of a 3-of-4 committee certify nothing."""
+    """K2, G06: two valid signatures out of a 3-of-4 committee certify nothing."""
     err = _verify_reverts(registry, _certify(committee_keys, [0, 1]))
     assert_revert(err, "TooFewSigners", signers=2, threshold=3)
 
@@ -122,7 +124,7 @@ def test_add_member__rogue_key_without_possession__reverts(
     committee_keys: list[SecretKey],
     spare_keys: list[SecretKey],
 ) -> None:
-    """G05: pk' = a·g2 − Σ pk_i would let the holder of a sign for everyone; it has no proof."""
+    """K1, G05: pk' = a·g2 − Σ pk_i would let the holder of a sign for everyone; it has no proof."""
     attacker = spare_keys[0]
     others = NATIVE.g2_sum([k.public_key() for k in committee_keys])
     rogue = NATIVE.g2_sum([attacker.public_key(), _neg(others)])
@@ -263,6 +265,7 @@ def test_remove_member__below_threshold_or_out_of_range__reverts(
     registry: Registry, committee_owner: str
 ) -> None:
     registry.set_threshold(4, committee_owner)
+    # K6: a removal may not leave fewer members than the threshold.
     err = _send_reverts(lambda: registry.remove_member(0, committee_owner))
     assert_revert(err, "ThresholdOutOfRange", threshold=4, memberCount=3)
     err = _send_reverts(lambda: registry.remove_member(4, committee_owner))
@@ -277,6 +280,7 @@ def test_remove_member__below_threshold_or_out_of_range__reverts(
 def test_set_threshold__out_of_range__reverts(
     registry: Registry, committee_owner: str, threshold: int
 ) -> None:
+    # K6
     err = _send_reverts(lambda: registry.set_threshold(threshold, committee_owner))
     assert_revert(err, "ThresholdOutOfRange", threshold=threshold, memberCount=4)
 
@@ -363,3 +367,24 @@ def test_cache_signer_set__a_new_epoch_stops_using_it(
 
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+def test_verify__random_signer_sets_on_both_paths(
+    chain: Chain,
+    committee_owner: str,
+    committee_keys: list[SecretKey],
+    spare_keys: list[SecretKey],
+) -> None:
+    """K3, K5: seeded random bitmaps of a 7-member, 2-of-7 committee, summing or subtracting
+    keys alike: each certificate verifies for its own signer set and for no other."""
+    keys = committee_keys + spare_keys
+    committee = Registry.deploy(chain, committee_owner, keys, 2)
+    rng = random.Random(5)
+    for _ in range(12):
+        signers = sorted(rng.sample(range(len(keys)), rng.randint(2, len(keys))))
+        cert = _certify(keys, signers)
+        assert committee.verify(cert) == committee.key_epoch()
+        flipped = cert.signer_bitmap ^ (1 << rng.randrange(len(keys)))
+        if flipped.bit_count() >= 2:
+            wrong = Certificate(cert.message, flipped, cert.signature)
+            assert_revert(_verify_reverts(committee, wrong), "InvalidSignature")
