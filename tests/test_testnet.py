@@ -91,6 +91,12 @@ def test_operator_keys__deploy_engine_keeper__attest_and_liquidate(
     assert d.owner == d.matcher == address(DEPLOYER)
     _, status = run(*common, "status")
     assert "engine signers: 2 of 2" in status
+    code, out = run(*common, "deposit", "10", "--mint", ok=False)  # no key, no unlocked account
+    assert code == 1
+    assert "no trader account" in out
+    code, out = run(*common, "keeper", "--once", ok=False)
+    assert code == 1
+    assert "no keeper key: MARGINSYNC_PRIVATE_KEY is unset" in out
 
     # The public development keys sign nothing here, though the engine is asked to use them.
     code, out = run(
