@@ -96,9 +96,10 @@ def withdraw(ctx: click.Context, amount: str, symbol: str, account: str | None) 
 @_account_option
 @click.pass_context
 def trade(ctx: click.Context, market: str, side: str, size: str, account: str | None) -> None:
-    """Buy or sell SIZE base units of MARKET (e.g. ETH-PERP) at the oracle price.
+    """Buy or sell SIZE base units of MARKET at the oracle price (development venue).
 
-    A development venue: the deploy's matcher settles against a development counterparty."""
+    MARKET is a symbol such as ETH-PERP. The deploy's matcher settles the trade against a
+    development counterparty that the deployer funds."""
     from offchain.ops.venue import trade as settle
 
     client = _client(ctx)

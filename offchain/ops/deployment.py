@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from offchain.chain import Chain
 from offchain.chain.deploy import Roles, deploy_system
+from offchain.errors import ConfigError
 from offchain.models import Deployment, SystemSpec
 from offchain.ops.funds import DEPLOY_GAS, require_funds
 from offchain.ops.signers import engine_signer_addresses, with_signers
@@ -39,6 +40,11 @@ def deploy(
     threshold: int | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Deployed:
+    if not chain.accounts:
+        raise ConfigError(
+            "no deployer key: MARGINSYNC_PRIVATE_KEY is unset and the node unlocks no account",
+            "export MARGINSYNC_PRIVATE_KEY=0x… (the deployer's funded key)",
+        )
     signers = engine_signer_addresses(chain.chain_id, engine_signers)
     spec = with_signers(spec, len(signers) if signers else None, threshold)
     roles = Roles.from_accounts(chain.accounts)
