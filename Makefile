@@ -60,7 +60,8 @@ $(STAMPS)/solcx-home: .solc/solc-v$(SOLC_VERSION)
 	   echo "==> ape finds solc $(SOLC_VERSION) in ~/.solcx"; \
 	 else \
 	   echo "==> linking ~/.solcx/solc-v$(SOLC_VERSION) for ape run by hand"; \
-	   mkdir -p "$(HOME)/.solcx" && ln -sfn "$(CURDIR)/.solc/solc-v$(SOLC_VERSION)" "$(SOLCX_HOME_SOLC)"; \
+	   { mkdir -p "$(HOME)/.solcx" && ln -sfn "$(CURDIR)/.solc/solc-v$(SOLC_VERSION)" "$(SOLCX_HOME_SOLC)"; } \
+	   || echo "    (cannot write ~/.solcx: run ape by hand with SOLCX_BINARY_PATH=$(CURDIR)/.solc)"; \
 	 fi
 	@touch $@
 
