@@ -21,7 +21,7 @@ ARTIFACTS := .build/__local__.json
 .PHONY: all install demo test lint fmt soak bench clean
 all: test
 
-install: $(STAMPS)/python $(STAMPS)/node .solc/solc-v$(SOLC_VERSION) $(ARTIFACTS)
+install: $(STAMPS)/python $(STAMPS)/node .solc/solc-v$(SOLC_VERSION) $(ARTIFACTS) $(STAMPS)/solcx-home
 
 $(STAMPS):
 	@mkdir -p $@
@@ -49,6 +49,19 @@ $(STAMPS)/node: package.json package-lock.json | $(STAMPS)
 	   echo "==> using native solc at $$native"; ln -sf "$$native" $@; \
 	 else \
 	   echo "==> using solc-js $(SOLC_VERSION) through tools/solc-shim.js"; ln -sf ../tools/solc-shim.js $@; \
+	 fi
+	@touch $@
+
+# `ape compile` run by hand (outside make, so without SOLCX_BINARY_PATH) asks py-solc-x, which
+# looks in ~/.solcx: link the same solc there, unless a working one of that version is installed.
+SOLCX_HOME_SOLC := $(HOME)/.solcx/solc-v$(SOLC_VERSION)
+$(STAMPS)/solcx-home: .solc/solc-v$(SOLC_VERSION)
+	@if "$(SOLCX_HOME_SOLC)" --version 2>/dev/null | grep -q "Version: $(SOLC_VERSION)"; then \
+	   echo "==> ape finds solc $(SOLC_VERSION) in ~/.solcx"; \
+	 else \
+	   echo "==> linking ~/.solcx/solc-v$(SOLC_VERSION) for ape run by hand"; \
+	   { mkdir -p "$(HOME)/.solcx" && ln -sfn "$(CURDIR)/.solc/solc-v$(SOLC_VERSION)" "$(SOLCX_HOME_SOLC)"; } \
+	   || echo "    (cannot write ~/.solcx: run ape by hand with SOLCX_BINARY_PATH=$(CURDIR)/.solc)"; \
 	 fi
 	@touch $@
 

@@ -20,7 +20,7 @@ from offchain.chain.client import Client, connect
 from offchain.errors import ConfigError, MarginsyncError
 from offchain.models import Deployment, SystemSpec
 from offchain.ops.commands import COMMANDS
-from offchain.ops.funds import DEPLOY_GAS, ENGINE_GAS, KEEPER_GAS, require_funds
+from offchain.ops.funds import ENGINE_GAS, KEEPER_GAS, require_funds
 from offchain.ops.heartbeat import EngineStatus, Heartbeat, KeeperStatus
 from offchain.settings import Settings
 
@@ -102,8 +102,7 @@ def deploy(
     threshold: int | None,
 ) -> None:
     """Deploy and wire the contracts; record them in deployments/<chainId>.json."""
-    from offchain.chain.deploy import Roles, deploy_system
-    from offchain.ops.signers import engine_signer_addresses, with_signers
+    from offchain.ops.deployment import deploy as deploy_operator
 
     settings = _settings(ctx)
     try:
@@ -115,22 +114,20 @@ def deploy(
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{config_path}: {where}: {first['msg']}", "fix that field") from exc
     chain = Chain.connect(settings)
-    signers = engine_signer_addresses(chain.chain_id, engine_signers)
-    spec = with_signers(spec, len(signers) if signers else None, threshold)
-    roles = Roles.from_accounts(chain.accounts)
-    require_funds(chain, roles.owner, "deployer", DEPLOY_GAS, "MARGINSYNC_PRIVATE_KEY")
-    d = deploy_system(
-        chain, spec, roles, progress=lambda s: console.print(f"deploy: {s}"), engine_signers=signers
+    done = deploy_operator(
+        chain,
+        spec,
+        engine_signers=engine_signers,
+        threshold=threshold,
+        progress=lambda s: console.print(f"deploy: {s}"),
     )
+    d = done.deployment
     path = d.save(settings.deployments_dir)
     console.print(
-        f"clearinghouse {d.clearinghouse}\noracle router {d.oracle_router}\nregistry      {path}"
+        f"clearinghouse {d.clearinghouse}\noracle router {d.oracle_router}\nregistry      {path}\n"
+        f"{done.signers_line()}",
+        soft_wrap=True,
     )
-    if spec.attestation is not None:
-        who = "development keys (public: local chains only)" if signers is None else "yours"
-        console.print(
-            f"engine signers {spec.attestation.threshold} of {', '.join(d.engine_signers)} ({who})"
-        )
 
 
 @cli.command()
@@ -290,6 +287,11 @@ def keeper(
 
     chain, d = _connect(ctx)
     key = os.environ.get(key_env)
+    if not (key or address or chain.accounts):
+        raise ConfigError(
+            f"no keeper key: {key_env} is unset and the node unlocks no account",
+            f"set {key_env} to the keeper's funded key",
+        )
     sender = chain.add_key(key) if key else checksum(address or chain.accounts[-1])
     require_funds(chain, sender, "keeper", KEEPER_GAS, key_env)
     journal = journal_path or (

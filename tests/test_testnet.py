@@ -27,8 +27,8 @@ def key(name: str) -> str:
     return "0x" + keccak(text=f"marginsync test-network {name}").hex()
 
 
-DEPLOYER, SUBMITTER, KEEPER, SIGNER_1, SIGNER_2 = (
-    key(n) for n in ("deployer", "submitter", "keeper", "signer 1", "signer 2")
+DEPLOYER, SUBMITTER, KEEPER, SIGNER_1, SIGNER_2, UNFUNDED = (
+    key(n) for n in ("deployer", "submitter", "keeper", "signer 1", "signer 2", "unfunded")
 )
 
 
@@ -69,6 +69,16 @@ def test_deploy__a_non_local_chain_without_signers__is_refused(
     assert not (tmp_path / f"{SEPOLIA}.json").exists()
 
 
+def test_deploy__no_key_and_no_unlocked_account__says_which_variable(
+    testnet: Anvil, tmp_path: Path
+) -> None:
+    code, out = run(
+        "--rpc-url", testnet.url, "--deployments-dir", str(tmp_path), "deploy", ok=False
+    )
+    assert code == 1
+    assert "no deployer key: MARGINSYNC_PRIVATE_KEY is unset" in out
+
+
 def test_operator_keys__deploy_engine_keeper__attest_and_liquidate(
     testnet: Anvil, tmp_path: Path
 ) -> None:
@@ -91,6 +101,20 @@ def test_operator_keys__deploy_engine_keeper__attest_and_liquidate(
     assert d.owner == d.matcher == address(DEPLOYER)
     _, status = run(*common, "status")
     assert "engine signers: 2 of 2" in status
+    code, out = run(*common, "deposit", "10", "--mint", ok=False)  # no key, no unlocked account
+    assert code == 1
+    assert "no trader account" in out
+    code, out = run(*common, "keeper", "--once", ok=False)
+    assert code == 1
+    assert "no keeper key: MARGINSYNC_PRIVATE_KEY is unset" in out
+    # Balances are checked before any work, naming the address to fund.
+    unfunded = {"MARGINSYNC_PRIVATE_KEY": UNFUNDED, "MARGINSYNC_ENGINE_KEYS": SIGNER_1}
+    code, out = run(*common, "engine", "--once", env=unfunded, ok=False)
+    assert code == 1
+    assert f"the engine submitter {address(UNFUNDED)} cannot pay for gas" in out
+    code, out = run(*common, "keeper", "--once", env=unfunded, ok=False)
+    assert code == 1
+    assert f"the keeper {address(UNFUNDED)} cannot pay for gas" in out
 
     # The public development keys sign nothing here, though the engine is asked to use them.
     code, out = run(

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from offchain.chain.client import Client, connect
+from offchain.errors import ConfigError
 from offchain.settings import Settings
 
 console = Console(soft_wrap=True)
@@ -27,7 +28,15 @@ def _trader(ctx: click.Context, client: Client, given: str | None) -> str:
 
     settings: Settings = ctx.obj
     accounts = client.chain.accounts
-    address = given or (accounts[0] if settings.private_key else accounts[LOCAL_TRADER_INDEX])
+    if given or settings.private_key:
+        address = given or accounts[0]
+    elif len(accounts) > LOCAL_TRADER_INDEX:
+        address = accounts[LOCAL_TRADER_INDEX]
+    else:
+        raise ConfigError(
+            "no trader account: no MARGINSYNC_PRIVATE_KEY and the node unlocks no account 4",
+            "set MARGINSYNC_PRIVATE_KEY to the trader's key, or name one with --account",
+        )
     return require_signer(
         client,
         address,
@@ -87,9 +96,10 @@ def withdraw(ctx: click.Context, amount: str, symbol: str, account: str | None) 
 @_account_option
 @click.pass_context
 def trade(ctx: click.Context, market: str, side: str, size: str, account: str | None) -> None:
-    """Buy or sell SIZE base units of MARKET (e.g. ETH-PERP) at the oracle price.
+    """Buy or sell SIZE base units of MARKET at the oracle price (development venue).
 
-    A development venue: the deploy's matcher settles against a development counterparty."""
+    MARKET is a symbol such as ETH-PERP. The deploy's matcher settles the trade against a
+    development counterparty that the deployer funds."""
     from offchain.ops.venue import trade as settle
 
     client = _client(ctx)
@@ -180,8 +190,6 @@ def _print_account(client: Client, address: str) -> None:
 
 def _amount(text: str) -> str:
     from decimal import Decimal, InvalidOperation
-
-    from offchain.errors import ConfigError
 
     try:
         value = Decimal(text)
