@@ -102,7 +102,7 @@ class ProvenModel:
         ]
         # Repeating a scenario changes no maximum: pad the grid to the circuit's size.
         shocks += [shocks[0]] * (SCENARIOS - len(shocks))
-        credit = {pair: 0 for pair in PAIRS}
+        credit = dict.fromkeys(PAIRS, 0)
         ids = {symbol: i for i, symbol in enumerate(assets)}
         for key, rho in config.correlations.items():
             a, b = (ids.get(symbol) for symbol in key.split("/"))
@@ -153,7 +153,9 @@ class ProvenModel:
         losses: list[tuple[int, int, int]] = []  # (asset, loss, direction: +1 long, −1 short, 0)
         for slot in slots:
             short = slot.size < 0
-            rate = (self.worst_rise_bps if short else self.worst_fall_bps) + self.perp_contingency_bps
+            rate = (
+                self.worst_rise_bps if short else self.worst_fall_bps
+            ) + self.perp_contingency_bps
             loss = ceil_div(abs(slot.size) * prices_e8[slot.asset] * rate, LOSS_DIVISOR)
             _check_fits(loss, f"the loss on asset {slot.asset}")
             binds = self.worst_rise_bps > 0 if short else self.worst_fall_bps > 0
@@ -184,6 +186,6 @@ class ProvenModel:
 def _check_fits(micro_usd: int, what: str) -> None:
     if micro_usd >= 1 << REQUIREMENT_BITS:
         raise ModelError(
-            f"{what} is {micro_usd / 1e6:,.0f} USD, beyond the circuit's {REQUIREMENT_BITS}-bit range",
+            f"{what} is {micro_usd / 1e6:,.0f} USD, beyond the circuit's 2^{REQUIREMENT_BITS} µUSD",
             "such an account cannot be proven; it stays on attested or static margin",
         )

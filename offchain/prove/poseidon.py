@@ -16,7 +16,9 @@ from offchain.errors import ToolchainError
 from offchain.settings import PROJECT_ROOT
 
 FIELD_MODULUS = 21888242871839275222246405745257275088548364400416034343698204186575808495617
-CONSTANTS_FILE = PROJECT_ROOT / "node_modules" / "circomlib" / "circuits" / "poseidon_constants.circom"
+CONSTANTS_FILE = (
+    PROJECT_ROOT / "node_modules" / "circomlib" / "circuits" / "poseidon_constants.circom"
+)
 FULL_ROUNDS = 8
 # circomlib's partial rounds for t = 2 … 17.
 PARTIAL_ROUNDS = (56, 57, 56, 60, 60, 63, 64, 63, 60, 66, 60, 65, 70, 60, 64, 68)
@@ -34,9 +36,13 @@ def _branch(text: str, function: str, t: int) -> list[int]:
 
 
 @cache
-def _constants(t: int, path: Path = CONSTANTS_FILE) -> tuple[list[int], list[int], list[list[int]], list[list[int]]]:
+def _constants(
+    t: int, path: Path = CONSTANTS_FILE
+) -> tuple[list[int], list[int], list[list[int]], list[list[int]]]:
     if not path.exists():
-        raise ToolchainError(f"circomlib's Poseidon constants not found at {path}", "run `make install`")
+        raise ToolchainError(
+            f"circomlib's Poseidon constants not found at {path}", "run `make install`"
+        )
     text = path.read_text()
     c = _branch(text, "POSEIDON_C", t)
     s = _branch(text, "POSEIDON_S", t)
@@ -78,7 +84,9 @@ def poseidon(inputs: list[int]) -> int:
         state[0] = (_sbox(state[0]) + c[(half + 1) * t + r]) % FIELD_MODULUS
         row = s[(2 * t - 1) * r : (2 * t - 1) * (r + 1)]
         first = sum(row[j] * state[j] for j in range(t)) % FIELD_MODULUS
-        state = [first] + [(state[i] + state[0] * row[t + i - 1]) % FIELD_MODULUS for i in range(1, t)]
+        state = [first] + [
+            (state[i] + state[0] * row[t + i - 1]) % FIELD_MODULUS for i in range(1, t)
+        ]
     for r in range(half - 1):
         state = [_sbox(x) for x in state]
         base = (half + 1) * t + partial + r * t
