@@ -443,6 +443,16 @@ def bench_all(json_dir: Path | None) -> None:
     sync.run(json_dir / "sync.json" if json_dir else None)
 
 
+def _register_prover() -> None:
+    from offchain.prove.cli import bench_prove, prove
+
+    cli.add_command(prove)
+    bench.add_command(bench_prove)
+
+
+_register_prover()
+
+
 def main() -> None:
     try:
         cli(standalone_mode=False)

@@ -54,6 +54,9 @@ def session_client(chain: Chain, deployment: Deployment) -> Client:
 def system(chain: Chain, session_client: Client) -> Iterator[Client]:
     """The deployed system, reset to its freshly deployed state after the test."""
     snapshot = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    # Every test starts from the session's base block, which ages as the suite runs; a fresh block
+    # brings chain time back to the wall clock (the engine refuses a chain 120 s behind it).
+    chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     yield session_client
     chain.w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
 

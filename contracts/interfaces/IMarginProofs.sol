@@ -61,7 +61,7 @@ interface IMarginProofs {
     error TooManyUnderlyings(address account, uint256 count, uint256 max);
     error UnsupportedUnderlying(address account, uint256 marketId, uint256 asset);
     error SizeOutOfRange(address account, uint256 asset, int256 netSize);
-    error PriceOutsideBand(uint256 asset, uint256 provenPriceE18, uint256 oraclePriceE18, uint256 priceBandBps);
+    error ProvenPriceOutsideBand(uint256 asset, uint256 provenPriceE18, uint256 oraclePriceE18, uint256 priceBandBps);
     error PriceUnavailable(uint256 asset, IOracleRouter.PriceStatus status);
     error InvalidProof(uint256 circuitId);
     error InvalidCircuit(address verifier, uint256 publicInputs, uint256 expected);

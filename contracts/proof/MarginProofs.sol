@@ -219,7 +219,9 @@ contract MarginProofs is IMarginProofs, Ownable2Step {
             (uint256 oraclePrice, IOracleRouter.PriceStatus status) = _oracle.tryPriceE18(asset);
             if (status != IOracleRouter.PriceStatus.OK) revert PriceUnavailable(asset, status);
             uint256 proven = uint256(pricesE8[asset]) * E8_TO_E18;
-            if (!_withinBand(proven, oraclePrice)) revert PriceOutsideBand(asset, proven, oraclePrice, priceBandBps);
+            if (!_withinBand(proven, oraclePrice)) {
+                revert ProvenPriceOutsideBand(asset, proven, oraclePrice, priceBandBps);
+            }
         }
     }
 

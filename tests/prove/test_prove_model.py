@@ -207,6 +207,7 @@ def probes() -> object:
             "node_modules/.bin/circom2",
             "tests/prove/circuits/probes.circom",
             "--wasm",
+            "--r1cs",
             "-l",
             "node_modules/circomlib/circuits",
             "-o",
@@ -239,3 +240,23 @@ def test_probes__witness_off_in_one_value__refused(
     prover.check_circuit(probes, HONEST)  # type: ignore[arg-type]
     with pytest.raises(StatementFalse):
         prover.check_circuit(probes, {**HONEST, **wrong})  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ the development ceremony
+def test_ptau__points_from_scalars__identical_to_snarkjs_prepare_phase2() -> None:
+    subprocess.run(
+        ["node", "tools/zk/ptau.mjs", "--self-check", "5"],
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_setup__development_ceremony__identical_to_snarkjs_groth16_setup(probes: object) -> None:
+    # With δ = 1 the key equals, section by section, snarkjs's from a ptau of the same secrets.
+    subprocess.run(
+        ["node", "tools/zk/setup.mjs", "--self-check", f"{probes}.r1cs"],
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+    )

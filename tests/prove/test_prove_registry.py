@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from helpers import assert_revert
@@ -233,7 +234,7 @@ def test_submit__price_at_the_band_edge__accepted_and_one_unit_beyond__refused(
     exc = revert_of(chain, registry.functions.submit(*beyond), others[0])
     assert_revert(
         exc,
-        "PriceOutsideBand",
+        "ProvenPriceOutsideBand",
         asset=0,
         provenPriceE18=(prices[0] + 1) * E18_PER_E8,
         priceBandBps=100,
@@ -322,3 +323,27 @@ def test_bn254_layout__py_ecc_points__match_the_precompiles(chain: Chain, system
     x1, x0, y1, y0 = g2_to_words(g2)
     with pytest.raises(Exception):  # noqa: B017, PT011 - the precompile fails on a point off the twist
         precompile(chain, 0x08, [*g1_to_words(p), x0, x1, y0, y1])
+
+
+def test_cli_prove__one_account__proves_verifies_and_submits(
+    system: Client, hedged: str, deployment: Deployment, settings: object, tmp_path: Path
+) -> None:
+    # `marginsync prove` as a user runs it; the registry's model is the CLI's default, so this
+    # deploys a fresh registry on the session chain first.
+    import subprocess
+    import sys
+
+    from offchain.settings import Settings
+
+    assert isinstance(settings, Settings)
+    deployment.save(tmp_path)  # the CLI records its registry there, not in the session's registry
+    common = ["--rpc-url", settings.rpc_url, "--deployments-dir", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "offchain.cli", *common, "prove", hedged, "--submit"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Python verifier: valid" in proc.stdout
+    assert "submitted:" in proc.stdout
