@@ -17,11 +17,14 @@ PYTEST_WORKERS ?= 2
 
 CONTRACTS := $(shell find contracts -name '*.sol' -not -path 'contracts/.cache/*')
 ARTIFACTS := .build/__local__.json
+ZK_DIR := build/zk
+ZK_KEYS := $(ZK_DIR)/account.zkey $(ZK_DIR)/batch.zkey
 
 .PHONY: all install demo test lint fmt soak bench clean
 all: test
 
-install: $(STAMPS)/python $(STAMPS)/node .solc/solc-v$(SOLC_VERSION) $(ARTIFACTS) $(STAMPS)/solcx-home
+install: $(STAMPS)/python $(STAMPS)/node .solc/solc-v$(SOLC_VERSION) $(ARTIFACTS) $(STAMPS)/solcx-home \
+	$(ZK_KEYS)
 
 $(STAMPS):
 	@mkdir -p $@
@@ -70,6 +73,17 @@ $(ARTIFACTS): $(CONTRACTS) ape-config.yaml .solc/solc-v$(SOLC_VERSION) $(STAMPS)
 	$(BIN)/ape compile
 	@touch $@
 
+# The margin circuits (circom2 in wasm, from npm) and their development ceremony
+# (tools/zk/setup.mjs, docs/proofs.md): each key is made once and kept until its circuit changes.
+$(ZK_DIR)/%.r1cs: circuits/%.circom circuits/margin.circom $(STAMPS)/node
+	@mkdir -p $(ZK_DIR)
+	@echo "==> circom2 $<"
+	node_modules/.bin/circom2 $< --r1cs --wasm -l node_modules/circomlib/circuits -o $(ZK_DIR)
+
+$(ZK_DIR)/%.zkey: $(ZK_DIR)/%.r1cs tools/zk/setup.mjs tools/zk/curve.mjs tools/zk/binfile.mjs
+	@echo "==> development ceremony for $*"
+	node tools/zk/setup.mjs $< $@ $(ZK_DIR)/$*.vkey.json
+
 demo: install
 	$(BIN)/marginsync demo
 
@@ -94,4 +108,4 @@ fmt: install
 	forge fmt contracts
 
 clean:
-	rm -rf .build contracts/.cache .solc $(STAMPS) runs
+	rm -rf .build contracts/.cache .solc $(STAMPS) runs build

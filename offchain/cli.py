@@ -568,6 +568,16 @@ def _terminate(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _register_prover() -> None:
+    from offchain.prove.cli import bench_prove, prove
+
+    cli.add_command(prove)
+    bench.add_command(bench_prove)
+
+
+_register_prover()
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:

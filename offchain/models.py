@@ -200,6 +200,7 @@ class Deployment(Frozen):
     clearinghouse: str
     oracle_router: str
     attestation_verifier: str | None = None
+    margin_proofs: str | None = None
     engine_signers: tuple[str, ...] = ()
     owner: str
     matcher: str

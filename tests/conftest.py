@@ -62,6 +62,9 @@ def system(chain: Chain, session_client: Client) -> Iterator[Client]:
     if now > int(chain.w3.eth.get_block("latest")["timestamp"]):
         chain.w3.provider.make_request("evm_mine", [now])  # type: ignore[arg-type]
     snapshot = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    # Every test starts from the session's base block, which ages as the suite runs; a fresh block
+    # brings chain time back to the wall clock (the engine refuses a chain 120 s behind it).
+    chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     yield session_client
     revert_to(chain, snapshot)
 

@@ -1,0 +1,116 @@
+"""The prover against a deployment: deploy the proof registry, read what it will bind a proof to,
+prove, submit. The registry builds the public input from its own reads; this module reads the
+same state the same way so that the proof it makes is the one the registry accepts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from web3.types import TxReceipt
+
+from offchain.chain import Chain
+from offchain.models import Deployment
+from offchain.prove.layout import ASSETS, SHAPES, AccountStatement, CircuitShape, Slot, public_words
+from offchain.prove.model import ProvenModel
+from offchain.prove.prover import ZK_DIR, Proof, Prover
+from offchain.prove.verifier import VerifyingKey
+
+E18_PER_E8 = 10**10
+DEFAULT_PRICE_BAND_BPS = 100
+
+
+def circuit_id(shape: CircuitShape) -> int:
+    """Circuits are registered in `SHAPES` order."""
+    return list(SHAPES).index(shape.name)
+
+
+def deploy_margin_proofs(
+    chain: Chain,
+    deployment: Deployment,
+    model: ProvenModel,
+    owner: str,
+    zk_dir: Path = ZK_DIR,
+    price_band_bps: int = DEFAULT_PRICE_BAND_BPS,
+) -> Deployment:
+    """One Groth16Verifier per circuit (each with this machine's verification key) and the
+    registry; returns the deployment with the registry's address."""
+    registry = chain.deploy(
+        "MarginProofs", owner, deployment.clearinghouse, model.hash, price_band_bps, sender=owner
+    )
+    for shape in SHAPES.values():
+        vk = VerifyingKey.load(zk_dir / f"{shape.name}.vkey.json")
+        verifier = chain.deploy("Groth16Verifier", vk.contract_args(), sender=owner)
+        chain.send(
+            registry.functions.addCircuit((verifier.address, shape.accounts, shape.slots)),
+            owner,
+            f"add the {shape.name} circuit",
+        )
+    return deployment.model_copy(update={"margin_proofs": registry.address})
+
+
+def read_slots(chain: Chain, deployment: Deployment, account: str) -> tuple[Slot, ...]:
+    """The account's positions netted per underlying, ascending asset, zero nets dropped."""
+    clearinghouse = chain.contract("Clearinghouse", deployment.clearinghouse)
+    market_mask = clearinghouse.functions.account(account).call()[2]
+    net: dict[int, int] = defaultdict(int)
+    for market in (m for m in range(32) if market_mask >> m & 1):
+        asset = deployment.market(market).oracle_asset
+        net[asset] += int(clearinghouse.functions.position(account, market).call())
+    return tuple(Slot(asset, size) for asset, size in sorted(net.items()) if size != 0)
+
+
+def oracle_prices_e8(chain: Chain, deployment: Deployment, assets: set[int]) -> list[int]:
+    """The oracle's price of each asset in `assets`, floored to 1e-8 USD (0 for the others)."""
+    router = chain.contract("OracleRouter", deployment.oracle_router)
+    return [
+        int(router.functions.priceE18(a).call()) // E18_PER_E8 if a in assets else 0
+        for a in range(ASSETS)
+    ]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """Everything `MarginProofs.submit` takes, and what it was built from."""
+
+    shape: CircuitShape
+    statements: tuple[AccountStatement, ...]
+    prices_e8: tuple[int, ...]
+    proof: Proof
+
+    @property
+    def claims(self) -> list[tuple[str, int, int]]:
+        return [(s.address, s.im_micro_usd, s.mm_micro_usd) for s in self.statements]
+
+    def args(self) -> tuple[Any, ...]:
+        return (circuit_id(self.shape), self.claims, list(self.prices_e8), list(self.proof.points))
+
+
+def prove_accounts(
+    chain: Chain,
+    deployment: Deployment,
+    model: ProvenModel,
+    prover: Prover,
+    shape: CircuitShape,
+    accounts: Sequence[str],
+) -> Submission:
+    """Reads the accounts' positions and the oracle, computes their requirements, proves."""
+    books = {a: read_slots(chain, deployment, a) for a in accounts}
+    prices = oracle_prices_e8(
+        chain, deployment, {s.asset for slots in books.values() for s in slots}
+    )
+    statements = []
+    for account, slots in books.items():
+        r = model.requirement(slots, prices)
+        statements.append(AccountStatement(account, slots, r.mm_micro_usd, r.im_micro_usd))
+    words = public_words(shape, model.hash, prices, statements)
+    proof = prover.prove(shape, words, model.words)
+    return Submission(shape, tuple(statements), tuple(prices), proof)
+
+
+def submit(chain: Chain, registry_address: str, submission: Submission, sender: str) -> TxReceipt:
+    registry = chain.contract("MarginProofs", registry_address)
+    return chain.send(registry.functions.submit(*submission.args()), sender, "submit a proof")
