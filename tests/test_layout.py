@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("feeds", "risk"),  # prices in; margin out (numpy, no I/O)
     ("attest",),  # the EIP-712 batch, defined once
     ("chain",),  # bindings, anvil, deploy, client, event mirrors, the one sender
-    ("committee",),  # BLS12-381 keys, signatures and the committee registry client
+    ("committee", "prove"),  # BLS committee; the prover (model, Groth16 in Python, registry client)
     ("sync", "keeper"),  # the engine; the keeper beside it
     ("lab",),  # drives the engine and the keeper on its own chains
     ("ops",),  # the operator's and trader's commands: signers, funds, venue, views

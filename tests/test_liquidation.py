@@ -573,6 +573,48 @@ def test_liquidate__one_wei_close_at_a_sub_dollar_price__never_leaves_the_accoun
     assert shortfall(system.health(trader)) == shortfall(before)
 
 
+def test_liquidate__close_freeing_less_than_the_rounded_penalty__penalty_capped_at_what_it_frees(
+    system: Client, trader: str, maker: str, keeper: str
+) -> None:
+    # I8's cap (`penaltyWad > freed → freed`): at 0.45 USD, closing 20 wei of a 2,000 SOL long
+    # frees exactly 0 wei of MM − equity, while 3% of its notional rounds up to 1 wei. Without
+    # the cap the penalty would be 1 and MM − equity would grow by that wei.
+    set_price(system, SOL, usd("0.5"))
+    fund(system, trader, "USDC", usdc(100))
+    fund(system, maker, "USDC", usdc(100_000))
+    open_at_oracle(system, SOL, trader, maker, wad(2_000))
+    set_price(system, SOL, usd("0.45"))
+    price = 45 * 10**16
+    assert penalty_of(20, price) == 1
+    before = system.health(trader)
+    ev = event(system, system.liquidate(keeper, trader, "SOL-PERP", 20), "Liquidate")
+    assert (ev["sizeDelta"], ev["penaltyWad"], ev["keeperRewardWad"]) == (-20, 0, 0)
+    assert shortfall(system.health(trader)) == shortfall(before)
+
+
+@pytest.mark.parametrize(
+    "cap_offset", [-1, 0, 1], ids=["cap-one-wei-below", "cap-exact", "cap-one-wei-above"]
+)
+def test_liquidate__reward_at_the_keeper_cap_and_one_wei_either_side__is_min_of_share_and_cap(
+    underwater: Client, trader: str, keeper: str, roles, cap_offset: int
+) -> None:
+    # I9 at the cap's boundary: the uncapped reward R is 30% of the penalty, rounded down; with
+    # the cap at R − 1, R and R + 1 the keeper gets R − 1, R and R. Catches a cap compared the
+    # wrong way (`<`, `<=`), off by one, or missing.
+    system = underwater
+    preview = system.preview(trader, "ETH-PERP")
+    uncapped = preview.penalty_wad * KEEPER_SHARE_BPS // BPS
+    assert uncapped == preview.keeper_reward_wad < REWARD_CAP_WAD  # the default cap is far
+    cap = uncapped + cap_offset
+    config = (CLOSE_FACTOR_BPS, FULL_HEALTH_BPS, KEEPER_SHARE_BPS, 8, DUST_WAD, cap)
+    system.chain.send(system.fn("configureLiquidation", config), roles.owner, "cap")
+    assert system.preview(trader, "ETH-PERP").keeper_reward_wad == min(uncapped, cap)
+    ev = event(system, system.liquidate(keeper, trader, "ETH-PERP"), "Liquidate")
+    assert ev["penaltyWad"] == preview.penalty_wad
+    assert ev["keeperRewardWad"] == min(uncapped, cap)
+    assert system.account(keeper)["cash_wad"] == min(uncapped, cap)
+
+
 # --------------------------------------------------------------------- bad debt (I11, S6, A12, D16)
 def _open_and_move(
     system: Client, trader: str, maker: str, collateral: int, size: int, move_to: str

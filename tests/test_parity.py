@@ -18,13 +18,20 @@ from helpers import _abi_type, read_many, rollback
 
 from offchain.chain import Chain
 from offchain.chain.client import MAX_UINT, Client
-from offchain.risk.health import AccountState, CollateralParams, MarketParams, health
+from offchain.risk.health import (
+    AccountState,
+    CollateralParams,
+    MarketParams,
+    broken_feed_quote,
+    health,
+)
 
 E18 = 10**18
 BPS = 10_000
 ASSETS = ("ETH", "BTC", "SOL")
 TOKENS = ("USDC", "WETH", "WBTC")
 ROUNDS, MOVES_PER_ROUND, ACCOUNTS = 2, 8, 24
+OK_STATUS, STALE_STATUS = 0, 4  # IOracleRouter.PriceStatus
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -239,3 +246,103 @@ def test_health_mirror__one_wei_sizes_max_positions_and_bound_prices__equals_acc
         set_answers(system, answers)
         compared += compare(system, states, params)[0]
     assert compared == 4 * len(price_sets)
+
+
+# ---------------------------------------------------------------------------- I18 broken feeds
+def rpc(system: Client, method: str, *params: Any) -> None:
+    system.chain.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+
+
+def mirrored_quotes(system: Client) -> tuple[dict[int, int], dict[int, int]]:
+    """(low, high) by asset as `OracleRouter.quotes` gives them, rebuilt from the router's
+    public state with `broken_feed_quote` (SPEC I18)."""
+    router = system.router.functions
+    now = int(system.chain.w3.eth.get_block("latest")["timestamp"])
+    lows: dict[int, int] = {}
+    highs: dict[int, int] = {}
+    for asset, symbol in enumerate(ASSETS):
+        price, status = router.tryPriceE18(asset).call()
+        if status == OK_STATUS:
+            lows[asset] = highs[asset] = price
+            continue
+        _, _, drift, lo, hi = router.feedConfig(asset).call()
+        base, _, at = router.lastRound(asset).call()
+        if status == STALE_STATUS:  # a merely stale round is its own base
+            _, answer, _, at, _ = system.feeds[symbol].functions.getRoundData(0).call()
+            base = answer * 10**10
+        lows[asset], highs[asset] = broken_feed_quote(base, at, now, drift, lo, hi)
+    return lows, highs
+
+
+def break_feeds(system: Client, scenario: str) -> None:
+    owner, feeds = system.d.owner, system.feeds
+    if scenario == "eth reverts":
+        send(system.chain, _encode(feeds["ETH"], "setReverts", True), owner)
+    elif scenario == "btc stale two hours":
+        rpc(system, "evm_increaseTime", 7_201)
+        rpc(system, "evm_mine")
+        for symbol in ("ETH", "SOL"):
+            answer = feeds[symbol].functions.getRoundData(0).call()[1]
+            send(system.chain, _encode(feeds[symbol], "setAnswer", answer), owner)
+    elif scenario == "sol zero, eth reverts, five hours":
+        send(system.chain, _encode(feeds["SOL"], "setAnswer", 0), owner)
+        send(system.chain, _encode(feeds["ETH"], "setReverts", True), owner)
+        rpc(system, "evm_increaseTime", 5 * 3_600)
+        rpc(system, "evm_mine")
+        answer = feeds["BTC"].functions.getRoundData(0).call()[1]
+        send(system.chain, _encode(feeds["BTC"], "setAnswer", answer), owner)
+    else:  # every feed broken for 30 hours: out of bounds, from the future, reverting
+        send(system.chain, _encode(feeds["ETH"], "setAnswer", 10**19), owner)
+        send(system.chain, _encode(feeds["SOL"], "setReverts", True), owner)
+        rpc(system, "evm_increaseTime", 30 * 3_600)
+        rpc(system, "evm_mine")
+        now = int(system.chain.w3.eth.get_block("latest")["timestamp"])
+        send(system.chain, _encode(feeds["BTC"], "setRound", 60_000 * 10**8, now + 600), owner)
+
+
+def test_health_mirror__broken_feeds_quoted__equals_account_health_to_the_wei(
+    system: Client, others: list[str], roles
+) -> None:
+    """# I18: with feeds broken in every way and for hours, `accountHealth` still equals the
+    mirror to the wei: holdings at the low end of the router's quote, debts and requirements at
+    the high end, the quote rebuilt by `broken_feed_quote` from the router's public state."""
+    chain, ch = system.chain, system.ch
+    rng = random.Random(18)
+    accounts, counterparty = others[:12], others[12]
+    params = read_params(system)
+    for who in [*accounts, counterparty]:
+        for symbol in TOKENS:
+            send(chain, _encode(system.tokens[symbol], "mint", who, 10**30), system.d.owner)
+            send(chain, _encode(system.tokens[symbol], "approve", ch.address, MAX_UINT), who)
+    send(chain, _encode(ch, "deposit", counterparty, 0, 10**9 * 10**6), counterparty)
+    entry = read_many(chain, [_encode(system.router, "priceE18", a) for a in range(3)])
+    for who in accounts:
+        send(chain, _encode(ch, "deposit", who, 0, rng.randint(10**9, 10**11)), who)
+        send(chain, _encode(ch, "deposit", who, 1, rng.randint(1, 5 * E18)), who)
+        send(chain, _encode(ch, "deposit", who, 2, rng.randint(1, 10**7)), who)
+        for market_id in rng.sample(range(3), rng.randint(1, 3)):
+            oracle = entry[params["markets"][market_id].oracle_asset]
+            size = rng.choice([-1, 1]) * (rng.randint(10**3, 10**6) * E18 * E18 // oracle // 100)
+            trade = _encode(ch, "settleTrade", market_id, who, counterparty, size, oracle)
+            send(chain, trade, system.d.matcher)
+    states = read_states(system, [*accounts, roles.insurance_fund])
+    scenarios = [
+        "eth reverts",
+        "btc stale two hours",
+        "sol zero, eth reverts, five hours",
+        "all broken thirty hours",
+    ]
+    for scenario in scenarios:
+        with rollback(chain):
+            break_feeds(system, scenario)
+            lows, highs = mirrored_quotes(system)
+            assert lows != highs, scenario
+            got = read_many(chain, [_encode(ch, "accountHealth", who) for who in states])
+            for (who, state), on_chain in zip(states.items(), got, strict=True):
+                mirrored = health(state, params["collaterals"], params["markets"], lows, highs)
+                expected = (
+                    mirrored.equity_wad,
+                    mirrored.initial_margin_wad,
+                    mirrored.maintenance_margin_wad,
+                )
+                assert tuple(on_chain) == expected, (scenario, who, state)

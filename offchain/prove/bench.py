@@ -17,11 +17,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from offchain.anvil import Anvil
 from offchain.bench.gas import bench_spec
 from offchain.chain import Chain
-from offchain.client import Client, wad
-from offchain.deploy import Roles, deploy_system
+from offchain.chain.anvil import Anvil
+from offchain.chain.client import Client, wad
+from offchain.chain.deploy import Roles, deploy_system
 from offchain.prove.layout import ACCOUNT, BATCH, CircuitShape
 from offchain.prove.model import ProvenModel
 from offchain.prove.onchain import circuit_id, deploy_margin_proofs, prove_accounts, submit

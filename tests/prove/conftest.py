@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from offchain.chain import Chain
-from offchain.deploy import Roles
+from offchain.chain.deploy import Roles
 from offchain.models import Deployment
 from offchain.prove.layout import CircuitShape
 from offchain.prove.model import ProvenModel

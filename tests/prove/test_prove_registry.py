@@ -14,7 +14,7 @@ from py_ecc.optimized_bn128 import G1, G2, add, multiply, neg
 from web3.contract import Contract
 
 from offchain.chain import Chain
-from offchain.client import Client
+from offchain.chain.client import Client
 from offchain.errors import ContractRevert
 from offchain.models import Deployment
 from offchain.prove.bn254 import g1_to_words, g2_to_words
