@@ -320,9 +320,13 @@ def keeper(
             )
 
     console.print(f"keeper {sender} on chain {chain.chain_id}")
-    beat = Heartbeat(0 if once else status_every_s, status, lambda s: console.print(f"keeper: {s}"))
+    beat = Heartbeat(0 if once else status_every_s, status, lambda s: _status_line("keeper", s))
     with beat:
         k.run(poll_interval_s=poll_s, rounds=1 if once else None, on_round=report)
+
+
+def _status_line(service: str, line: str) -> None:
+    console.print(f"{service}: {line}", soft_wrap=True)  # one line per beat, for log tools
 
 
 def _lab_options(f: F) -> F:
@@ -500,7 +504,7 @@ def engine(
             console.print(f"engine: done: {report.summary()}")
         else:
             status = EngineStatus(eng.metrics.registry, lambda: chain.w3.eth.block_number)
-            with Heartbeat(status_every_s, status, lambda s: console.print(f"engine: {s}")):
+            with Heartbeat(status_every_s, status, lambda s: _status_line("engine", s)):
                 asyncio.run(eng.run(ticks))
     finally:
         eng.close()
