@@ -30,6 +30,9 @@ class TxState(StrEnum):
     CANCELLED = "cancelled"  # our no-op replacement took the nonce (stuck at its fee cap)
     DROPPED = "dropped"  # the nonce went to a transaction that is not one of ours
     REJECTED = "rejected"  # the node refused it for good (e.g. insufficient funds)
+    # Reported, never stored: a mined (or reverted, or cancelled) transaction's block left the
+    # chain in a reorganisation; it is pending again, its same signed bytes re-broadcast.
+    REORGED = "reorged"
 
 
 @dataclass
@@ -227,6 +230,15 @@ class Journal:
                     outcome.detail,
                     tx_id,
                 ),
+            )
+
+    def reopen(self, tx_id: int) -> None:
+        """A settled transaction whose block left the chain is pending again."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE txs SET state=?, mined_hash=NULL, block=NULL, gas_used=NULL, detail=NULL "
+                "WHERE id=?",
+                (TxState.PENDING.value, tx_id),
             )
 
     def pending(self) -> list[Pending]:
