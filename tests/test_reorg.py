@@ -162,3 +162,29 @@ def test_a_reorg_drops_the_engines_batch__it_is_resent_or_superseded_and_the_mir
     assert {r.state for r in journal} <= {TxState.MINED, TxState.REVERTED}
     assert tx_count(system, engine.delivery.sender.address) == len(journal)
     engine.close()
+
+
+def test_a_keeper_restarted_after_a_reorg__re_sends_its_journaled_liquidation_not_a_second_one(
+    system: Client, open_position: Callable[..., Any], others: list[str], tmp_path: Path
+) -> None:
+    opened = open_position(size=30, collateral_usd=9_000, who=others[0])
+    system.set_price("ETH", 2_750)
+    start_block = system.chain.w3.eth.block_number
+    journal = tmp_path / "journal.sqlite"
+    first = make_keeper(system, journal=journal)
+    (liquidated,) = first.step()
+    first.sender.journal.close()
+    del first  # the keeper stops; the chain reorganises while it is down
+    reorg(system, 2)
+    assert liquidate_events(system, start_block) == []
+
+    again = make_keeper(system, journal=journal)
+    again.step()
+    again.step()
+
+    (event,) = liquidate_events(system, start_block)
+    assert event.tx_hash == liquidated.tx_hash  # its journaled bytes, not a second liquidation
+    (row,) = again.sender.journal.rows()
+    assert (row.state, row.mined_hash) == (TxState.MINED, liquidated.tx_hash)
+    assert system.position(opened.trader, "ETH-PERP") == 0
+    _assert_mirror_equals_chain(system, again.mirror)

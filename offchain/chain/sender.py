@@ -199,11 +199,23 @@ class TxSender:
     def resume(self) -> list[Outcome]:
         """Settles what a previous process journaled: a row whose transaction was mined is
         finished from its receipt; one whose nonce went elsewhere is dropped; every other row is
-        re-broadcast with its SAME raw bytes and stays in flight. Returns the settled ones."""
+        re-broadcast with its SAME raw bytes and stays in flight. Rows that landed in the last
+        `REORG_DEPTH` blocks are re-checked: one whose receipt is gone is pending again
+        (`reorged`). Returns the settled ones."""
         done: list[Outcome] = []
         # The count first: a nonce below it with none of our receipts went to someone else.
         mined_count = self._nonce_count("latest")
         head = self._block_number()
+        for p, block, tx_hash in self.journal.landed_since(head - REORG_DEPTH):
+            receipt = self._rpc("eth_getTransactionReceipt", [tx_hash]).get("result")
+            if receipt:
+                at = int(receipt["blockNumber"], 16)
+                self._landings.add(
+                    p, Outcome(p.purpose, p.nonce, TxState.MINED, tx_hash, at, 0, 0, receipt)
+                )
+            else:
+                self.journal.reopen(p.id)
+                done.append(Outcome(p.purpose, p.nonce, TxState.REORGED, tx_hash, block))
         for p in self.journal.pending():
             p.sent_block, p.sent_at_s = head, time.monotonic()  # the stuck timers restart
             outcome = self._settle(p, mined_count, head)
