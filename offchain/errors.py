@@ -21,6 +21,10 @@ class ConfigError(MarginsyncError):
     """Bad settings, CLI input or configuration file."""
 
 
+class SendRejected(MarginsyncError):
+    """The node refused a transaction for a reason that retrying cannot fix."""
+
+
 class ToolchainError(MarginsyncError):
     """A tool (Anvil, the compiled artifacts) is missing."""
 

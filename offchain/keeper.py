@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,9 @@ from offchain.chain.attestations import AttestationMirror
 from offchain.chain.client import MAX_UINT, Client, Preview
 from offchain.chain.journal import Journal, Outcome, TxState
 from offchain.chain.mirror import AccountMirror
-from offchain.chain.sender import GWEI, FeePolicy, Fees, SendRejected, TxSender, tx_signer_for
+from offchain.chain.sender import GWEI, FeePolicy, Fees, TxSender
+from offchain.chain.signers import tx_signer_for
+from offchain.errors import SendRejected
 from offchain.models import WAD, Deployment
 from offchain.risk.health import BPS
 
@@ -113,11 +115,14 @@ class RoundReport:
     over_budget: int = 0
     resolved: int = 0
     congested: bool = False  # a transaction of ours is stuck: nothing new was queued behind it
+    # Transactions reported in an earlier round whose block left the chain: those results are
+    # void; the same transactions are pending again and report anew when they land.
+    reorged: list[str] = field(default_factory=list)
 
 
 class KeeperMirror(AccountMirror):
     """The account mirror plus the attestation verifier's events, fetched in one `eth_getLogs`
-    per block range so both views always stand at the same block."""
+    per block range so both views always stand at the same block (and rewind together)."""
 
     def __init__(self, chain: Chain, d: Deployment) -> None:
         super().__init__(chain, d.clearinghouse, d.insurance_fund, d.block)
@@ -126,21 +131,17 @@ class KeeperMirror(AccountMirror):
         self.attestor: str | None = None  # from `AttestorSet`; None or zero: static margin only
         self._warned_attestor = False
 
-    def sync(self, to_block: int | None = None, batch: int = 5_000) -> int:
-        head = self.chain.w3.eth.block_number if to_block is None else to_block
+    _STATE = (*AccountMirror._STATE, "attestations", "attestor")
+
+    def _fetch(self, start: int, end: int) -> list[tuple[int, Any]]:
         addresses = [self.clearinghouse, *([self.verifier] if self.verifier else [])]
-        verifier = (self.verifier or "").lower()
-        applied = 0
-        while self.next_block <= head:
-            end = min(head, self.next_block + batch - 1)
-            for event in self.chain.get_events(addresses, self.next_block, end):
-                if event.address.lower() == verifier:
-                    self.attestations.apply(event)
-                else:
-                    self.apply(event)
-                applied += 1
-            self.next_block = end + 1
-        return applied
+        return [(e.block, e) for e in self.chain.get_events(addresses, start, end)]
+
+    def _apply_item(self, item: Any) -> None:
+        if item.address.lower() == (self.verifier or "").lower():
+            self.attestations.apply(item)
+        else:
+            self.apply(item)
 
     def _on_AttestorSet(self, a: dict[str, Any]) -> None:
         self.attestor = str(a["attestor"])
@@ -503,7 +504,10 @@ class Keeper:
     def _results(self, outcomes: list[Outcome], report: RoundReport) -> list[Liquidation]:
         out: list[Liquidation] = []
         for o in outcomes:
-            if o.state is TxState.REVERTED:
+            if o.state is TxState.REORGED:
+                report.reorged.append(str(o.tx_hash))
+                log.warning("%s: its block %s left the chain; re-sent", o.purpose, o.block)
+            elif o.state is TxState.REVERTED:
                 report.lost_on_chain += 1
                 log.info("%s reverted on-chain (%d gas): lost a race", o.purpose, o.gas_used)
             elif o.state is not TxState.MINED or o.receipt is None:
@@ -545,8 +549,10 @@ class Keeper:
         rounds: int | None = None,
         on_round: Callable[[int, list[Liquidation]], None] = lambda _r, _l: None,
     ) -> list[Liquidation]:
-        """One round per new block until `rounds` are done (forever if None)."""
-        total: list[Liquidation] = []
+        """One round per new block until `rounds` are done (forever if None). Returns the
+        liquidations that stand: one whose block a reorganisation took away counts once, when
+        its transaction lands again."""
+        total: dict[tuple[str, str, int], Liquidation] = {}
         last_block = -1
         n = 0
         while rounds is None or n < rounds:
@@ -562,7 +568,9 @@ class Keeper:
                 time.sleep(poll_interval_s)
                 continue
             last_block = block
-            total.extend(done)
+            void = set(self.last_round.reorged)
+            total = {k: v for k, v in total.items() if k[0] not in void}
+            total.update({(d.tx_hash, d.account, d.market_id): d for d in done})
             on_round(n, done)
             n += 1
-        return total
+        return list(total.values())

@@ -289,6 +289,8 @@ class Chain:
         return out
 
     def get_events(self, addresses: Sequence[str], from_block: int, to_block: int) -> list[Event]:
+        """Decoded logs of `addresses` in a block range; `ChainReorganised` if the node marks
+        any as `removed` (it is answering from a chain that is being reorganised)."""
         logs = self.w3.eth.get_logs(
             {
                 "address": [checksum(a) for a in addresses],
@@ -296,7 +298,17 @@ class Chain:
                 "toBlock": to_block,
             }
         )
+        refuse_removed(logs)
         return self.events(logs)
+
+
+class ChainReorganised(Exception):
+    """A log came back `removed`: the range must be read again."""
+
+
+def refuse_removed(logs: Sequence[Any]) -> None:
+    if any(log.get("removed") for log in logs):
+        raise ChainReorganised("the node returned removed logs")
 
 
 def checksum(address: str) -> ChecksumAddress:

@@ -30,6 +30,9 @@ class TxState(StrEnum):
     CANCELLED = "cancelled"  # our no-op replacement took the nonce (stuck at its fee cap)
     DROPPED = "dropped"  # the nonce went to a transaction that is not one of ours
     REJECTED = "rejected"  # the node refused it for good (e.g. insufficient funds)
+    # Reported, never stored: a mined (or reverted, or cancelled) transaction's block left the
+    # chain in a reorganisation; it is pending again, its same signed bytes re-broadcast.
+    REORGED = "reorged"
 
 
 @dataclass
@@ -229,16 +232,35 @@ class Journal:
                 ),
             )
 
+    def reopen(self, tx_id: int) -> None:
+        """A settled transaction whose block left the chain is pending again."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE txs SET state=?, mined_hash=NULL, block=NULL, gas_used=NULL, detail=NULL "
+                "WHERE id=?",
+                (TxState.PENDING.value, tx_id),
+            )
+
     def pending(self) -> list[Pending]:
         """Every transaction without a final state, oldest nonce first, latest version last."""
+        return [p for p, _, _ in self._load("state=?", (TxState.PENDING.value,))]
+
+    def landed_since(self, block: int) -> list[tuple[Pending, int, str]]:
+        """(transaction, its block, the hash that landed) of every transaction with a receipt
+        in `block` or later: what a restarted sender re-checks against the canonical chain."""
+        landed = (TxState.MINED.value, TxState.REVERTED.value, TxState.CANCELLED.value)
+        found = self._load("state IN (?, ?, ?) AND block >= ?", (*landed, block))
+        return [(p, int(b), str(h)) for p, b, h in found]
+
+    def _load(self, where: str, args: tuple[object, ...]) -> list[tuple[Pending, Any, Any]]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, nonce, purpose, to_address, data, value, gas, fee_cap_wei FROM txs "
-                "WHERE state=? ORDER BY nonce, id",
-                (TxState.PENDING.value,),
+                "SELECT id, nonce, purpose, to_address, data, value, gas, fee_cap_wei, block, "
+                f"mined_hash FROM txs WHERE {where} ORDER BY nonce, id",
+                args,
             ).fetchall()
-            out: list[Pending] = []
-            for tx_id, nonce, purpose, to, data, value, gas, cap in rows:
+            out: list[tuple[Pending, Any, Any]] = []
+            for tx_id, nonce, purpose, to, data, value, gas, cap, block, mined in rows:
                 attempts = self._db.execute(
                     "SELECT tx_hash, raw, max_fee_wei, priority_fee_wei, sent_at, cancel "
                     "FROM attempts "
@@ -246,25 +268,24 @@ class Journal:
                     (tx_id,),
                 ).fetchall()
                 last = attempts[-1]
-                out.append(
-                    Pending(
-                        id=tx_id,
-                        nonce=nonce,
-                        purpose=purpose,
-                        to=to,
-                        data=bytes(data),
-                        value=int(value),
-                        gas=gas,
-                        fee_cap_wei=int(cap),
-                        max_fee_wei=int(last[2]),
-                        priority_fee_wei=int(last[3]),
-                        raw=bytes(last[1]),
-                        hashes=[a[0] for a in attempts],
-                        sent_block=None,
-                        sent_at_s=float(last[4]),
-                        cancelled=bool(last[5]),
-                    )
+                p = Pending(
+                    id=tx_id,
+                    nonce=nonce,
+                    purpose=purpose,
+                    to=to,
+                    data=bytes(data),
+                    value=int(value),
+                    gas=gas,
+                    fee_cap_wei=int(cap),
+                    max_fee_wei=int(last[2]),
+                    priority_fee_wei=int(last[3]),
+                    raw=bytes(last[1]),
+                    hashes=[a[0] for a in attempts],
+                    sent_block=None,
+                    sent_at_s=float(last[4]),
+                    cancelled=bool(last[5]),
                 )
+                out.append((p, block, mined))
             return out
 
     def rows(self, purpose: str | None = None) -> list[JournalRow]:

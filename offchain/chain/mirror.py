@@ -1,14 +1,26 @@
 """The account mirror: every account's cash, balances, positions and nonce, rebuilt from the
 clearinghouse's events alone (SPEC I17). The keeper and the engine read it instead of polling
 accounts one by one; `tests/test_mirror.py` holds it equal to the contract's storage.
+
+Reorganisations: `sync` remembers the hash of the head it synced to, and before reading on it
+checks the last one still stands. If it does not, it walks back to the newest head that does,
+restores the newest checkpoint at or below it (a copy of the state taken every
+`CHECKPOINT_BLOCKS`) and replays the events it kept since, then reads forward again; a log the
+node marks `removed` makes it read the range again. Deeper than its checkpoints it starts over
+from the deployment block. Subclasses (the keeper's, the engine's) add what they mirror to
+`_STATE` and read their logs through `_fetch` / `_apply_item`.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
-from offchain.chain.bindings import Chain, Event
+from web3.types import RPCEndpoint
+
+from offchain.chain.bindings import Chain, ChainReorganised, Event
 from offchain.risk.health import (
     AccountState,
     CollateralParams,
@@ -34,8 +46,23 @@ class MirroredAccount:
         return any(self.positions.values())
 
 
+CHECKPOINT_BLOCKS = 32  # a copy of the state every this many blocks
+CHECKPOINTS = 3  # kept: a reorganisation up to ~64 blocks deep rewinds without starting over
+
+
 class AccountMirror:
     """Applies events in order; `sync` pulls new ones in bounded block ranges."""
+
+    _STATE: tuple[str, ...] = (
+        "accounts",
+        "collaterals",
+        "markets",
+        "deficit_wad",
+        "_decimals",
+        "_weights",
+        "_oracle_assets",
+        "_market_assets",
+    )
 
     def __init__(
         self, chain: Chain, clearinghouse: str, insurance_fund: str, from_block: int
@@ -52,18 +79,96 @@ class AccountMirror:
         self._weights: dict[int, int] = {}
         self._oracle_assets: dict[int, int] = {}
         self._market_assets: dict[int, int] = {}
+        self.from_block = from_block
+        self.rewinds = 0
+        self._tips: list[tuple[int, str | None]] = []  # (head, its hash) of each sync
+        self._checkpoints: list[tuple[int, dict[str, Any]]] = []
+        self._recent: list[tuple[int, Any]] = []  # applied after the oldest checkpoint
+        self._initial: dict[str, Any] | None = None
 
     def sync(self, to_block: int | None = None, batch: int = 5_000) -> int:
-        """Applies every event up to `to_block` (default: latest). Returns the events applied."""
+        """Applies every event up to `to_block` (default: latest), in chain order, after
+        rewinding whatever a reorganisation took away. Returns the events applied."""
+        if self._initial is None:
+            self._initial = self._snapshot()
+        self._rewind_if_reorganised()
         head = self.chain.w3.eth.block_number if to_block is None else to_block
+        head_hash = self._block_hash(head)
         applied = 0
         while self.next_block <= head:
             end = min(head, self.next_block + batch - 1)
-            for event in self.chain.get_events([self.clearinghouse], self.next_block, end):
-                self.apply(event)
-                applied += 1
+            try:
+                items = self._fetch(self.next_block, end)
+            except ChainReorganised:
+                self._rewind_if_reorganised()
+                continue
+            for block, item in items:
+                self._apply_item(item)
+                self._recent.append((block, item))
+            applied += len(items)
             self.next_block = end + 1
+        self._remember(head, head_hash)
         return applied
+
+    # ------------------------------------------------------------------ reading, per mirror
+    def _fetch(self, start: int, end: int) -> list[tuple[int, Any]]:
+        """(block, item) in chain order for blocks `start`..`end`."""
+        return [(e.block, e) for e in self.chain.get_events([self.clearinghouse], start, end)]
+
+    def _apply_item(self, item: Any) -> None:
+        self.apply(item)
+
+    def _rewound(self) -> None:
+        """Called after a rewind, for subclasses that derive state from what they mirror."""
+
+    # ------------------------------------------------------------------ reorganisations
+    def _rewind_if_reorganised(self) -> None:
+        if not self._tips or self._block_hash(self._tips[-1][0]) == self._tips[-1][1]:
+            return
+        standing = next((b for b, h in reversed(self._tips[:-1]) if self._block_hash(b) == h), None)
+        self.rewinds += 1
+        checkpoint = next(
+            (c for c in reversed(self._checkpoints) if standing is not None and c[0] <= standing),
+            None,
+        )
+        if standing is None or checkpoint is None:  # deeper than we can rewind: start over
+            assert self._initial is not None
+            self._restore(self._initial)
+            self.next_block = self.from_block
+            self._tips, self._checkpoints, self._recent = [], [], []
+        else:
+            at, state = checkpoint
+            self._restore(state)
+            self._tips = [t for t in self._tips if t[0] <= standing]
+            self._checkpoints = [c for c in self._checkpoints if c[0] <= standing]
+            self._recent = [r for r in self._recent if r[0] <= standing]
+            for block, item in self._recent:
+                if block > at:
+                    self._apply_item(item)
+            self.next_block = standing + 1
+        self._rewound()
+
+    def _remember(self, head: int, head_hash: str | None) -> None:
+        self._tips = [t for t in self._tips if head - t[0] <= CHECKPOINTS * CHECKPOINT_BLOCKS]
+        self._tips.append((head, head_hash))
+        if not self._checkpoints or head - self._checkpoints[-1][0] >= CHECKPOINT_BLOCKS:
+            self._checkpoints = [*self._checkpoints, (head, self._snapshot())][-CHECKPOINTS:]
+            oldest = self._checkpoints[0][0]
+            self._recent = [r for r in self._recent if r[0] > oldest]
+
+    def _snapshot(self) -> dict[str, Any]:
+        return copy.deepcopy({name: getattr(self, name) for name in self._STATE})
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        for name, value in copy.deepcopy(state).items():
+            setattr(self, name, value)
+
+    def _block_hash(self, number: int) -> str | None:
+        response = self.chain.w3.provider.make_request(
+            RPCEndpoint("eth_getBlockByNumber"), [hex(number), False]
+        )
+        block = response.get("result")
+        return None if not block else str(block["hash"])
 
     def health(self, account: str, prices_e18: dict[int, int]) -> Health:
         return health(self.accounts[account].state(), self.collaterals, self.markets, prices_e18)

@@ -20,6 +20,11 @@ of one transaction:
    budget. While one is stuck, `congested` tells the caller not to queue new nonces behind it.
 4. A transaction the node refuses for good (insufficient funds) frees its nonce: the next one
    takes it, so a refusal never leaves a gap that stalls every later transaction.
+5. Reorganisations: every poll checks the blocks of transactions settled in the last
+   `REORG_DEPTH` blocks against the canonical chain (one header when nothing moved). A
+   transaction whose block left the chain is reported `reorged`, journaled pending again and
+   re-broadcast with its same bytes at its same nonce; when the node's nonce count falls behind
+   ours with nothing of ours in flight to fill the gap, the next nonce is re-read from the node.
 
 The journal (`journal.py`) is SQLite (WAL, synchronous=FULL): one file per key and chain, bound to
 the chain's genesis hash so a restarted local chain never receives a dead chain's transactions.
@@ -29,20 +34,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 import requests
-from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
 from web3.types import RPCEndpoint
 
-from offchain.chain.bindings import Chain, checksum
+from offchain.chain.bindings import checksum
 from offchain.chain.journal import Journal, Outcome, Pending, TxState
-from offchain.errors import ConfigError, MarginsyncError
+from offchain.chain.signers import TxSigner
+from offchain.errors import ConfigError, SendRejected
 
 log = logging.getLogger("marginsync.sender")
 
@@ -52,10 +57,47 @@ CANCEL_GAS = 21_000  # a zero-value transfer to ourselves: the cheapest way to u
 # Blocks a nonce must stay used with no receipt of ours before it counts as taken by another
 # transaction (see `TxSender._nonce_lost`).
 NONCE_LOST_AFTER_BLOCKS = 2
+# How far back settled transactions are re-checked against the canonical chain.
+REORG_DEPTH = 64
 
 
-class SendRejected(MarginsyncError):
-    """The node refused a transaction for a reason that retrying cannot fix."""
+@dataclass(frozen=True)
+class _Landed:
+    """A settled transaction with a receipt, and the block that holds it."""
+
+    p: Pending
+    block: int
+    block_hash: str
+
+
+class _Landings:
+    """What the sender settled in the last `REORG_DEPTH` blocks, to re-check against the chain."""
+
+    def __init__(self) -> None:
+        self._landed: list[_Landed] = []
+
+    def add(self, p: Pending, outcome: Outcome) -> None:
+        if outcome.receipt is not None and outcome.block is not None:
+            self._landed.append(_Landed(p, outcome.block, str(outcome.receipt["blockHash"])))
+
+    def left_the_chain(self, head: int, block_hash: Callable[[int], str | None]) -> list[_Landed]:
+        """Those whose block is no longer canonical, by nonce. One header suffices when the
+        newest landed block still stands, since every block before it then does too."""
+        self._landed = [x for x in self._landed if head - x.block <= REORG_DEPTH]
+        if not self._landed:
+            return []
+        newest = max(self._landed, key=lambda x: x.block)
+        hashes = {newest.block: block_hash(newest.block)}
+        if hashes[newest.block] == newest.block_hash:
+            return []
+        gone: list[_Landed] = []
+        for x in sorted(self._landed, key=lambda x: x.p.nonce):
+            if x.block not in hashes:
+                hashes[x.block] = block_hash(x.block)
+            if hashes[x.block] != x.block_hash:
+                gone.append(x)
+        self._landed = [x for x in self._landed if x not in gone]
+        return gone
 
 
 @dataclass(frozen=True)
@@ -91,56 +133,6 @@ class Fees:
     def inclusion_wei(self) -> int:
         """The least maxFeePerGas that can be included in the next block."""
         return self.base_fee_wei + self.priority_fee_wei
-
-
-# ---------------------------------------------------------------------------- signers
-class TxSigner(Protocol):
-    address: str
-
-    def sign(self, tx: Mapping[str, Any]) -> bytes:
-        """The raw signed transaction."""
-        ...
-
-
-class LocalTxSigner:
-    """A key held in this process."""
-
-    def __init__(self, account: LocalAccount) -> None:
-        self._account = account
-        self.address = str(account.address)
-
-    def sign(self, tx: Mapping[str, Any]) -> bytes:
-        return bytes(self._account.sign_transaction(dict(tx)).raw_transaction)
-
-
-class NodeTxSigner:
-    """An account the node holds unlocked (Anvil's development accounts): `eth_signTransaction`
-    returns the same raw bytes a local key would, so the journal works the same way."""
-
-    def __init__(self, w3: Web3, address: str) -> None:
-        self._w3 = w3
-        self.address = str(checksum(address))
-
-    def sign(self, tx: Mapping[str, Any]) -> bytes:
-        body = {
-            k: (v if isinstance(v, str) else "0x" + v.hex() if isinstance(v, bytes) else hex(v))
-            for k, v in tx.items()
-        }
-        body["from"] = self.address
-        response = self._w3.provider.make_request(RPCEndpoint("eth_signTransaction"), [body])
-        if "error" in response:
-            raise SendRejected(
-                f"the node would not sign for {self.address}: {response['error']}",
-                "give the keeper a private key (MARGINSYNC_PRIVATE_KEY) on a real network",
-            )
-        return bytes.fromhex(str(response["result"])[2:])
-
-
-def tx_signer_for(chain: Chain, address: str) -> TxSigner:
-    """The chain's local key for `address` if it holds one, else the node's unlocked account."""
-    # Chain keeps its keys private and has no accessor; reading them here avoids a second copy.
-    local = chain._local.get(checksum(address))
-    return LocalTxSigner(local) if local is not None else NodeTxSigner(chain.w3, address)
 
 
 # ---------------------------------------------------------------------------- the sender
@@ -179,6 +171,7 @@ class TxSender:
         self._next_nonce: int | None = None
         self._in_flight: dict[int, Pending] = {}  # by journal id
         self._carry: list[Outcome] = []  # settled outside `poll` (resume, refusals), reported by it
+        self._landings = _Landings()
 
     # ------------------------------------------------------------------ state
     @property
@@ -206,11 +199,23 @@ class TxSender:
     def resume(self) -> list[Outcome]:
         """Settles what a previous process journaled: a row whose transaction was mined is
         finished from its receipt; one whose nonce went elsewhere is dropped; every other row is
-        re-broadcast with its SAME raw bytes and stays in flight. Returns the settled ones."""
+        re-broadcast with its SAME raw bytes and stays in flight. Rows that landed in the last
+        `REORG_DEPTH` blocks are re-checked: one whose receipt is gone is pending again
+        (`reorged`). Returns the settled ones."""
         done: list[Outcome] = []
         # The count first: a nonce below it with none of our receipts went to someone else.
         mined_count = self._nonce_count("latest")
         head = self._block_number()
+        for p, block, tx_hash in self.journal.landed_since(head - REORG_DEPTH):
+            receipt = self._rpc("eth_getTransactionReceipt", [tx_hash]).get("result")
+            if receipt:
+                at = int(receipt["blockNumber"], 16)
+                self._landings.add(
+                    p, Outcome(p.purpose, p.nonce, TxState.MINED, tx_hash, at, 0, 0, receipt)
+                )
+            else:
+                self.journal.reopen(p.id)
+                done.append(Outcome(p.purpose, p.nonce, TxState.REORGED, tx_hash, block))
         for p in self.journal.pending():
             p.sent_block, p.sent_at_s = head, time.monotonic()  # the stuck timers restart
             outcome = self._settle(p, mined_count, head)
@@ -303,9 +308,11 @@ class TxSender:
         """Outcomes of in-flight transactions whose receipts are in; stuck ones are replaced."""
         done: list[Outcome] = []
         try:
+            head = self._block_number()
+            reorged = self._reorged(head)
+            done += reorged
             in_flight = self.in_flight
             mined_count = self._nonce_count("latest") if in_flight else 0
-            head = self._block_number() if in_flight else 0
             for p in in_flight:
                 outcome = self._settle(p, mined_count, head)
                 if outcome is not None:
@@ -314,6 +321,8 @@ class TxSender:
                     self._bump(p, head)
                 elif not p.delivered:
                     self._deliver(p)
+            if reorged or any(o.state is TxState.DROPPED for o in done):
+                self._catch_up_nonce()
         except requests.RequestException as exc:
             # The node is unreachable: what is journaled stays in flight for the next poll.
             log.warning("poll interrupted by %s: %s", type(exc).__name__, exc)
@@ -337,9 +346,35 @@ class TxSender:
     def _take_nonce(self) -> int:
         if self._next_nonce is None:
             self._next_nonce = self._nonce_count("pending")
+        held = set(self._in_flight_nonces())
+        while self._next_nonce in held:  # filling a gap below transactions still in flight
+            self._next_nonce += 1
         nonce = self._next_nonce
         self._next_nonce += 1
         return nonce
+
+    def _reorged(self, head: int) -> list[Outcome]:
+        """Transactions whose block left the chain: pending again, re-broadcast byte for byte
+        (a later poll settles them anew)."""
+        out: list[Outcome] = []
+        for x in self._landings.left_the_chain(head, self._block_hash):
+            p = replace(x.p, sent_block=None, sent_at_s=time.monotonic(), nonce_used_at=None)
+            self.journal.reopen(p.id)
+            self._in_flight[p.id] = p
+            log.warning("%s at nonce %d: block %d left the chain", p.purpose, p.nonce, x.block)
+            out.append(Outcome(p.purpose, p.nonce, TxState.REORGED, p.tx_hash, x.block))
+            self._deliver(p)
+        return out
+
+    def _catch_up_nonce(self) -> None:
+        """After a reorganisation or a lost nonce the node may count fewer transactions than we
+        have numbered: a nonce below everything in flight is free again, and the next send
+        takes it rather than queue behind a gap forever."""
+        pending = self._nonce_count("pending")
+        floor = min(self._in_flight_nonces(), default=None)
+        behind = self._next_nonce is not None and pending < self._next_nonce
+        if behind and (floor is None or pending < floor):
+            self._next_nonce = pending
 
     def _sign(self, p: Pending) -> Pending:
         to, value, data, gas = (
@@ -420,7 +455,7 @@ class TxSender:
 
     def _deliver(self, p: Pending) -> _Delivery:
         try:
-            delivery = self._broadcast(p.raw)
+            delivery = _send_raw(self._rpc, p.raw, self.policy)
         except SendRejected as exc:
             log.warning("%s at nonce %d refused: %s", p.purpose, p.nonce, exc)
             if len(p.hashes) > 1:
@@ -437,38 +472,6 @@ class TxSender:
             # Not in the pool: let the next poll replace it rather than wait out the timer.
             p.sent_block = -(10**9)
         return delivery
-
-    def _broadcast(self, raw: bytes) -> _Delivery:
-        """Sends `raw`, and on transport failures sends the SAME bytes again (D05)."""
-        delay = self.policy.retry_delay_s
-        params = ["0x" + raw.hex()]
-        for attempt in range(self.policy.send_attempts):
-            try:
-                response = self._rpc("eth_sendRawTransaction", params)
-            except requests.HTTPError as exc:
-                status = exc.response.status_code if exc.response is not None else 0
-                if status < 500 and status != 429:  # 429: rate limited, as transient as a 5xx
-                    raise SendRejected(f"HTTP {status} from the node", "check the RPC URL") from exc
-                log.warning("eth_sendRawTransaction: HTTP %d, resending (%d)", status, attempt + 1)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                # The node may have taken it before the connection dropped: only these bytes
-                # may go out again, and the receipt decides.
-                log.warning("eth_sendRawTransaction: %s, resending", type(exc).__name__)
-            else:
-                error = response.get("error")
-                if error is None:
-                    return _Delivery.ACCEPTED
-                message = str(error.get("message", error)).lower()
-                if any(s in message for s in _KNOWN):
-                    return _Delivery.ACCEPTED
-                if any(s in message for s in _NONCE_USED):
-                    return _Delivery.NONCE_USED
-                if any(s in message for s in _UNDERPRICED):
-                    return _Delivery.UNDERPRICED
-                raise SendRejected(f"the node refused the transaction: {message}")
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
-        return _Delivery.UNDELIVERED
 
     def _settle(self, p: Pending, mined_count: int, head: int) -> Outcome | None:
         """The outcome of `p` if it has one: a receipt of any version, or its nonce consumed
@@ -518,6 +521,7 @@ class TxSender:
     def _close(self, p: Pending, outcome: Outcome) -> None:
         self.journal.finish(p.id, outcome)
         self._in_flight.pop(p.id, None)
+        self._landings.add(p, outcome)
 
     def _receipt(self, p: Pending) -> tuple[str, dict[str, Any]] | None:
         """The receipt of whichever version of `p` was mined, as raw JSON (web3's formatting of
@@ -533,11 +537,50 @@ class TxSender:
     def _nonce_count(self, block: str) -> int:
         return _int(self._rpc("eth_getTransactionCount", [self.address, block]))
 
+    def _block_hash(self, number: int) -> str | None:
+        block = self._rpc("eth_getBlockByNumber", [hex(number), False]).get("result")
+        return None if not block else str(block["hash"])
+
     def _block_number(self) -> int:
         return _int(self._rpc("eth_blockNumber", []))
 
     def _rpc(self, method: str, params: list[Any]) -> dict[str, Any]:
         return dict(self.w3.provider.make_request(RPCEndpoint(method), params))
+
+
+def _send_raw(
+    rpc: Callable[[str, list[Any]], dict[str, Any]], raw: bytes, policy: FeePolicy
+) -> _Delivery:
+    """Sends `raw`, and on transport failures sends the SAME bytes again (D05)."""
+    delay = policy.retry_delay_s
+    params = ["0x" + raw.hex()]
+    for attempt in range(policy.send_attempts):
+        try:
+            response = rpc("eth_sendRawTransaction", params)
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status < 500 and status != 429:  # 429: rate limited, as transient as a 5xx
+                raise SendRejected(f"HTTP {status} from the node", "check the RPC URL") from exc
+            log.warning("eth_sendRawTransaction: HTTP %d, resending (%d)", status, attempt + 1)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            # The node may have taken it before the connection dropped: only these bytes
+            # may go out again, and the receipt decides.
+            log.warning("eth_sendRawTransaction: %s, resending", type(exc).__name__)
+        else:
+            error = response.get("error")
+            if error is None:
+                return _Delivery.ACCEPTED
+            message = str(error.get("message", error)).lower()
+            if any(s in message for s in _KNOWN):
+                return _Delivery.ACCEPTED
+            if any(s in message for s in _NONCE_USED):
+                return _Delivery.NONCE_USED
+            if any(s in message for s in _UNDERPRICED):
+                return _Delivery.UNDERPRICED
+            raise SendRejected(f"the node refused the transaction: {message}")
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+    return _Delivery.UNDELIVERED
 
 
 def _int(response: Mapping[str, Any]) -> int:

@@ -13,7 +13,7 @@ batch is one sender purpose, `batch:<sequence>`. The path of one `signed` row:
    recovery finds the transaction by its purpose and never sends the batch twice.
 3. `poll` turns the sender's outcomes into the rows' states: mined → `confirmed` with
    `BatchApplied`'s counts; reverted, dropped, cancelled or refused → `failed` (the policy then
-   selects the accounts again).
+   selects the accounts again); reorged → `sent` again, awaiting the same transaction.
 
 Blocking calls; the engine runs them in a worker thread.
 """
@@ -35,8 +35,8 @@ from web3.types import RPCEndpoint
 from offchain.attest import Batch
 from offchain.chain import Chain, checksum
 from offchain.chain import journal as tx
-from offchain.chain.sender import SendRejected, TxSender
-from offchain.errors import ConfigError, MarginsyncError
+from offchain.chain.sender import TxSender
+from offchain.errors import ConfigError, MarginsyncError, SendRejected
 from offchain.sync.metrics import event
 from offchain.sync.outbox import Outbox, Row, State
 
@@ -299,7 +299,13 @@ class Delivery:
             row = self._rows.pop(sequence, None) or self.outbox.get(sequence)
             if row is None:
                 continue
-            if o.state is tx.TxState.MINED and o.receipt is not None:
+            if o.state is tx.TxState.REORGED:
+                # Its block left the chain: the sender re-sends the same bytes; the row waits
+                # for that transaction again (or is superseded by a newer batch).
+                self.outbox.reopen(sequence, f"block {o.block} left the chain")
+                self._rows[sequence] = row
+                event("batch_reorged", level=30, sequence=sequence, block=o.block)
+            elif o.state is tx.TxState.MINED and o.receipt is not None:
                 out.append(self._from_receipt(row, str(o.tx_hash), o.receipt))
             elif o.state is tx.TxState.REVERTED:
                 out.append(

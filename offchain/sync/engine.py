@@ -37,7 +37,8 @@ from eth_utils import keccak
 from offchain.attest import Batch, Domain
 from offchain.chain import Chain
 from offchain.chain.journal import Journal
-from offchain.chain.sender import FeePolicy, LocalTxSigner, TxSender
+from offchain.chain.sender import FeePolicy, TxSender
+from offchain.chain.signers import LocalTxSigner
 from offchain.errors import ConfigError, MarginsyncError
 from offchain.feeds import SanitizerConfig, Tick
 from offchain.models import Deployment

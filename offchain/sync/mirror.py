@@ -15,6 +15,7 @@ from web3.types import RPCEndpoint
 
 from offchain.chain import Chain, Event, checksum
 from offchain.chain.attestations import AppliedEntry, AttestationMirror, BatchRecord
+from offchain.chain.bindings import refuse_removed
 from offchain.chain.mirror import AccountMirror
 from offchain.models import Deployment
 from offchain.sync.delivery import BatchAppliedLog
@@ -45,48 +46,53 @@ class EngineMirror(AccountMirror):
         self._hot_topics = {topics[n]: n for n in hot}
         self._other_topics = sorted(t for n, t in topics.items() if n not in hot)
 
-    def sync(self, to_block: int | None = None, batch: int = 5_000) -> int:
-        """Applies every event up to `to_block` (default: latest), in chain order.
+    _STATE = (*AccountMirror._STATE, "attestations")
+
+    def _fetch(self, start: int, end: int) -> list[tuple[int, Any]]:
+        """Every log of blocks `start`..`end` in chain order.
 
         The two events every batch emits per account and per batch (`MarginAttested`,
         `BatchApplied`) are read as raw JSON and decoded by hand: web3's log formatting and
         decoding cost ~1 ms per log, which at a thousand accounts per tick would dominate.
         Everything else goes through the ABI decoder as in `AccountMirror`."""
-        head = self.chain.w3.eth.block_number if to_block is None else to_block
-        applied = 0
-        while self.next_block <= head:
-            end = min(head, self.next_block + batch - 1)
-            ordered: list[tuple[int, int, Event | dict[str, Any]]] = []
-            params: Any = {
-                "address": self.verifier,
-                "fromBlock": hex(self.next_block),
-                "toBlock": hex(end),
-                "topics": [list(self._hot_topics)],
+        ordered: list[tuple[int, int, Event | dict[str, Any]]] = []
+        params: Any = {
+            "address": self.verifier,
+            "fromBlock": hex(start),
+            "toBlock": hex(end),
+            "topics": [list(self._hot_topics)],
+        }
+        response = self.chain.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [params])
+        if "error" in response:
+            raise RuntimeError(f"eth_getLogs: {response['error']}")
+        refuse_removed(response["result"])
+        for log in response["result"]:
+            ordered.append((int(log["blockNumber"], 16), int(log["logIndex"], 16), log))
+        other = self.chain.w3.eth.get_logs(
+            {
+                "address": [checksum(self.clearinghouse), checksum(self.verifier)],
+                "fromBlock": start,
+                "toBlock": end,
+                "topics": [self._other_topics],
             }
-            response = self.chain.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [params])
-            if "error" in response:
-                raise RuntimeError(f"eth_getLogs: {response['error']}")
-            for log in response["result"]:
-                ordered.append((int(log["blockNumber"], 16), int(log["logIndex"], 16), log))
-            other = self.chain.w3.eth.get_logs(
-                {
-                    "address": [checksum(self.clearinghouse), checksum(self.verifier)],
-                    "fromBlock": self.next_block,
-                    "toBlock": end,
-                    "topics": [self._other_topics],
-                }
-            )
-            for e in self.chain.events(other):
-                ordered.append((e.block, e.log_index, e))
-            ordered.sort(key=lambda item: (item[0], item[1]))
-            for _, _, item in ordered:
-                if isinstance(item, Event):
-                    self.apply(item)
-                else:
-                    self._apply_hot(item)
-                applied += 1
-            self.next_block = end + 1
-        return applied
+        )
+        refuse_removed(other)
+        for e in self.chain.events(other):
+            ordered.append((e.block, e.log_index, e))
+        ordered.sort(key=lambda item: (item[0], item[1]))
+        return [(block, item) for block, _, item in ordered]
+
+    def _apply_item(self, item: Any) -> None:
+        if isinstance(item, Event):
+            self.apply(item)
+        else:
+            self._apply_hot(item)
+
+    def _rewound(self) -> None:
+        # Everything the book derived may be stale: rebuild it, and re-read the verifier.
+        self.state_version += 1
+        self.verifier_version += 1
+        self.changed_attested.clear()
 
     def _apply_hot(self, log: dict[str, Any]) -> None:
         topics = log["topics"]

@@ -222,6 +222,11 @@ class Outbox:
             skipped=skipped,
         )
 
+    def reopen(self, sequence: int, detail: str) -> None:
+        """A batch whose transaction's block left the chain: in flight again (`sent`)."""
+        done = (State.CONFIRMED, State.FAILED, State.SKIPPED)
+        self._move(sequence, done, State.SENT, detail=detail)
+
     def mark_done(self, sequence: int, state: State, detail: str) -> None:
         """skipped / failed / expired, with why."""
         self._move(sequence, OPEN_STATES, state, detail=detail)
