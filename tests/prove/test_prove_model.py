@@ -228,6 +228,7 @@ HONEST = {"lossRaw": 5 * 10**24 + 3, "loss": 6, "offsetSquared": 10_000 * 49 + 5
     [
         {"loss": 5},  # rounded down: the remainder check refuses it
         {"loss": 7},  # rounded up twice
+        {"lossRaw": 495 * 10**22, "loss": 6},  # rounded up by more than the divisor
         {"lossRaw": 1 << 160, "loss": ((1 << 160) + 10**24 - 1) // 10**24},  # quotient ≥ 2^64
         {"root": 6},  # a square root one too small
         {"root": 8},  # one too large

@@ -347,3 +347,22 @@ def test_cli_prove__one_account__proves_verifies_and_submits(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Python verifier: valid" in proc.stdout
     assert "submitted:" in proc.stdout
+
+
+def test_submit__stale_oracle__reverts_price_unavailable(
+    chain: Chain, registry: Contract, proven: Submission, others: list[str]
+) -> None:
+    # A proof never brings its own prices past a feed the oracle refuses.
+    chain.w3.provider.make_request("evm_increaseTime", [3_601])  # type: ignore[arg-type]
+    chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    exc = revert_of(chain, registry.functions.submit(*proven.args()), others[0])
+    assert_revert(exc, "PriceUnavailable", asset=0, status=4)  # STALE
+
+
+def test_groth16_verifier__key_without_input_weights__reverts(
+    chain: Chain, system: Client, proofs_deployment: Deployment
+) -> None:
+    vk = VerifyingKey.load(ZK_DIR / "account.vkey.json").contract_args()
+    with pytest.raises(ContractRevert) as info:
+        chain.deploy("Groth16Verifier", (*vk[:4], vk[4][:2]), sender=proofs_deployment.owner)
+    assert_revert(info.value, "InvalidVerifyingKey", icWords=2)
