@@ -22,6 +22,7 @@ from offchain.models import Deployment, SystemSpec
 from offchain.ops.commands import COMMANDS
 from offchain.ops.funds import ENGINE_GAS, KEEPER_GAS, require_funds
 from offchain.ops.heartbeat import EngineStatus, Heartbeat, KeeperStatus
+from offchain.ops.prices import current_price_usd, parse_starts
 from offchain.settings import Settings
 
 console = Console(stderr=False)
@@ -184,10 +185,10 @@ def feed(
     chain, d = _connect(ctx)
     client = Client(chain, d)
     symbols = [d.asset(a).symbol for a in assets] or [a.symbol for a in d.assets]
-    given = _parse_starts(starts, d)
+    given = parse_starts(starts, d)
     paths = {}
     for i, sym in enumerate(symbols):
-        start = given.get(sym) or _current_price_usd(client, sym)
+        start = given.get(sym) or current_price_usd(client, sym)
         path = (
             random_walk(start, steps, vol_per_step=vol, seed=(seed + i) % 2**32)
             if mode == "walk"
@@ -208,36 +209,6 @@ def feed(
         console.print(f"[{step + 1}/{steps}] {line}")
         if interval_s and step + 1 < steps:
             time.sleep(interval_s)
-
-
-def _parse_starts(starts: tuple[str, ...], d: Deployment) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for item in starts:
-        sym, _, usd = item.partition("=")
-        try:
-            price = float(usd)
-            symbol = d.asset(sym.strip()).symbol
-        except (ValueError, KeyError, MarginsyncError):
-            price, symbol = 0.0, ""
-        if not symbol or not price > 0:
-            known = ", ".join(a.symbol for a in d.assets)
-            raise ConfigError(
-                f"--start {item!r} is not SYMBOL=USD with a listed symbol and a positive price",
-                f"e.g. --start ETH=3000 (symbols: {known})",
-            )
-        out[symbol] = price
-    return out
-
-
-def _current_price_usd(client: Client, symbol: str) -> float:
-    """The oracle's price, or the mock feed's last answer when the oracle refuses it."""
-    try:
-        return client.price_e18(symbol) / 10**18
-    except MarginsyncError as exc:
-        raise ConfigError(
-            f"the oracle refuses {symbol}'s current price ({exc.cause})",
-            f"give a starting price, e.g. --start {symbol}=2000",
-        ) from exc
 
 
 @cli.command()
@@ -426,6 +397,14 @@ def demo(ctx: click.Context, seed: int, traders: int, steps: int) -> None:
     help="Attest an account when its requirement moves by more than this (relative).",
 )
 @click.option(
+    "--max-outage",
+    "max_outage_s",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    show_default=True,
+    help="Seconds to keep retrying (with backoff) while the node is unreachable, then exit.",
+)
+@click.option(
     "--risk-config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
@@ -443,6 +422,7 @@ def engine(
     metrics_port: int | None,
     interval_s: float,
     threshold_bps: float,
+    max_outage_s: float,
     risk_config: Path | None,
     status_every_s: float,
 ) -> None:
@@ -459,7 +439,9 @@ def engine(
 
     settings = _settings(ctx)
     chain, d = _connect(ctx)
-    config = EngineConfig(interval_s=interval_s, threshold_bps=threshold_bps)
+    config = EngineConfig(
+        interval_s=interval_s, threshold_bps=threshold_bps, max_outage_s=max_outage_s
+    )
     key = settings.private_key.get_secret_value() if settings.private_key else None
     if key:  # Chain.connect put the key first among its accounts
         require_funds(
@@ -551,6 +533,15 @@ def bench_quorum(json_path: Path | None) -> None:
     run(json_path)
 
 
+@bench.command("prove")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def bench_prove(json_path: Path | None) -> None:
+    """Prover: constraints, proving time, verification gas (1 and 8 positions, a batch)."""
+    from offchain.bench.prove import run
+
+    run(json_path)
+
+
 @bench.command("all")
 @click.option("--json-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 def bench_all(json_dir: Path | None) -> None:
@@ -573,10 +564,9 @@ def _terminate(signum: int, _frame: object) -> None:
 
 
 def _register_prover() -> None:
-    from offchain.prove.cli import bench_prove, prove
+    from offchain.prove.cli import prove
 
     cli.add_command(prove)
-    bench.add_command(bench_prove)
 
 
 _register_prover()

@@ -5,16 +5,19 @@ Each case runs the real `marginsync` process, as a user would, against real Anvi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from offchain.chain.anvil import Anvil
+from offchain.chain.anvil import Anvil, free_port
 
 UNFUNDED_KEY = "0x" + "11" * 32
 
@@ -134,20 +137,86 @@ def test_engine__a_busy_metrics_port__names_the_port(
     assert_one_line(out, f"port {busy}", "free --metrics-port")
 
 
-def test_engine__the_chain_going_away__ends_in_one_line(tmp_path: Path) -> None:
+def test_engine__the_chain_gone_for_good__ends_in_one_line_after_max_outage(
+    tmp_path: Path,
+) -> None:
     with Anvil(accounts=6) as doomed:
         common = ("--rpc-url", doomed.url, "--deployments-dir", str(tmp_path))
         code, out = run(*common, "deploy")
         assert code == 0, out
-        engine = start(*common, "engine", "--dev-keys", "--interval", "0.2")
+        engine = start(*common, "engine", "--dev-keys", "--interval", "0.2", "--max-outage", "2")
         assert engine.stdout is not None
         for line in engine.stdout:  # wait until it is running, not for a fixed time
             if "pass 1" in line:
                 break
-    # The node is gone now.
+    # The node is gone now, and stays gone.
     out, _ = engine.communicate(timeout=60)
     assert engine.returncode == 1
-    assert_one_line(out, "lost the connection", "MARGINSYNC_RPC_URL")
+    assert "chain unreachable" in out
+    assert_one_line(out, "unreachable for", "MARGINSYNC_RPC_URL")
+
+
+class PausableProxy:
+    """A TCP relay in front of a node that can refuse connections for a while, as a node
+    behind a load balancer does while it restarts."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.up = threading.Event()
+        self.up.set()
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self._server.accept()
+            if not self.up.is_set():
+                client.close()  # the node is "away": the connection is refused at once
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+def test_engine__the_chain_going_away_and_coming_back__resumes(tmp_path: Path) -> None:
+    with Anvil(accounts=6) as node:
+        proxy = PausableProxy(node.port)
+        common = ("--rpc-url", proxy.url, "--deployments-dir", str(tmp_path))
+        code, out = run(*common, "deploy")
+        assert code == 0, out
+        engine = start(*common, "engine", "--dev-keys", "--interval", "0.2", "--max-outage", "60")
+        assert engine.stdout is not None
+        lines = iter(engine.stdout)
+        seen: list[str] = []
+
+        def wait_for(text: str) -> None:
+            for line in lines:
+                seen.append(line)
+                if text in line:
+                    return
+            raise AssertionError(f"{text!r} never printed:\n{''.join(seen)}")
+
+        try:
+            wait_for("pass 1")
+            proxy.up.clear()
+            wait_for("chain unreachable")
+            proxy.up.set()
+            wait_for("chain back after")
+            assert engine.poll() is None  # still serving
+        finally:
+            engine.send_signal(signal.SIGTERM)
+            rest, _ = engine.communicate(timeout=60)
+    assert "Traceback" not in "".join(seen) + rest
 
 
 def _children(pid: int) -> set[int]:

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import requests
 from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -106,6 +107,13 @@ class Artifacts:
         types = [i["type"] for i in item["inputs"]]
         values = abi_decode(types, payload) if types else ()
         return item["name"], {i["name"]: v for i, v in zip(item["inputs"], values, strict=True)}
+
+
+# What a node going away looks like through web3's HTTP provider: refused, reset, timed out.
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from rich.console import Console
 
@@ -70,12 +68,3 @@ def prove(ctx: click.Context, accounts: tuple[str, ...], do_submit: bool) -> Non
             if do_submit:
                 receipt = submit(chain, registry_address, submission, sender)
                 console.print(f"submitted: {receipt['gasUsed']:,} gas")
-
-
-@click.command("prove")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def bench_prove(json_path: Path | None) -> None:
-    """Prover: constraints, proving time, verification gas (1 and 8 positions, a batch)."""
-    from offchain.prove.bench import run
-
-    run(json_path)

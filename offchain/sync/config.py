@@ -27,6 +27,10 @@ class EngineConfig(BaseModel):
     signer_retry_s: float = Field(default=10.0, gt=0)
     once_timeout_s: float = Field(default=20.0, gt=0)
     receipt_timeout_s: float = Field(default=120.0, gt=0)
+    # The node unreachable: passes retry with backoff up to `max_backoff_s` apart; after
+    # `max_outage_s` without the chain the service stops with a one-line reason.
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    max_outage_s: float = Field(default=600.0, gt=0)
 
 
 def default_risk_config(deployment: Deployment) -> RiskConfig:

@@ -35,6 +35,7 @@ from web3.types import RPCEndpoint
 from offchain.attest import Batch
 from offchain.chain import Chain, checksum
 from offchain.chain import journal as tx
+from offchain.chain.bindings import TRANSPORT_ERRORS
 from offchain.chain.sender import TxSender
 from offchain.errors import ConfigError, MarginsyncError, SendRejected
 from offchain.sync.metrics import event
@@ -254,7 +255,15 @@ class Delivery:
             if rows:
                 delay = 0.002
             if self.in_flight:
-                for o in await asyncio.to_thread(self.poll):
+                try:
+                    outcomes = await asyncio.to_thread(self.poll)
+                except TRANSPORT_ERRORS:
+                    # The node is away: what is in flight stays journaled; poll again later
+                    # (the pass loop reports the outage and decides when to give up).
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                for o in outcomes:
                     done(o)
                     if o.state == State.CONFIRMED:
                         progress(

@@ -36,6 +36,7 @@ from eth_utils import keccak
 
 from offchain.attest import Batch, Domain
 from offchain.chain import Chain
+from offchain.chain.bindings import TRANSPORT_ERRORS
 from offchain.chain.journal import Journal
 from offchain.chain.sender import FeePolicy, TxSender
 from offchain.chain.signers import LocalTxSigner
@@ -377,16 +378,22 @@ class Engine:
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
             handler = False
         passes = 0
+        outage = Outage(self.config.max_backoff_s, self.config.max_outage_s, self.progress)
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.config.interval_s)
+                    await asyncio.wait_for(wake.wait(), outage.delay_s or self.config.interval_s)
                 wake.clear()
                 if consumer.done() and consumer.exception() is not None:
                     raise consumer.exception()  # type: ignore[misc]
                 if delivery.done() and delivery.exception() is not None:
                     raise delivery.exception()  # type: ignore[misc]
-                report = await asyncio.to_thread(self.run_pass, self.prices())
+                try:
+                    report = await asyncio.to_thread(self.run_pass, self.prices())
+                except TRANSPORT_ERRORS as exc:
+                    outage.failed(exc)  # raises ChainLost once the outage lasts too long
+                    continue
+                outage.recovered()
                 passes += 1
                 for row in report.rows:
                     queue.put_nowait(row)
@@ -403,6 +410,44 @@ class Engine:
         self.guards.close()
         self.outbox.close()
         self.delivery.sender.journal.close()
+
+
+class ChainLost(MarginsyncError):
+    """The node stayed unreachable longer than the engine waits for it."""
+
+
+class Outage:
+    """The pass loop's view of the node being away: retry with doubling delays, say so once per
+    outage and once when the node is back, give up after `max_outage_s`. Whatever was in flight
+    stays in the outbox and journal, so nothing is lost and nothing is sent twice on return."""
+
+    def __init__(
+        self, max_backoff_s: float, max_outage_s: float, progress: Callable[[str], None]
+    ) -> None:
+        self.max_backoff_s = max_backoff_s
+        self.max_outage_s = max_outage_s
+        self.progress = progress
+        self.since: float | None = None
+        self.delay_s = 0.0
+
+    def failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            self.progress(f"chain unreachable ({type(exc).__name__}); retrying with backoff")
+        away_s = now - self.since
+        if away_s > self.max_outage_s:
+            raise ChainLost(
+                f"the node has been unreachable for {away_s:.0f} s",
+                "restart it or check --rpc-url / MARGINSYNC_RPC_URL; the outbox keeps what "
+                "was in flight for the next start",
+            ) from exc
+        self.delay_s = min(max(2 * self.delay_s, 0.5), self.max_backoff_s)
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            self.progress(f"chain back after {time.monotonic() - self.since:.1f} s; resuming")
+        self.since, self.delay_s = None, 0.0
 
 
 def journal_path(outbox_path: Path) -> Path:
