@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {AggregatorV3Interface} from "./interfaces/AggregatorV3Interface.sol";
 import {IOracleRouter} from "./interfaces/IOracleRouter.sol";
+import {CodeData} from "./libraries/CodeData.sol";
 import {MarginMath} from "./libraries/MarginMath.sol";
 
 /// @title OracleRouter
@@ -29,8 +30,13 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     uint256 internal constant HOUR_BPS = 3600 * MarginMath.BPS;
     /// @dev A broken feed's quote may widen by at most 100% an hour.
     uint256 internal constant MAX_OUTAGE_DRIFT_BPS_PER_HOUR = MarginMath.BPS;
+    /// @dev One asset's entry in the feed book: a `FeedConfig` as it lies in memory (five words).
+    uint256 internal constant FEED_ENTRY_BYTES = 160;
 
-    mapping(uint256 asset => FeedConfig) internal _feeds;
+    /// @dev The feed book: every asset's `FeedConfig`, asset `i` at byte `i * FEED_ENTRY_BYTES`, kept
+    /// as code (CodeData) and rewritten whole by `setFeed`. A read of n feeds then costs one cold
+    /// slot and one cold account instead of 2n cold slots; an asset past its end reads as no feed.
+    address internal _feedBook;
     mapping(uint256 asset => Round) internal _lastRounds;
 
     AggregatorV3Interface public sequencerFeed;
@@ -71,7 +77,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (status == PriceStatus.BAD_DECIMALS) revert UnsupportedFeedDecimals(address(feed), decimals);
         if (status != PriceStatus.OK) revert FeedCallFailed(asset, address(feed));
         FeedConfig memory cfg = FeedConfig(feed, heartbeatSeconds, outageDriftBpsPerHour, minPriceE18, maxPriceE18);
-        _feeds[asset] = cfg;
+        _writeFeed(asset, cfg);
         emit FeedSet(
             asset, address(feed), heartbeatSeconds, uint8(decimals), outageDriftBpsPerHour, minPriceE18, maxPriceE18
         );
@@ -97,9 +103,10 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         sequencerUp = requiredMask != 0 || _sequencerOk();
         quotes_ = new Quote[](MarginMath.popCount(assetMask));
         uint256 k;
+        address book = _feedBook;
         for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
             uint256 asset = MarginMath.lowestBit(mask);
-            FeedConfig memory cfg = _feeds[asset];
+            FeedConfig memory cfg = _feedIn(book, asset);
             Round memory last = _lastRounds[asset];
             Reading memory r = _read(asset, cfg, last);
             if (r.status != PriceStatus.OK && requiredMask & (1 << asset) != 0) _revertFor(asset, cfg, last, r);
@@ -111,7 +118,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     // ================================================================ VIEWS
     /// @inheritdoc IOracleRouter
     function feedConfig(uint256 asset) external view returns (FeedConfig memory) {
-        return _feeds[asset];
+        return _feedIn(_feedBook, asset);
     }
 
     /// @inheritdoc IOracleRouter
@@ -121,7 +128,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @inheritdoc IOracleRouter
     function priceE18(uint256 asset) external view returns (uint256) {
-        FeedConfig memory cfg = _feeds[asset];
+        FeedConfig memory cfg = _feedIn(_feedBook, asset);
         Round memory last = _lastRounds[asset];
         Reading memory r = _read(asset, cfg, last);
         if (r.status != PriceStatus.OK) _revertFor(asset, cfg, last, r);
@@ -130,7 +137,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @inheritdoc IOracleRouter
     function tryPriceE18(uint256 asset) external view returns (uint256 priceE18_, PriceStatus status) {
-        Reading memory r = _read(asset, _feeds[asset], _lastRounds[asset]);
+        Reading memory r = _read(asset, _feedIn(_feedBook, asset), _lastRounds[asset]);
         bool priced = r.status == PriceStatus.OK || r.status == PriceStatus.OUT_OF_BOUNDS;
         return (priced ? r.priceE18 : 0, r.status);
     }
@@ -140,9 +147,10 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         sequencerUp = _sequencerOk();
         quotes_ = new Quote[](MarginMath.popCount(assetMask));
         uint256 k;
+        address book = _feedBook;
         for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
             uint256 asset = MarginMath.lowestBit(mask);
-            FeedConfig memory cfg = _feeds[asset];
+            FeedConfig memory cfg = _feedIn(book, asset);
             Round memory last = _lastRounds[asset];
             quotes_[k++] = _quote(cfg, last, _read(asset, cfg, last));
         }
@@ -156,6 +164,35 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     /// @inheritdoc IOracleRouter
     function sequencerOk() external view returns (bool) {
         return _sequencerOk();
+    }
+
+    // ================================================================ INTERNAL: FEED BOOK
+    /// @dev `asset`'s configuration from the feed book `book`; all zero (no feed) when unlisted.
+    function _feedIn(address book, uint256 asset) internal view returns (FeedConfig memory cfg) {
+        if (book == address(0) || asset >= MAX_ASSETS) return cfg;
+        uint256 dest;
+        assembly ("memory-safe") {
+            dest := cfg
+        }
+        // Bytes past the end of the code read as zero, so an asset beyond the book has no feed.
+        CodeData.copyTo(book, asset * FEED_ENTRY_BYTES, FEED_ENTRY_BYTES, dest);
+    }
+
+    /// @dev Rewrites the book with `asset`'s entry replaced, growing it to reach `asset`.
+    function _writeFeed(uint256 asset, FeedConfig memory cfg) internal {
+        address book = _feedBook;
+        uint256 oldLength = book == address(0) ? 0 : book.code.length - CodeData.DATA_OFFSET;
+        uint256 end = (asset + 1) * FEED_ENTRY_BYTES;
+        bytes memory entries = new bytes(end > oldLength ? end : oldLength);
+        uint256 dest;
+        assembly ("memory-safe") {
+            dest := add(entries, 32)
+        }
+        if (oldLength != 0) CodeData.copyTo(book, 0, oldLength, dest);
+        assembly ("memory-safe") {
+            mcopy(add(dest, mul(asset, FEED_ENTRY_BYTES)), cfg, FEED_ENTRY_BYTES)
+        }
+        _feedBook = CodeData.write(entries);
     }
 
     // ================================================================ INTERNAL: READING

@@ -168,9 +168,24 @@ def test_set_feed__valid_config__stores_it_and_emits_feed_set(system: Client, ro
     assert tuple(router_call(system, "lastRound", FREE_ASSET)) == (42 * WAD, round_id, updated_at)
 
 
-def test_set_feed__last_asset_id__is_accepted(system: Client, roles: Roles) -> None:
-    set_feed(system, roles.owner, MAX_ASSETS - 1, new_feed(system.chain, roles.owner))
+def test_set_feed__last_asset_id__is_accepted_and_keeps_every_other_entry(
+    system: Client, roles: Roles
+) -> None:
+    # The feed book is one blob rewritten whole: listing the last asset id extends it and leaves
+    # every other asset's entry as it was; an id in between still reads as no feed.
+    before = [tuple(router_call(system, "feedConfig", a)) for a in range(MAX_ASSETS - 1)]
+    feed = new_feed(system.chain, roles.owner)
+    set_feed(system, roles.owner, MAX_ASSETS - 1, feed, heartbeat=900)
     assert router_call(system, "priceE18", MAX_ASSETS - 1) == 3_000 * WAD
+    assert tuple(router_call(system, "feedConfig", MAX_ASSETS - 1)) == (
+        feed.address,
+        900,
+        DRIFT,
+        10**12,
+        10**27,
+    )
+    assert [tuple(router_call(system, "feedConfig", a)) for a in range(MAX_ASSETS - 1)] == before
+    assert router_call(system, "tryPriceE18", MAX_ASSETS - 2)[1] == NO_FEED
 
 
 @pytest.mark.parametrize("asset", [MAX_ASSETS, 255, 2**256 - 1])

@@ -39,6 +39,10 @@ import {AggregatorV3Interface} from "./AggregatorV3Interface.sol";
 /// `sequencerOk`, `feedConfig`, `lastRound`. Reverting on purpose: `priceE18` and `checkSequencer`
 /// (with the reason), and `readQuotes` for the assets in its `requiredMask`.
 ///
+/// Storage (gas). The feed configurations live together in one code blob (the feed book), which
+/// `setFeed` rewrites whole, so reading n feeds costs one cold slot and one cold account, not 2n
+/// cold slots; each asset's last accepted round is one slot of its own.
+///
 /// @dev Administration is OpenZeppelin `Ownable2Step`. Trust assumptions: the owner lists honest
 /// feeds, sensible bounds, heartbeats and drifts; a feed may go stale, report zero, negative,
 /// future or backward rounds, change its decimals, pin at a bound, revert or lose its code, and
