@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -76,6 +77,7 @@ class Anvil:
             args += ["--block-time", str(block_time_s)]
         self._args = [*args, *extra_args]
         self._proc: subprocess.Popen[bytes] | None = None
+        self._cache: str | None = None
 
     def start(self, timeout_s: float = 20.0) -> Anvil:
         # A SIGTERM/SIGINT landing between the fork and the assignment would orphan the node:
@@ -83,8 +85,12 @@ class Anvil:
         held = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, held)
         try:
+            # Anvil spills old block states to disk (by default under ~/.foundry/anvil/tmp, and
+            # never removed when the node is killed): a lab run or a test suite left gigabytes
+            # there. Each node gets its own folder, removed by `stop`.
+            self._cache = tempfile.mkdtemp(prefix="marginsync-anvil-")
             self._proc = subprocess.Popen(
-                self._args,
+                [*self._args, "--cache-path", self._cache],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
@@ -122,7 +128,11 @@ class Anvil:
                 self._proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
+                self._proc.wait(timeout=5)
         self._proc = None
+        if self._cache:
+            shutil.rmtree(self._cache, ignore_errors=True)
+            self._cache = None
 
     def __enter__(self) -> Anvil:
         return self.start()
