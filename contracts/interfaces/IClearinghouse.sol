@@ -41,7 +41,9 @@ interface IClearinghouseBase {
     /// @notice Liquidation parameters shared by all markets.
     /// @param closeFactorBps Share of a position one partial liquidation may close.
     /// @param fullLiquidationHealthBps Below equity < MM × this / 10_000 a position closes in full.
-    /// @param keeperShareBps Share of the penalty paid to the keeper, capped at `keeperRewardCapWad`.
+    /// @param keeperShareBps Share of the penalty paid to the keeper, capped at `keeperRewardCapWad`
+    /// per call. The penalty itself never exceeds the account's equity (I24), so the reward is paid
+    /// from the account, never from the insurance fund.
     /// @param minPositionNotionalWad Positions (or remainders) smaller than this close in full (dust).
     struct LiquidationConfig {
         uint16 closeFactorBps;
@@ -166,7 +168,8 @@ interface ILiquidation is IClearinghouseBase {
     // ================================================================ ACTIONS
     /// @notice Liquidates up to `maxCloseSize` of `account`'s position in `marketId` when its equity
     /// is below maintenance margin (S5, I7, I18). Permissionless; the caller needs no capital and
-    /// receives a bounded reward in cash (I9). Closes a close-factor share, or everything when the
+    /// receives a bounded reward in cash (I9), a share of a penalty the account pays from its own
+    /// equity (I24): no penalty when the account has none left. Closes a close-factor share, or everything when the
     /// position is dust or the account is deeply under water (I10). Books bad debt when nothing is
     /// left (S6, I11). Needs the sequencer up and the market's own price usable (reverts with the
     /// router's reason otherwise); other broken feeds are quoted (I18).
