@@ -1,4 +1,5 @@
-"""Liquidation economics: who pays a keeper (SPEC I9, I24; ARCHITECTURE S5, S6; issue 10 item 4).
+"""Liquidation economics: who pays a keeper, and the fund's losses booked (SPEC I9, I24, I25;
+ARCHITECTURE S5, S6; issue 10 items 4 and 1).
 
 A trader who also runs a keeper account must never do better by liquidating itself than by
 closing the position at the oracle price: the penalty, and the keeper's share of it, come out of
@@ -10,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from helpers import fund, rollback, send_fast, try_send, usdc
+from helpers import assert_revert, fund, rollback, send_fast, try_send, usdc
 
 from offchain.chain.client import MAX_UINT, Client, wad
+from offchain.errors import ContractRevert
 
 E18 = 10**18
 ETH = 0
@@ -158,3 +160,54 @@ def test_liquidate__equity_below_the_penalty__takes_only_the_equity_and_books_no
     assert system.account(trader)["cash_wad"] == 0
     assert _cash(system, keeper) == 30 * E18
     assert system.health(roles.insurance_fund).equity_wad - fund_before == 70 * E18
+
+
+# ------------------------------------------------------------------------ the fund's books (I25)
+def test_book_deficit__crash_after_the_fund_absorbed_longs__books_its_loss_so_assets_cover_claims(
+    system: Client, trader: str, maker: str, keeper: str, roles
+) -> None:
+    # I25, S6: 1000 ETH long from 3000 on 400k USDC, ETH at 2660: equity 60k < half of MM, so
+    # all 1000 ETH move to the fund at 2660 and the fund keeps 59k of the penalty (the keeper
+    # 1k). ETH then crashes to 2400: the fund's equity is 100k + 59k − 260k = −101k, and no
+    # insolvency ever ran, so nothing booked it.
+    fund_account = roles.insurance_fund
+    fund(system, trader, "USDC", usdc(400_000))
+    fund(system, maker, "USDC", usdc(10_000_000))
+    send_fast(
+        system.chain,
+        system.fn("settleTrade", ETH, trader, maker, wad(1_000), system.price_e18("ETH")),
+        system.d.matcher,
+    )
+    send_fast(system.chain, system.feeds["ETH"].functions.setAnswer(2_660 * 10**8), system.d.owner)
+    system.liquidate(keeper, trader, "ETH-PERP")
+    send_fast(system.chain, system.feeds["ETH"].functions.setAnswer(2_400 * 10**8), system.d.owner)
+    loss = 101_000 * E18
+    assert tuple(system.ch.functions.backstopDeficit().call()) == (-loss, loss)
+    assert system.ch.functions.deficitWad().call() == 0
+
+    def held_minus_claims_plus_deficit() -> int:
+        """What I25 says is never negative: quote held (no other collateral here, I4) less every
+        other account's claim (its equity, if positive), plus the booked deficit."""
+        held = system.tokens["USDC"].functions.balanceOf(system.ch.address).call() * 10**12
+        claims = sum(max(system.health(a).equity_wad, 0) for a in (trader, maker, keeper))
+        return held - claims + system.ch.functions.deficitWad().call()
+
+    assert held_minus_claims_plus_deficit() == -loss  # hidden: claims backed by nothing
+
+    receipt = system.chain.send(system.fn("bookDeficit"), keeper, "book deficit")
+
+    booked = next(e.args for e in system.events(receipt) if e.name == "DeficitBooked")
+    assert booked == {"addedWad": loss, "deficitWad": loss, "fundEquityWad": -loss}
+    assert system.ch.functions.deficitWad().call() == loss
+    assert held_minus_claims_plus_deficit() == 0
+    assert system.health(fund_account).equity_wad == -loss
+
+
+def test_book_deficit__nothing_unbooked__reverts_no_unbooked_deficit(
+    system: Client, keeper: str, roles
+) -> None:
+    # I25: a fund with non-negative equity has nothing to book.
+    equity = system.health(roles.insurance_fund).equity_wad
+    with pytest.raises(ContractRevert) as e:
+        system.chain.send(system.fn("bookDeficit"), keeper, "book deficit")
+    assert_revert(e.value, "NoUnbookedDeficit", fundEquityWad=equity, deficitWad=0)

@@ -139,6 +139,7 @@ interface ILiquidation is IClearinghouseBase {
     error BackstopNotLiquidatable(address account);
     error NotInsolvent(address account, int256 equityWad);
     error HasOpenPositions(address account, uint256 marketMask);
+    error NoUnbookedDeficit(int256 fundEquityWad, uint256 deficitWad);
 
     // ================================================================ EVENTS
     /// @notice `account`'s position moves by `sizeDelta` to the backstop (which moves by −sizeDelta),
@@ -165,6 +166,10 @@ interface ILiquidation is IClearinghouseBase {
     /// was booked as protocol deficit (S6).
     event InsolvencyResolved(address indexed account, uint256 debtWad, uint256 coveredWad, uint256 deficitWad);
 
+    /// @notice The insurance fund's equity at oracle prices fell to `fundEquityWad` < −(the booked
+    /// deficit): `addedWad` more is booked, making the protocol's deficit `deficitWad` (S6, I25).
+    event DeficitBooked(uint256 addedWad, uint256 deficitWad, int256 fundEquityWad);
+
     // ================================================================ ACTIONS
     /// @notice Liquidates up to `maxCloseSize` of `account`'s position in `marketId` when its equity
     /// is below maintenance margin (S5, I7, I18). Permissionless; the caller needs no capital and
@@ -181,6 +186,12 @@ interface ILiquidation is IClearinghouseBase {
     /// negative cash move to the insurance fund; what the fund's equity cannot cover is booked as
     /// deficit (I11). Permissionless. Never blocked by a broken feed: both are valued at quotes (I18).
     function resolveInsolvency(address account) external;
+
+    /// @notice Books what the insurance fund has lost on what it holds: raises `deficitWad` to the
+    /// fund's negative equity at oracle prices (valued as a liquidation values accounts, I18), so a
+    /// loss the fund carries is never hidden (S6, I25). Permissionless. Reverts with
+    /// `NoUnbookedDeficit` when the fund's equity is ≥ −deficitWad. The deficit never decreases.
+    function bookDeficit() external returns (uint256 addedWad);
 
     // ================================================================ VIEWS
     /// @notice What `liquidate(account, marketId, type(uint256).max)` would do now. Never reverts
@@ -397,6 +408,11 @@ interface IClearinghouse is ILiquidation {
     /// liquidation would (I18). Never reverts on any feed fault; reverts with
     /// `ReentrancyGuardReentrantCall` when called in the middle of a state change (THREATS A02).
     function accountHealth(address account) external view returns (Health memory);
+
+    /// @notice The insurance fund's equity at current oracle prices (as `accountHealth`) and the
+    /// deficit it implies, max(0, −equity). Above `deficitWad`, the gap is a loss `bookDeficit`
+    /// would book now (I25). Never reverts on any feed fault.
+    function backstopDeficit() external view returns (int256 fundEquityWad, uint256 impliedDeficitWad);
 
     /// @notice Liquidatable ⇔ equity < maintenance margin in force (as `accountHealth`, total).
     function isLiquidatable(address account) external view returns (bool);

@@ -92,6 +92,18 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         _resolveInsolvency(account_, a, p);
     }
 
+    /// @inheritdoc ILiquidation
+    function bookDeficit() external nonReentrant returns (uint256 addedWad) {
+        Account memory f = _accounts[insuranceFund];
+        (Health memory h,) = _staticHealthAt(insuranceFund, f, _readPrices(_priceMask(f), 0));
+        uint256 booked = deficitWad;
+        if (h.equityWad >= -booked.toInt256()) revert NoUnbookedDeficit(h.equityWad, booked);
+        uint256 implied = uint256(-h.equityWad);
+        addedWad = implied - booked;
+        deficitWad = implied;
+        emit DeficitBooked(addedWad, implied, h.equityWad);
+    }
+
     // ================================================================ VIEWS
     /// @inheritdoc ILiquidation
     function previewLiquidation(address account_, uint256 marketId)
