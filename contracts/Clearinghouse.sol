@@ -139,6 +139,11 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
     }
 
     /// @inheritdoc ILiquidation
+    function bookDeficit() external returns (uint256) {
+        _delegate(address(liquidationModule), 0);
+    }
+
+    /// @inheritdoc ILiquidation
     /// @dev A view cannot `delegatecall`: this contract `staticcall`s its own `viewDelegate`, which
     /// delegates; the static context guarantees the module writes nothing.
     function previewLiquidation(address, uint256) external view returns (LiquidationPreview memory) {
@@ -344,6 +349,17 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
     /// @inheritdoc IClearinghouse
     function accountHealth(address account_) external view nonReentrantView returns (Health memory) {
         return _currentHealth(account_);
+    }
+
+    /// @inheritdoc IClearinghouse
+    function backstopDeficit()
+        external
+        view
+        nonReentrantView
+        returns (int256 fundEquityWad, uint256 impliedDeficitWad)
+    {
+        fundEquityWad = _currentHealth(insuranceFund).equityWad;
+        impliedDeficitWad = fundEquityWad < 0 ? uint256(-fundEquityWad) : 0;
     }
 
     /// @inheritdoc IClearinghouse

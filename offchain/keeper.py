@@ -439,7 +439,11 @@ class Keeper:
         report: RoundReport,
     ) -> bool:
         reward = preview.keeper_reward_wad
-        if not self.pays(reward, LIQUIDATION_GAS_FLOOR, fees):
+        # The penalty, so the reward, is capped by the account's equity (SPEC I24): closing an
+        # account it wipes out is the same bad-debt duty as resolving one, sent at the configured
+        # fee cap when that duty is on, whatever the reward.
+        duty = preview.takes_all_equity and self.config.resolve_insolvency
+        if not duty and not self.pays(reward, LIQUIDATION_GAS_FLOOR, fees):
             report.unprofitable += 1
             log.info("skip %s market %d: reward %s pays no gas", account, market_id, reward)
             return False
@@ -452,14 +456,15 @@ class Keeper:
             log.warning("skip %s market %d: %d gas over budget", account, market_id, estimate)
             return False
         gas = min(estimate * 12 // 10 + 10_000, self.config.gas_budget)
-        if not self.pays(reward, gas, fees):
+        if not duty and not self.pays(reward, gas, fees):
             report.unprofitable += 1
             log.info(
                 "skip %s market %d: reward %s below gas of %d", account, market_id, reward, gas
             )
             return False
         purpose = f"liquidate:{account}:{market_id}:{nonce}"
-        return self._send(data, gas, purpose, self.fee_cap_wei(reward, gas), fees, report)
+        cap = self.sender.policy.max_fee_cap_wei if duty else self.fee_cap_wei(reward, gas)
+        return self._send(data, gas, purpose, cap, fees, report)
 
     def _resolve(self, account: str, fees: Fees, report: RoundReport) -> bool:
         """Books an insolvent account's bad debt (`resolveInsolvency`). It pays no reward: the

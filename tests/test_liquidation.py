@@ -477,7 +477,8 @@ def test_liquidate__any_price_size_and_close__is_never_less_healthy_and_bounds_r
     adverse_bps: int,
     close_bps: int | None,
 ) -> None:
-    # I8 (MM − equity never grows), I9 (reward = min(30% of penalty, cap), penalty rounded up),
+    # I8 (MM − equity never grows), I9 (reward = min(30% of penalty, cap), penalty rounded up
+    # and capped by equity, I24),
     # I10 (at most half unless full), and the preview agrees with what liquidate then does.
     system, fund_account = parties, roles.insurance_fund
     with rollback(system.chain):
@@ -533,9 +534,11 @@ def test_liquidate__any_price_size_and_close__is_never_less_healthy_and_bounds_r
             assert preview.close_size == ceil_div(size * CLOSE_FACTOR_BPS, BPS)
         else:
             assert preview.close_size == size
-        # I9: the penalty is the rate's, trimmed only by the wei the closure frees (I8).
-        assert ev["penaltyWad"] <= penalty_of(closed, price)
-        assert penalty_of(closed, price) - ev["penaltyWad"] <= 2
+        # I9: the penalty is the rate's, trimmed only by the wei the closure frees (I8), and
+        # never more than the equity the account has (I24): nothing once it is under water.
+        due = min(penalty_of(closed, price), max(Health(*before).equity_wad, 0))
+        assert ev["penaltyWad"] <= due
+        assert due - ev["penaltyWad"] <= 2
         assert ev["keeperRewardWad"] == reward_of(ev["penaltyWad"]) <= REWARD_CAP_WAD
         if max_close >= preview.close_size:
             assert (ev["penaltyWad"], ev["keeperRewardWad"]) == (
@@ -633,17 +636,15 @@ def test_liquidate__into_negative_equity__resolves_insolvency_in_the_same_tx_fro
     _open_and_move(system, trader, maker, usdc(1_000), wad(3), "2500")
     receipt = system.liquidate(keeper, trader, "ETH-PERP")
     liq = event(system, receipt, "Liquidate")
-    assert (liq["sizeDelta"], liq["penaltyWad"], liq["keeperRewardWad"]) == (
-        -wad(3),
-        225 * E18,
-        67_500 * 10**15,
-    )
-    # Cash after the close: 1000 − 9000 + 7500 − 225 = −725. The fund's equity covers it all.
+    # I24: no equity left, so no penalty and no reward (the fund would have paid them).
+    assert (liq["sizeDelta"], liq["penaltyWad"], liq["keeperRewardWad"]) == (-wad(3), 0, 0)
+    assert system.account(keeper)["cash_wad"] == 0
+    # Cash after the close: 1000 − 9000 + 7500 = −500. The fund's equity covers it all.
     resolved = event(system, receipt, "InsolvencyResolved")
     assert resolved == {
         "account": trader,
-        "debtWad": 725 * E18,
-        "coveredWad": 725 * E18,
+        "debtWad": 500 * E18,
+        "coveredWad": 500 * E18,
         "deficitWad": 0,
     }
     assert system.account(trader) == {
@@ -654,12 +655,9 @@ def test_liquidate__into_negative_equity__resolves_insolvency_in_the_same_tx_fro
     }
     assert system.health(trader) == Health(0, 0, 0)
     assert deficit(system) == 0
-    # The fund bought 3 ETH at 2500, kept 157.50 of the penalty and absorbed the 725 debt.
-    assert (
-        system.account(fund_account)["cash_wad"]
-        == FUND_SEED_WAD - 7_500 * E18 + 157_500 * 10**15 - 725 * E18
-    )
-    assert system.health(fund_account).equity_wad == FUND_SEED_WAD + 157_500 * 10**15 - 725 * E18
+    # The fund bought 3 ETH at 2500 and absorbed the 500 debt: the account's hole, no more.
+    assert system.account(fund_account)["cash_wad"] == FUND_SEED_WAD - 7_500 * E18 - 500 * E18
+    assert system.health(fund_account).equity_wad == FUND_SEED_WAD - 500 * E18
 
 
 def test_liquidate__debt_beyond_a_drained_fund__covers_what_the_fund_has_and_books_the_rest(
@@ -669,12 +667,12 @@ def test_liquidate__debt_beyond_a_drained_fund__covers_what_the_fund_has_and_boo
     system.withdraw(fund_account, "USDC", 99_700)  # the fund keeps 300 USDC
     _open_and_move(system, trader, maker, usdc(1_000), wad(3), "2500")
     receipt = system.liquidate(keeper, trader, "ETH-PERP")
-    # The fund's equity before the debt: 300 + 157.50 (its share of the penalty) = 457.50.
+    # The fund's equity before the debt: its 300 (no penalty from an account under water, I24).
     resolved = event(system, receipt, "InsolvencyResolved")
-    assert resolved["debtWad"] == 725 * E18
-    assert resolved["coveredWad"] == 457_500 * 10**15
-    assert resolved["deficitWad"] == 267_500 * 10**15
-    assert deficit(system) == 267_500 * 10**15
+    assert resolved["debtWad"] == 500 * E18
+    assert resolved["coveredWad"] == 300 * E18
+    assert resolved["deficitWad"] == 200 * E18
+    assert deficit(system) == 200 * E18
     # Booked, not hidden: the fund's negative equity is exactly the booked deficit.
     assert system.health(fund_account).equity_wad == -deficit(system)
 
@@ -682,11 +680,11 @@ def test_liquidate__debt_beyond_a_drained_fund__covers_what_the_fund_has_and_boo
 @pytest.mark.parametrize(
     ("side", "move_to", "debt", "fund_equity"),
     [
-        # 1000 ETH long from 3000 on 400k, crash to 2000: penalty 60k (reward capped at 1k).
-        (1, "2000", 660_000 * E18, 159_000 * E18),
+        # 1000 ETH long from 3000 on 400k, crash to 2000: equity −600k, no penalty (I24).
+        (1, "2000", 600_000 * E18, FUND_SEED_WAD),
         # 1000 ETH short from 3000 on 400k, squeeze to 4000: the fund's cash swells with the
         # short's proceeds, but those are owed back: only its equity may cover the debt.
-        (-1, "4000", 720_000 * E18, 219_000 * E18),
+        (-1, "4000", 600_000 * E18, FUND_SEED_WAD),
     ],
     ids=["long_crash", "short_squeeze"],
 )

@@ -41,7 +41,9 @@ interface IClearinghouseBase {
     /// @notice Liquidation parameters shared by all markets.
     /// @param closeFactorBps Share of a position one partial liquidation may close.
     /// @param fullLiquidationHealthBps Below equity < MM × this / 10_000 a position closes in full.
-    /// @param keeperShareBps Share of the penalty paid to the keeper, capped at `keeperRewardCapWad`.
+    /// @param keeperShareBps Share of the penalty paid to the keeper, capped at `keeperRewardCapWad`
+    /// per call. The penalty itself never exceeds the account's equity (I24), so the reward is paid
+    /// from the account, never from the insurance fund.
     /// @param minPositionNotionalWad Positions (or remainders) smaller than this close in full (dust).
     struct LiquidationConfig {
         uint16 closeFactorBps;
@@ -137,6 +139,7 @@ interface ILiquidation is IClearinghouseBase {
     error BackstopNotLiquidatable(address account);
     error NotInsolvent(address account, int256 equityWad);
     error HasOpenPositions(address account, uint256 marketMask);
+    error NoUnbookedDeficit(int256 fundEquityWad, uint256 deficitWad);
 
     // ================================================================ EVENTS
     /// @notice `account`'s position moves by `sizeDelta` to the backstop (which moves by −sizeDelta),
@@ -163,10 +166,15 @@ interface ILiquidation is IClearinghouseBase {
     /// was booked as protocol deficit (S6).
     event InsolvencyResolved(address indexed account, uint256 debtWad, uint256 coveredWad, uint256 deficitWad);
 
+    /// @notice The insurance fund's equity at oracle prices fell to `fundEquityWad` < −(the booked
+    /// deficit): `addedWad` more is booked, making the protocol's deficit `deficitWad` (S6, I25).
+    event DeficitBooked(uint256 addedWad, uint256 deficitWad, int256 fundEquityWad);
+
     // ================================================================ ACTIONS
     /// @notice Liquidates up to `maxCloseSize` of `account`'s position in `marketId` when its equity
     /// is below maintenance margin (S5, I7, I18). Permissionless; the caller needs no capital and
-    /// receives a bounded reward in cash (I9). Closes a close-factor share, or everything when the
+    /// receives a bounded reward in cash (I9), a share of a penalty the account pays from its own
+    /// equity (I24): no penalty when the account has none left. Closes a close-factor share, or everything when the
     /// position is dust or the account is deeply under water (I10). Books bad debt when nothing is
     /// left (S6, I11). Needs the sequencer up and the market's own price usable (reverts with the
     /// router's reason otherwise); other broken feeds are quoted (I18).
@@ -178,6 +186,12 @@ interface ILiquidation is IClearinghouseBase {
     /// negative cash move to the insurance fund; what the fund's equity cannot cover is booked as
     /// deficit (I11). Permissionless. Never blocked by a broken feed: both are valued at quotes (I18).
     function resolveInsolvency(address account) external;
+
+    /// @notice Books what the insurance fund has lost on what it holds: raises `deficitWad` to the
+    /// fund's negative equity at oracle prices (valued as a liquidation values accounts, I18), so a
+    /// loss the fund carries is never hidden (S6, I25). Permissionless. Reverts with
+    /// `NoUnbookedDeficit` when the fund's equity is ≥ −deficitWad. The deficit never decreases.
+    function bookDeficit() external returns (uint256 addedWad);
 
     // ================================================================ VIEWS
     /// @notice What `liquidate(account, marketId, type(uint256).max)` would do now. Never reverts
@@ -394,6 +408,11 @@ interface IClearinghouse is ILiquidation {
     /// liquidation would (I18). Never reverts on any feed fault; reverts with
     /// `ReentrancyGuardReentrantCall` when called in the middle of a state change (THREATS A02).
     function accountHealth(address account) external view returns (Health memory);
+
+    /// @notice The insurance fund's equity at current oracle prices (as `accountHealth`) and the
+    /// deficit it implies, max(0, −equity). Above `deficitWad`, the gap is a loss `bookDeficit`
+    /// would book now (I25). Never reverts on any feed fault.
+    function backstopDeficit() external view returns (int256 fundEquityWad, uint256 impliedDeficitWad);
 
     /// @notice Liquidatable ⇔ equity < maintenance margin in force (as `accountHealth`, total).
     function isLiquidatable(address account) external view returns (bool);

@@ -66,7 +66,7 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
             }
         }
         bool ok;
-        (step.penaltyWad, step.keeperRewardWad, ok) = _penalty(size, step.closeSize, step.priceE18, m);
+        (step.penaltyWad, step.keeperRewardWad, ok) = _penalty(size, step.closeSize, step.priceE18, m, h.equityWad);
         if (!ok) revert LiquidationTooSmall(step.closeSize);
         _executeLiquidation(account_, marketId, m, a, step);
 
@@ -90,6 +90,18 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         int256 equity = _healthAt(account_, a, p).equityWad;
         if (equity >= 0) revert NotInsolvent(account_, equity);
         _resolveInsolvency(account_, a, p);
+    }
+
+    /// @inheritdoc ILiquidation
+    function bookDeficit() external nonReentrant returns (uint256 addedWad) {
+        Account memory f = _accounts[insuranceFund];
+        (Health memory h,) = _staticHealthAt(insuranceFund, f, _readPrices(_priceMask(f), 0));
+        uint256 booked = deficitWad;
+        if (h.equityWad >= -booked.toInt256()) revert NoUnbookedDeficit(h.equityWad, booked);
+        uint256 implied = uint256(-h.equityWad);
+        addedWad = implied - booked;
+        deficitWad = implied;
+        emit DeficitBooked(addedWad, implied, h.equityWad);
     }
 
     // ================================================================ VIEWS
@@ -126,7 +138,8 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
             return preview;
         }
         (preview.closeSize, preview.fullLiquidation) = _closeSize(size, preview.priceE18, h);
-        (preview.penaltyWad, preview.keeperRewardWad,) = _penalty(size, preview.closeSize, preview.priceE18, m);
+        (preview.penaltyWad, preview.keeperRewardWad,) =
+            _penalty(size, preview.closeSize, preview.priceE18, m, h.equityWad);
     }
 
     // ================================================================ INTERNAL
@@ -191,37 +204,44 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
 
     /// @dev Penalty on the closed notional, rounded up, but never more than the closure frees
     /// (MM released plus the equity change of realising at the oracle price, both exact), so a
-    /// liquidation never leaves MM − equity larger, not even by a rounding wei (SPEC I8). `ok` is
-    /// false when even a zero penalty could not keep that promise (closes of a few wei). The
-    /// keeper's share is rounded down and capped (I9).
-    function _penalty(int256 size, uint256 closeSize, uint256 priceE18, MarketConfig memory m)
+    /// liquidation never leaves MM − equity larger, not even by a rounding wei (SPEC I8), and never
+    /// more than the account's equity after that realisation (I24): the penalty, and so the
+    /// keeper's share, is paid from what the account has, never as negative cash the insurance
+    /// fund later covers. `ok` is false when even a zero penalty could not keep I8 (closes of a few
+    /// wei). The keeper's share is rounded down and capped (I9).
+    function _penalty(int256 size, uint256 closeSize, uint256 priceE18, MarketConfig memory m, int256 equityWad)
         internal
         view
         returns (uint256 penaltyWad, uint256 keeperRewardWad, bool ok)
     {
-        int256 freed = _freedByClose(size, closeSize, priceE18, m.mmBps);
+        (uint256 releasedWad, int256 realisedWad) = _closeEffects(size, closeSize, priceE18, m.mmBps);
+        int256 freed = releasedWad.toInt256() + realisedWad;
         if (freed < 0) return (0, 0, false);
+        ok = true;
+        int256 payable_ = equityWad + realisedWad;
+        if (payable_ <= 0) return (0, 0, ok);
         penaltyWad = closeSize.mulDivUp(priceE18 * m.liquidationPenaltyBps, MarginMath.WAD * MarginMath.BPS);
         if (penaltyWad > uint256(freed)) penaltyWad = uint256(freed);
-        ok = true;
+        if (penaltyWad > uint256(payable_)) penaltyWad = uint256(payable_);
         keeperRewardWad = penaltyWad.mulDivDown(_liquidation.keeperShareBps, MarginMath.BPS);
         if (keeperRewardWad > _liquidation.keeperRewardCapWad) keeperRewardWad = _liquidation.keeperRewardCapWad;
     }
 
-    /// @dev How much closing `closeSize` at the oracle price lowers MM − equity, exactly: maintenance
-    /// margin released, plus the cash received, minus the mark given up.
-    function _freedByClose(int256 size, uint256 closeSize, uint256 priceE18, uint256 mmBps)
+    /// @dev What closing `closeSize` at the oracle price does, exactly: the maintenance margin it
+    /// releases, and the equity change of realising it (cash received minus the mark given up; at
+    /// most zero, the rounding the account pays).
+    function _closeEffects(int256 size, uint256 closeSize, uint256 priceE18, uint256 mmBps)
         internal
         pure
-        returns (int256)
+        returns (uint256 releasedWad, int256 realisedWad)
     {
         int256 delta = size > 0 ? -closeSize.toInt256() : closeSize.toInt256();
         int256 sizeAfter = size + delta;
         uint256 ratePerWad = priceE18 * mmBps;
-        uint256 released = size.abs().mulDivUp(ratePerWad, MarginMath.WAD * MarginMath.BPS)
+        releasedWad = size.abs().mulDivUp(ratePerWad, MarginMath.WAD * MarginMath.BPS)
             - sizeAfter.abs().mulDivUp(ratePerWad, MarginMath.WAD * MarginMath.BPS);
-        return released.toInt256() - delta.mulDivCeil(priceE18, MarginMath.WAD)
-            + sizeAfter.mulDivFloor(priceE18, MarginMath.WAD) - size.mulDivFloor(priceE18, MarginMath.WAD);
+        realisedWad = sizeAfter.mulDivFloor(priceE18, MarginMath.WAD) - size.mulDivFloor(priceE18, MarginMath.WAD)
+            - delta.mulDivCeil(priceE18, MarginMath.WAD);
     }
 
     /// @dev The backstop (insurance fund account) takes `delta` at the oracle price and is paid

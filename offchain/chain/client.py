@@ -51,6 +51,13 @@ class Preview:
     def status_name(self) -> str:
         return self.STATUS[self.status]
 
+    @property
+    def takes_all_equity(self) -> bool:
+        """The penalty is all the equity the account has left (SPEC I24; realising the close at
+        the oracle price costs it at most two wei of rounding), so the reward is not the rate's
+        share: closing the account is a bad-debt duty, not a paying trade."""
+        return self.equity_wad - self.penalty_wad <= 2
+
 
 def wad(amount: float | int | str | Decimal) -> int:
     """Human USD amount or base size (signed) in 18-decimal integer units, exactly."""

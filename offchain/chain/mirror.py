@@ -244,3 +244,6 @@ class AccountMirror:
         self.accounts[str(a["account"])].cash_wad += a["debtWad"]
         self.accounts[self.insurance_fund].cash_wad -= a["debtWad"]
         self.deficit_wad += a["deficitWad"]
+
+    def _on_DeficitBooked(self, a: dict[str, int]) -> None:
+        self.deficit_wad = a["deficitWad"]

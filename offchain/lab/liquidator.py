@@ -2,7 +2,8 @@
 
 A round is what `Keeper.step` does: rank every account the mirror finds under water (deepest
 shortfall first), confirm each with `previewLiquidation`, skip those whose reward does not pay
-for the gas, liquidate each account's markets once. The differences are transport and one input:
+for the gas (unless the penalty takes all its equity: a duty, as in the keeper), liquidate each
+account's markets once. The differences are transport and one input:
 each pass of previews and each pass of liquidations is one JSON-RPC batch (a 200-trader crash
 would otherwise spend minutes in web3 round trips), and the ranking asks the caller for the
 requirement in force, because under Gen 3 that is the attested one, which the static mirror
@@ -19,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from offchain.chain import Chain
-from offchain.chain.client import MAX_UINT
+from offchain.chain.client import MAX_UINT, Preview
 from offchain.keeper import LIQUIDATION_GAS_ESTIMATE
 from offchain.lab.ledger import Ledger
 from offchain.lab.transport import Transport, Tx
@@ -32,7 +33,6 @@ KEEPER_GAS_PRICE_WEI = 10**9
 # Gas limits for transactions the lab sends unestimated; only gas used is reported.
 LIQUIDATE_GAS_LIMIT = 1_500_000
 TRADE_GAS_LIMIT = 1_000_000
-PREVIEW_LIQUIDATABLE = 0
 
 Requirement = Callable[[str, Health, Mapping[int, int]], tuple[int, int]]
 
@@ -116,8 +116,11 @@ class LabKeeper:
             txs: list[Tx] = []
             for (account, market_id), raw in zip(pairs, previews, strict=True):
                 preview = self.transport.codec.decode("Clearinghouse", "previewLiquidation", raw)[0]
-                status, reward_wad = int(preview[0]), int(preview[5])
-                if status != PREVIEW_LIQUIDATABLE or reward_wad < gas_cost_wad:
+                p = Preview(*preview)
+                # As the keeper: closing an account the penalty wipes out is a duty (SPEC I24).
+                if not p.liquidatable or (
+                    p.keeper_reward_wad < gas_cost_wad and not p.takes_all_equity
+                ):
                     continue
                 data = self.transport.codec.encode(
                     "Clearinghouse", "liquidate", account, market_id, MAX_UINT
