@@ -74,7 +74,9 @@ def reorg(system: Client, depth: int) -> None:
     replaced blocks at earlier timestamps)."""
     mine(system, depth - 1)
     rpc(system, "anvil_reorg", depth, [])
-    rpc(system, "evm_setNextBlockTimestamp", int(time.time()) + 1)
+    # Never behind the chain: blocks mined in quick succession run ahead of the wall clock.
+    latest = int(system.chain.w3.eth.get_block("latest")["timestamp"])
+    rpc(system, "evm_setNextBlockTimestamp", max(int(time.time()), latest) + 1)
     mine(system)
 
 
