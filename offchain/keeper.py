@@ -49,6 +49,8 @@ from offchain.risk.health import BPS
 
 log = logging.getLogger("marginsync.keeper")
 
+# `IOracleRouter.PriceStatus.NO_FEED`: an asset without a feed has no quote to value it at.
+NO_FEED = 1
 # Gas of a typical liquidation, for callers that price one without estimating (the lab).
 LIQUIDATION_GAS_ESTIMATE = 200_000
 # No liquidation costs less: the quick check before the estimate skips only hopeless rewards,
@@ -189,7 +191,13 @@ class _Wire:
         }
         self._selectors = {
             name: function_abi_to_4byte_selector(abi[name])  # type: ignore[arg-type]
-            for name in ("liquidate", "resolveInsolvency", "previewLiquidation", "tryPriceE18")
+            for name in (
+                "liquidate",
+                "resolveInsolvency",
+                "previewLiquidation",
+                "tryPriceE18",
+                "quotes",
+            )
         }
         liquidate = abi["Liquidate"]
         self.liquidate_topic = "0x" + event_abi_to_log_topic(liquidate).hex()  # type: ignore[arg-type]
@@ -219,6 +227,16 @@ class _Wire:
         out = self._call(self.router, self.data("tryPriceE18", ["uint256"], [asset]))
         price, status = abi_decode(["uint256", "uint8"], out)
         return int(price), int(status)
+
+    def quotes(self, asset_mask: int) -> dict[int, tuple[int, int, int]]:
+        """(status, low, high) by asset for every bit of `asset_mask`: the router's quotes, a
+        broken feed's included (SPEC I18)."""
+        out = self._call(self.router, self.data("quotes", ["uint256"], [asset_mask]))
+        _, rows = abi_decode(["bool", "(uint8,uint256,uint256)[]"], out)
+        assets = [a for a in range(asset_mask.bit_length()) if asset_mask >> a & 1]
+        return {
+            a: (int(st), int(lo), int(hi)) for a, (st, lo, hi) in zip(assets, rows, strict=True)
+        }
 
     def genesis(self) -> str:
         return str(self._rpc("eth_getBlockByNumber", ["0x0", False])["result"]["hash"])
@@ -305,17 +323,24 @@ class Keeper:
         self._eth_price_e18 = 0  # last usable price of the gas asset
         self._min_profit_wad = int(self.config.min_profit_usd * WAD)
         self._prices: dict[int, int] = {}
+        self._quoted: dict[int, tuple[int, int]] = {}  # broken feeds' (low, high) quotes
         # Transactions a previous process journaled: finished or re-broadcast before any new one.
         self._settled = self.sender.resume()
 
     # ------------------------------------------------------------------ reading
     def prices(self) -> dict[int, int]:
-        """Usable prices by oracle asset id; an unusable feed is left out (its accounts wait)."""
+        """Usable prices by oracle asset id. A broken feed is left out of them; its quote (the
+        last good price widened with the outage, SPEC I18) goes to `_quoted`, so an account
+        with a position there is still ranked, and liquidated in its other markets, exactly as
+        the contract values it."""
+        mask = sum(1 << a.id for a in self.client.d.assets)
         out: dict[int, int] = {}
-        for a in self.client.d.assets:
-            price, status = self._wire.try_price(a.id)
+        self._quoted = {}
+        for asset, (status, low, high) in self._wire.quotes(mask).items():
             if status == 0:
-                out[a.id] = price
+                out[asset] = low
+            elif status != NO_FEED and high:
+                self._quoted[asset] = (low, high)
         return out
 
     def candidates(self, prices: dict[int, int], now: int | None = None) -> list[tuple[int, str]]:
@@ -327,12 +352,19 @@ class Keeper:
         for account, state in self.mirror.accounts.items():
             if account == self.client.d.insurance_fund or not state.has_positions:
                 continue
-            if not self._needed_assets(account) <= prices.keys():
+            broken = self._needed_assets(account) - prices.keys()
+            if not broken <= self._quoted.keys():
                 continue
-            h = self.mirror.health(account, prices)
-            mm = self.mirror.maintenance_in_force(
-                account, h.initial_margin_wad, h.maintenance_margin_wad, prices, now
-            )
+            if broken:
+                # Valued at the quotes, and no attestation is in force meanwhile (I18, S2).
+                low = {**prices, **{a: self._quoted[a][0] for a in broken}}
+                h = self.mirror.health(account, low, {a: self._quoted[a][1] for a in broken})
+                mm = h.maintenance_margin_wad
+            else:
+                h = self.mirror.health(account, prices)
+                mm = self.mirror.maintenance_in_force(
+                    account, h.initial_margin_wad, h.maintenance_margin_wad, prices, now
+                )
             if h.equity_wad < mm:
                 ranked.append((mm - h.equity_wad, account))
         ranked.sort(reverse=True)

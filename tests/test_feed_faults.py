@@ -396,3 +396,35 @@ def test_broken_feed__quote_widens__an_account_healthy_at_the_outage_becomes_liq
     assert system.health(trader).liquidatable
     system.liquidate(keeper, trader, "ETH-PERP")
     assert system.position(trader, "ETH-PERP") < wad(5)
+
+
+@pytest.mark.parametrize("fault", ["reverting", "empty reply", "stale"])
+def test_the_keeper__an_account_with_a_broken_feed__is_liquidated_in_its_other_markets(
+    system: Client, hostile: Contract, trader: str, maker: str, fault: str
+) -> None:
+    """# F03 / I18, from the product keeper: BTC's feed breaks, ETH falls; the keeper values the
+    account at the router's quotes as the contract does, ranks it, and liquidates its ETH
+    market, leaving the BTC market (no price to close at) to wait. Without the quotes it would
+    skip the account altogether."""
+    from test_keeper_hardening import make_keeper
+
+    fund(system, trader, "USDC", usdc(4_000))
+    fund(system, maker, "USDC", usdc(10_000_000))
+    system.trade("ETH-PERP", trader, maker, wad(10), 3_000 * E18)
+    system.trade("BTC-PERP", trader, maker, wad("0.05"), 60_000 * E18)
+    if fault == "stale":
+        rpc(system, "evm_increaseTime", HEARTBEAT + 1)
+        rpc(system, "evm_mine")
+        for symbol in ("ETH", "SOL"):  # the other feeds keep publishing
+            answer = system.feeds[symbol].functions.getRoundData(0).call()[1]
+            send_fast(
+                system.chain, system.feeds[symbol].functions.setAnswer(answer), system.d.owner
+            )
+    else:
+        FAULTS[fault][0](system, hostile)
+    system.set_price("ETH", 2_750)  # equity 4,000 − 2,500 = 1,500 < MM 1,787.5 + BTC's
+    keeper = make_keeper(system)
+    done = keeper.step()
+    assert [(d.account.lower(), d.market_id) for d in done] == [(trader.lower(), ETH)]
+    assert system.position(trader, "ETH-PERP") < wad(10)
+    assert system.position(trader, "BTC-PERP") == wad("0.05")

@@ -170,8 +170,13 @@ class AccountMirror:
         block = response.get("result")
         return None if not block else str(block["hash"])
 
-    def health(self, account: str, prices_e18: dict[int, int]) -> Health:
-        return health(self.accounts[account].state(), self.collaterals, self.markets, prices_e18)
+    def health(
+        self, account: str, prices_e18: dict[int, int], high_e18: dict[int, int] | None = None
+    ) -> Health:
+        """`risk.health` of the mirrored account (`high_e18`: broken feeds' high quotes)."""
+        return health(
+            self.accounts[account].state(), self.collaterals, self.markets, prices_e18, high_e18
+        )
 
     def apply(self, e: Event) -> None:
         a = e.args
