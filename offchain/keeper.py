@@ -37,10 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from web3.types import RPCEndpoint
 
 from offchain.chain import Chain, checksum
-from offchain.chain.attestations import AttestationMirror
 from offchain.chain.client import MAX_UINT, Client, Preview
 from offchain.chain.journal import Journal, Outcome, TxState
-from offchain.chain.mirror import AccountMirror
+from offchain.chain.margin_mirror import MarginMirror
 from offchain.chain.sender import GWEI, FeePolicy, Fees, TxSender
 from offchain.chain.signers import tx_signer_for
 from offchain.errors import SendRejected
@@ -120,58 +119,6 @@ class RoundReport:
     # Transactions reported in an earlier round whose block left the chain: those results are
     # void; the same transactions are pending again and report anew when they land.
     reorged: list[str] = field(default_factory=list)
-
-
-class KeeperMirror(AccountMirror):
-    """The account mirror plus the attestation verifier's events, fetched in one `eth_getLogs`
-    per block range so both views always stand at the same block (and rewind together)."""
-
-    def __init__(self, chain: Chain, d: Deployment) -> None:
-        super().__init__(chain, d.clearinghouse, d.insurance_fund, d.block)
-        self.verifier = d.attestation_verifier
-        self.attestations = AttestationMirror()
-        self.attestor: str | None = None  # from `AttestorSet`; None or zero: static margin only
-        self._warned_attestor = False
-
-    _STATE = (*AccountMirror._STATE, "attestations", "attestor")
-
-    def _fetch(self, start: int, end: int) -> list[tuple[int, Any]]:
-        addresses = [self.clearinghouse, *([self.verifier] if self.verifier else [])]
-        return [(e.block, e) for e in self.chain.get_events(addresses, start, end)]
-
-    def _apply_item(self, item: Any) -> None:
-        if item.address.lower() == (self.verifier or "").lower():
-            self.attestations.apply(item)
-        else:
-            self.apply(item)
-
-    def _on_AttestorSet(self, a: dict[str, Any]) -> None:
-        self.attestor = str(a["attestor"])
-
-    def maintenance_in_force(
-        self,
-        account: str,
-        static_im_wad: int,
-        static_mm_wad: int,
-        prices: Mapping[int, int],
-        now: int,
-    ) -> int:
-        """The MM `_healthAt` uses for `account` at block time `now`."""
-        state = self.accounts[account]
-        mask = 0
-        for market_id, size in state.positions.items():
-            if size:
-                mask |= 1 << self.markets[market_id].oracle_asset
-        if mask == 0 or self.attestor is None or int(self.attestor, 16) == 0:
-            return static_mm_wad
-        if self.attestor.lower() != (self.verifier or "").lower():
-            if not self._warned_attestor:
-                log.warning("attestor %s is not the deployment's verifier: static", self.attestor)
-                self._warned_attestor = True
-            return static_mm_wad
-        return self.attestations.requirement_in_force(
-            account, state.nonce, mask, prices, static_im_wad, static_mm_wad, now
-        ).mm_wad
 
 
 class _Wire:
@@ -304,7 +251,7 @@ class Keeper:
         self.chain: Chain = client.chain
         self.address = str(checksum(address))
         self.config = config or KeeperConfig()
-        self.mirror = KeeperMirror(client.chain, client.d)
+        self.mirror = MarginMirror(client.chain, client.d)
         self.gas_price_asset = gas_price_asset
         self._wire = _Wire(client.chain, client.d)
         self.sender = TxSender(

@@ -32,8 +32,9 @@ from offchain.chain.anvil import DEV_MNEMONIC
 from offchain.chain.client import Client, wad
 from offchain.chain.deploy import dev_engine_keys
 from offchain.chain.journal import Journal, TxState
+from offchain.chain.margin_mirror import MarginMirror
 from offchain.errors import ConfigError, ContractRevert
-from offchain.keeper import Keeper, KeeperConfig, KeeperMirror, Liquidation
+from offchain.keeper import Keeper, KeeperConfig, Liquidation
 from offchain.models import WAD
 
 GWEI = 10**9
@@ -594,7 +595,7 @@ def test_base_fee_spike__keeper_reprices_liquidates_the_large_and_skips_the_smal
 
 
 # ---------------------------------------------------------------------------- S1 mirror
-def in_force_pairs(system: Client, mirror: KeeperMirror, accounts: list[str]) -> list[Any]:
+def in_force_pairs(system: Client, mirror: MarginMirror, accounts: list[str]) -> list[Any]:
     """(mirror's answer, the verifier's answer, the clearinghouse's MM) per account, at the
     latest block: the mirror must equal `requirementInForce` clause for clause."""
     mirror.sync()
@@ -632,7 +633,7 @@ def in_force_pairs(system: Client, mirror: KeeperMirror, accounts: list[str]) ->
     return out
 
 
-def assert_in_force(system: Client, mirror: KeeperMirror, expected: dict[str, bool]) -> None:
+def assert_in_force(system: Client, mirror: MarginMirror, expected: dict[str, bool]) -> None:
     accounts = list(expected)
     for account, (ours, theirs, health) in zip(
         accounts, in_force_pairs(system, mirror, accounts), strict=True
@@ -654,7 +655,7 @@ def test_attestation_mirror_equals_requirement_in_force_through_every_s1_clause(
     for who in (a, b, c, d):
         open_position(size=10, collateral_usd=6_000, who=who)
     open_position(size="0.2", market="BTC-PERP", collateral_usd=2_000, who=b)
-    mirror = KeeperMirror(system.chain, system.d)
+    mirror = MarginMirror(system.chain, system.d)
     owner = system.d.owner
     verifier = system.chain.contract("AttestationVerifier", str(system.d.attestation_verifier))
     assert_in_force(system, mirror, {a: False, b: False, c: False, d: False})
