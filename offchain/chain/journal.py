@@ -10,16 +10,14 @@ transactions.
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from offchain.chain.bindings import checksum
+from offchain.chain.store import SqliteStore
 from offchain.errors import ConfigError
 
 
@@ -126,39 +124,15 @@ CREATE INDEX IF NOT EXISTS attempts_tx ON attempts (tx_id);
 """
 
 
-class Journal:
+class Journal(SqliteStore):
     """The write-ahead record of one key's transactions on one chain (`journal.sqlite`).
     `":memory:"` keeps it in memory: no crash safety, for tests and one-shot runs."""
 
     def __init__(self, path: Path | str, *, chain_id: int, sender: str, genesis: str = "") -> None:
         """`genesis`: the chain's block-0 hash. A restarted local chain reuses the chain id, and
         re-broadcasting a dead chain's transactions onto it would leave a nonce gap."""
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        # One connection; the keeper may be built in one thread and run in another.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit survives power loss, which is what makes the journal write-ahead.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        super().__init__(path, _SCHEMA)
         self._bind(chain_id, str(checksum(sender)), genesis.lower())
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     def _bind(self, chain_id: int, sender: str, genesis: str) -> None:
         wanted = {"chain_id": str(chain_id), "sender": sender, "genesis": genesis}

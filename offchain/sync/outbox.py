@@ -22,16 +22,13 @@ One outbox belongs to one verifier on one chain; opening it against another fail
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from offchain.attest import Batch, Entry
+from offchain.chain.store import SqliteStore
 from offchain.errors import ConfigError, MarginsyncError
 
 
@@ -113,35 +110,13 @@ def decode_batch(text: str) -> Batch:
     )
 
 
-class Outbox:
-    """Thread-safe (one connection behind a lock): the engine's loop and its submitter thread
+class Outbox(SqliteStore):
+    """Thread-safe (one connection behind a lock): the engine's loop and its delivery thread
     share it."""
 
     def __init__(self, path: Path, *, chain_id: int, verifier: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit survives power loss, which is the whole point of a write-ahead outbox.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        super().__init__(path, _SCHEMA)
         self._bind(chain_id, verifier.lower())
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     def _bind(self, chain_id: int, verifier: str) -> None:
         with self._tx() as db:
