@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -157,8 +158,9 @@ def test_engine__the_chain_gone_for_good__ends_in_one_line_after_max_outage(
 
 
 class PausableProxy:
-    """A TCP relay in front of a node that can refuse connections for a while, as a node
-    behind a load balancer does while it restarts."""
+    """A TCP relay in front of a node that can go away for a while, as a node behind a load
+    balancer does while it restarts: `pause` drops every open connection (clients keep HTTP
+    connections alive) and refuses new ones until `resume`."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -166,8 +168,21 @@ class PausableProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self.up = threading.Event()
         self.up.set()
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
         self._server = socket.create_server(("127.0.0.1", self.port))
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def pause(self) -> None:
+        self.up.clear()
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self._open.clear()
+
+    def resume(self) -> None:
+        self.up.set()
 
     def _accept(self) -> None:
         while True:
@@ -176,6 +191,8 @@ class PausableProxy:
                 client.close()  # the node is "away": the connection is refused at once
                 continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._open += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -196,21 +213,27 @@ def test_engine__the_chain_going_away_and_coming_back__resumes(tmp_path: Path) -
         assert code == 0, out
         engine = start(*common, "engine", "--dev-keys", "--interval", "0.2", "--max-outage", "60")
         assert engine.stdout is not None
-        lines = iter(engine.stdout)
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in engine.stdout], daemon=True).start()
         seen: list[str] = []
 
-        def wait_for(text: str) -> None:
-            for line in lines:
+        def wait_for(text: str, timeout_s: float = 120.0) -> None:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                try:
+                    line = lines.get(timeout=1.0)
+                except queue.Empty:
+                    continue
                 seen.append(line)
                 if text in line:
                     return
-            raise AssertionError(f"{text!r} never printed:\n{''.join(seen)}")
+            raise AssertionError(f"{text!r} not printed in {timeout_s:g} s:\n{''.join(seen)}")
 
         try:
             wait_for("pass 1")
-            proxy.up.clear()
+            proxy.pause()
             wait_for("chain unreachable")
-            proxy.up.set()
+            proxy.resume()
             wait_for("chain back after")
             assert engine.poll() is None  # still serving
         finally:
