@@ -1,5 +1,6 @@
 """The simulation lab: small runs on real Anvil chains whose reports must hold together, repeat
-exactly, and agree with the chains they came from; and the Gen 3 model's pure parts."""
+exactly, and agree with the chains they came from; and the pure parts (population, paths, Gen 3's
+risk configuration)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from rich.console import Console
 
 from offchain.errors import ConfigError
 from offchain.lab import SCENARIOS, run_lab
-from offchain.lab.generations import SynchronisedMargin
+from offchain.lab.generations import risk_config
 from offchain.lab.population import MAX_GROSS_LEVERAGE, trader_population
-from offchain.lab.scenarios import lab_path
+from offchain.lab.scenarios import CALM_SIGMA_ANNUAL, lab_path
 from offchain.settings import Settings
 
 START_USD = {"ETH": 3_000.0, "BTC": 60_000.0, "SOL": 150.0}
@@ -173,18 +173,16 @@ def test_lab_path__every_named_scenario__has_the_steps_asked_and_a_warmup_ending
     assert lp.warmup.ts_s[-1] == pytest.approx(0.0)
 
 
-def test_synchronised_margin__long_eth_short_btc__needs_less_than_the_legs_apart() -> None:
-    lp = lab_path("calm", seed=2, steps=5, start_usd=START_USD)
-    prices = np.array([START_USD["ETH"], START_USD["BTC"], START_USD["SOL"]])
-    # Rows: a hedged pair, the same two legs both long, and each leg alone; equal notionals.
-    eth, btc = 100_000 / prices[0], 100_000 / prices[1]
-    sizes = np.array([[eth, -btc, 0.0], [eth, btc, 0.0], [eth, 0.0, 0.0], [0.0, -btc, 0.0]])
-    gross = np.array([200_000.0, 200_000.0, 100_000.0, 100_000.0])
-    margin = SynchronisedMargin(
-        ("ETH", "BTC", "SOL"), lp.interval_s, lp.warmup, liquidation_cost_rate=0.03
-    )
-    im, mm = margin.requirements(sizes, gross, prices, float(lp.path.ts_s[1]))
-    assert mm[0] < mm[2] + mm[3]  # the hedge earns a correlation credit
-    assert mm[1] == pytest.approx(mm[2] + mm[3])  # two longs earn none
-    assert np.allclose(im, 1.5 * mm)
-    assert np.all(mm >= 0.03 * gross)  # the liquidation cost is always covered
+@pytest.mark.parametrize(("name", "horizon_s"), [("calm", 3_600.0), ("crash", 2 * 2_160.0)])
+def test_risk_config__gen3_engine__volatility_margin_calibrated_to_the_warmup(
+    name: str, horizon_s: float
+) -> None:
+    lp = lab_path(name, seed=2, steps=40, start_usd=START_USD)
+    config = risk_config(list(START_USD), lp.interval_s, lp.warmup)
+    for market in config.markets:
+        assert market.model == "volatility"
+        # At least two updates to get out (close factor 50%), never under the default hour.
+        assert market.volatility.liquidation_horizon_s == pytest.approx(horizon_s)
+        # 60 calm updates estimate the warm-up's σ within sampling error (≈ 1/√120 ≈ 9%).
+        sigma = CALM_SIGMA_ANNUAL[market.underlying]
+        assert market.volatility.initial_sigma_annual == pytest.approx(sigma, rel=0.35)

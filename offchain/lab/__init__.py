@@ -3,10 +3,10 @@ of margin rules (static / block-based / synchronised), measuring bad debt, liqui
 efficiency, sync lag and gas. See docs/lab.md for how to read the report.
 
 Modules, in the order data flows: `scenarios` (named price paths from `offchain.feeds`),
-`population` (seeded traders), `generations` (the three rule sets and Gen 3's `Gen3Sync`),
-`transport` and `ledger` (batched JSON-RPC and the event-only view of a chain), `liquidator`
-(keeper and backstop rounds), `runner` (one generation on its own Anvil), `metrics`, `report`,
-and `main` (`run_lab`).
+`population` (seeded traders), `generations` (the three rule sets; Gen 3 runs the product's
+engine, `offchain.sync`, through `Gen3Engine`), `transport` and `ledger` (batched JSON-RPC and
+the event-only view of a chain), `liquidator` (keeper and backstop rounds), `runner` (one
+generation on its own Anvil), `metrics`, `report`, and `main` (`run_lab`).
 """
 
 from offchain.lab.generations import (
@@ -14,10 +14,10 @@ from offchain.lab.generations import (
     GEN2,
     GEN3,
     GENERATIONS,
-    Gen3Sync,
+    Gen3Engine,
     Generation,
-    SynchronisedMargin,
     SyncStats,
+    risk_config,
 )
 from offchain.lab.main import DEFAULT_STEPS, SWEEPS, run_lab
 from offchain.lab.scenarios import SCENARIOS
@@ -30,9 +30,9 @@ __all__ = [
     "GENERATIONS",
     "SCENARIOS",
     "SWEEPS",
-    "Gen3Sync",
+    "Gen3Engine",
     "Generation",
     "SyncStats",
-    "SynchronisedMargin",
+    "risk_config",
     "run_lab",
 ]

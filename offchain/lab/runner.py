@@ -5,12 +5,12 @@ and the same clock: the opening block is mined at `CHAIN_START_S` and update k a
 `CHAIN_START_S + t_k` (the scenario's time), so oracle heartbeats and attestation ages run on the
 scenario's clock, and two runs with the same seed produce the same blocks, gas and events.
 
-Per update: the three oracle feeds move (one block); Gen 3's engine recomputes and attests; the
-keeper (on its cadence) liquidates; the backstop operator unwinds what the insurance fund absorbed
-and books insolvencies; then every trader's equity, requirement in force and notional are
-recorded from the event mirror (no per-account reads). At the end the lab checks its off-chain
-view against the chain once: the Liquidate events counted afresh and every trader's
-`accountHealth`.
+Per update: the three oracle feeds move (one block); Gen 3's engine (the product's, see
+`generations.Gen3Engine`) polls them and, on its turn, recomputes and attests; the keeper (on its
+cadence) liquidates; the backstop operator unwinds what the insurance fund absorbed and books
+insolvencies; then every trader's equity, requirement in force and notional are recorded from the
+event mirror (no per-account reads). At the end the lab checks its off-chain view against the
+chain once: the Liquidate events counted afresh and every trader's `accountHealth`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from offchain.chain.anvil import Anvil
 from offchain.chain.client import MAX_UINT
 from offchain.chain.deploy import Roles, deploy_system
 from offchain.errors import ConfigError
-from offchain.lab.generations import Gen3Sync, Generation, SynchronisedMargin, SyncStats
+from offchain.lab.generations import Gen3Engine, Generation, SyncStats, risk_config
 from offchain.lab.ledger import Ledger
 from offchain.lab.liquidator import TRADE_GAS_LIMIT, Backstop, LabKeeper, Liquidation
 from offchain.lab.population import TraderPlan, maker_capital_usd
@@ -43,7 +43,8 @@ FloatArray = NDArray[np.float64]
 # A fixed chain clock (2033-05-18) after any wall-clock deployment time, so runs are identical.
 CHAIN_START_S = 2_000_000_000
 # Dev accounts by role: 0-3 owner, matcher, guardian, insurance fund (deploy.Roles); then these.
-MAKER, KEEPER, ENGINE, FIRST_TRADER = 4, 5, 6, 7
+# (6 is unused: Gen 3's engine sends from its own submitter key, as `marginsync engine` does.)
+MAKER, KEEPER, FIRST_TRADER = 4, 5, 7
 MAX_TRADERS = 250
 DEPOSIT_GAS_LIMIT = 300_000
 ORACLE_GAS_LIMIT = 200_000
@@ -82,7 +83,6 @@ class GenerationRun:
     gas: dict[str, list[int]]
     keeper_wall_ms: dict[int, float]  # update → price receipt to keeper round start
     sync: dict[int, SyncStats]  # update → Gen 3 engine step
-    sigma_annual: list[list[float]]  # Gen 3 engine's σ per underlying after each update
     insurance_fund_start_wad: int
     insurance_fund_end_wad: int
     deficit_wad: int
@@ -114,9 +114,11 @@ def run_generation(
         on_progress("deployed")
         transport = Transport(node.url, chain)
         transport.manual_mining()
-        return _Run(generation, lab_path, plans, chain, deployment, transport, spec).execute(
-            started, on_progress
-        )
+        run = _Run(generation, lab_path, plans, chain, deployment, transport, spec)
+        try:
+            return run.execute(started, on_progress)
+        finally:
+            run.close()
 
 
 class _Run:
@@ -146,25 +148,8 @@ class _Run:
         self._feeds = {a.id: chain.contract("MockAggregator", a.feed) for a in deployment.assets}
         self._decimals = {a.id: a.feed_decimals for a in deployment.assets}
         self._asset_id = {a.symbol: a.id for a in deployment.assets}
-        self.sync: Gen3Sync | None = None
-        if generation.attested:
-            assert spec.attestation is not None
-            self.sync = Gen3Sync(
-                chain=chain,
-                deployment=deployment,
-                ledger=self.ledger,
-                transport=transport,
-                margin=SynchronisedMargin(
-                    [a.symbol for a in deployment.assets],
-                    lab_path.interval_s,
-                    lab_path.warmup,
-                    liquidation_cost_rate=max(m.liquidation_penalty_bps for m in spec.markets)
-                    / BPS,
-                ),
-                spec=spec.attestation,
-                sender=chain.accounts[ENGINE],
-                clock=lambda: self.now_s,
-            )
+        self._market_asset = {m.id: m.oracle_asset for m in deployment.markets}
+        self.engine: Gen3Engine | None = None  # built once the chain runs on the lab's clock
         self.keeper = LabKeeper(
             chain=chain,
             deployment=deployment,
@@ -187,15 +172,41 @@ class _Run:
     def requirement(
         self, account: str, static: Health, prices_e18: Mapping[int, int]
     ) -> tuple[int, int]:
-        if self.sync is None:
-            return static.initial_margin_wad, static.maintenance_margin_wad
-        return self.sync.in_force(account, static, prices_e18, self.now_s)
+        """(IM, MM) in wad that `Clearinghouse._healthAt` uses now: the one S1 rule's answer."""
+        static_im, static_mm = static.initial_margin_wad, static.maintenance_margin_wad
+        state = self.ledger.mirror.accounts[account]
+        market_mask = 0
+        for market_id, size in state.positions.items():
+            if size:
+                market_mask |= 1 << self._market_asset[market_id]
+        if not self.g.attested or market_mask == 0:
+            return static_im, static_mm
+        found = self.ledger.attestations.requirement_in_force(
+            account, state.nonce, market_mask, prices_e18, static_im, static_mm, self.now_s
+        )
+        return found.im_wad, found.mm_wad
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
 
     # ------------------------------------------------------------------ the run
     def execute(self, started: float, on_progress: Callable[[str], None]) -> GenerationRun:
         path = self.path.path
         points = [self._prices_e18(k) for k in range(path.steps + 1)]
         self._open_positions(points[0])
+        if self.g.attested:
+            self.engine = Gen3Engine(
+                self.chain,
+                self.d,
+                risk_config(
+                    [a.symbol for a in sorted(self.d.assets, key=lambda a: a.id)],
+                    self.path.interval_s,
+                    self.path.warmup,
+                ),
+                clock=lambda: self.now_s,
+                mine=lambda: self.transport.mine(self.now_s),
+            )
         setup_s = time.perf_counter() - started
         on_progress("positions opened")
         rows = [self._snapshot(points[0])]
@@ -204,18 +215,16 @@ class _Run:
         liquidations: list[Liquidation] = []
         keeper_wall_ms: dict[int, float] = {}
         sync: dict[int, SyncStats] = {}
-        sigma: list[list[float]] = []
         for k in range(1, path.steps + 1):
             self.now_s = CHAIN_START_S + round(float(path.ts_s[k] - path.ts_s[0]))
             self.ledger.tick = k
             prices = points[k]
             self._push_prices(prices, "oracle_update")
             tick_at = time.perf_counter()
-            if self.sync is not None:
-                stats = self.sync.tick(prices, float(path.ts_s[k]), post=self.g.engine_posts(k))
-                sigma.append([float(s) for s in self.sync.margin.sigma_annual])
+            if self.engine is not None:
+                self.engine.poll()
                 if self.g.engine_posts(k):
-                    sync[k] = stats
+                    sync[k] = stats = self.engine.step(since=tick_at)
                     if stats.gas:
                         self.gas["engine_submit"].append(stats.gas)
             if self.g.keeper_checks(k):
@@ -268,7 +277,6 @@ class _Run:
             gas=dict(self.gas),
             keeper_wall_ms=keeper_wall_ms,
             sync=sync,
-            sigma_annual=sigma,
             insurance_fund_start_wad=fund_start,
             insurance_fund_end_wad=mirror.health(self.d.insurance_fund, final).equity_wad,
             deficit_wad=mirror.deficit_wad,

@@ -160,7 +160,10 @@ class Transport:
         self.rpc("evm_setAutomine", False)
 
     def mine(self, timestamp_s: int) -> None:
+        """One block at `timestamp_s`; the pending block then carries the same time, so what is
+        simulated against it (the engine's pre-flight and clock check) sees the lab's clock."""
         self.rpc("evm_mine", timestamp_s)
+        self.rpc("evm_setNextBlockTimestamp", timestamp_s)
 
     def latest_timestamp(self) -> int:
         block = self.rpc("eth_getBlockByNumber", "latest", False)

@@ -241,12 +241,18 @@ class Engine:
         if self.book.version != version:
             self.metrics.accounts.set(len(self.book.accounts))
 
-    def step(self, prices: Prices | None = None) -> StepReport:
-        """One pass and its submission, waiting for receipts (the `--once` path and benches)."""
+    def step(
+        self, prices: Prices | None = None, *, mine: Callable[[], None] | None = None
+    ) -> StepReport:
+        """One pass and its submission, waiting for receipts (the `--once` path, benches and the
+        lab). `mine` runs once every batch is broadcast: a chain that mines only on demand (the
+        lab's, whose blocks carry the scenario's clock) includes them there."""
         report = self.run_pass(prices)
         for row in report.rows:
             if (outcome := self.delivery.send(row)) is not None:
                 report.outcomes.append(outcome)
+        if mine is not None and self.delivery.in_flight:
+            mine()
         report.outcomes.extend(self.delivery.wait(self.config.receipt_timeout_s))
         for o in report.outcomes:
             self._record(o, self._tick_at.get(o.sequence))
@@ -473,9 +479,11 @@ def build_engine(
     config: EngineConfig,
     submitter_key: str | None,
     risk_config_path: Path | None = None,
+    clock: Callable[[], float] = time.time,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> Engine:
-    """An engine as `marginsync engine` configures it (keys, submitter, sanitiser, outbox)."""
+    """An engine as `marginsync engine` configures it (keys, submitter, sanitiser, outbox);
+    `clock` is wall time except where a simulation keeps its own (the lab)."""
     from offchain.risk import load_risk_config
     from offchain.sync.keys import load_signers
 
@@ -522,5 +530,6 @@ def build_engine(
         config=config,
         risk_config=risk_config,
         sanitizer_config=source_sanitizer_config(source, heartbeat_s),
+        clock=clock,
         progress=progress,
     )
