@@ -7,7 +7,7 @@ and population, then writes `runs/<run-id>/` (report.json, PNGs, report.html) an
 `runs/latest` at it. A sweep adds runs along one axis:
 
 * `keeper-latency`: Gen 2's rules with the keeper checking every 1, 2, 5, 10, 20 updates;
-* `sync-interval`: Gen 3 with the engine posting every 1, 2, 5, 10 updates.
+* `sync-interval`: Gen 3 with the engine passing (and posting) every 1, 2, 5, 10 updates.
 
 Sweep points with the same rules as a generation reuse its run (keeper every 1 is Gen 2, every
 10 is Gen 1; posting every update is Gen 3) rather than repeat it.
@@ -44,7 +44,7 @@ SWEEPS: dict[str, dict[str, Any]] = {
     "sync-interval": {
         "values": (1, 2, 5, 10),
         "axis": "engine posts every n updates (Gen 3 rules)",
-        "title": "bad debt vs sync interval",
+        "title": "bad debt and capital vs sync interval",
     },
 }
 

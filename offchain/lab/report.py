@@ -175,15 +175,14 @@ def plot_summary(metrics: Mapping[str, Mapping[str, Any]], path: Path) -> None:
 
 
 def plot_sweep(sweep: Mapping[str, Any], path: Path) -> None:
+    """Left: bad debt and liquidations along the swept axis. Right: the mean IM in force as a
+    share of notional, which is what a slower engine costs when nobody comes near liquidation
+    (a calm market: the left panel is flat at zero there)."""
     points = sweep["points"]
     x = [p["value"] for p in points]
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, (ax, capital) = plt.subplots(1, 2, figsize=(10, 3.8))
     ax.plot(x, [p["bad_debt"] for p in points], marker="o", color="#c44e52", label="bad debt")
-    ax.set_xlabel(sweep["axis"])
     ax.set_ylabel("bad debt (USD)")
-    ax.set_xscale("log")
-    ax.set_xticks(x, [str(v) for v in x])
-    ax.grid(alpha=0.3)
     other = ax.twinx()
     other.plot(
         x,
@@ -194,9 +193,16 @@ def plot_sweep(sweep: Mapping[str, Any], path: Path) -> None:
         label="liquidations",
     )
     other.set_ylabel("liquidations")
-    ax.set_title(sweep["title"], fontsize=10)
     lines = ax.get_lines() + other.get_lines()
     ax.legend(lines, [str(ln.get_label()) for ln in lines], fontsize=8, loc="upper left")
+    capital.plot(x, [100 * p["im_to_notional_mean"] for p in points], marker="o", color="#55a868")
+    capital.set_ylabel("IM in force / notional, mean (%)")
+    for panel in (ax, capital):
+        panel.set_xlabel(sweep["axis"])
+        panel.set_xscale("log")
+        panel.set_xticks(x, [str(v) for v in x])
+        panel.grid(alpha=0.3)
+    fig.suptitle(sweep["title"], fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -268,7 +274,10 @@ def print_table(console: Console, report: Mapping[str, Any], path: Path) -> None
         sweep = report["sweep"]
         console.print(
             f"{sweep['title']}: "
-            + ", ".join(f"{p['value']} → ${p['bad_debt']:,.0f}" for p in sweep["points"])
+            + ", ".join(
+                f"{p['value']} → ${p['bad_debt']:,.0f}, IM {100 * p['im_to_notional_mean']:.2f}%"
+                for p in sweep["points"]
+            )
         )
     console.print(f"report: {path}  ({report['timings']['wall_clock_s']} s)")
 
