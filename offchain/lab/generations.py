@@ -34,7 +34,7 @@ from offchain.chain import Chain
 from offchain.feeds import YEAR_S, Scenario, Tick
 from offchain.models import Deployment
 from offchain.risk import MarketConfig, RiskConfig, VolatilityMarginConfig
-from offchain.sync import EngineConfig, State, build_engine, build_source
+from offchain.sync import EngineConfig, EngineHalted, State, build_engine, build_source
 
 # The volatility model's default liquidation horizon, and the floor the lab puts under it: a
 # keeper closes at most half a position per update (close factor 50%), so getting out takes two
@@ -112,7 +112,6 @@ class SyncStats:
     gas: int
     lag_ms: float  # from the oracle update's receipt to the last batch's receipt
     accounts_updated: int
-    accounts_considered: int = 0
     batches: int = 0
 
 
@@ -129,7 +128,6 @@ class Gen3Engine:
         *,
         clock: Callable[[], int],
         mine: Callable[[], None],
-        config: EngineConfig | None = None,
     ) -> None:
         self.chain = chain
         self.d = deployment
@@ -144,7 +142,7 @@ class Gen3Engine:
             source="chain",
             dev_keys=True,
             outbox_path=Path(self._dir.name) / "outbox.sqlite",
-            config=config or EngineConfig(),
+            config=EngineConfig(),
             submitter_key=None,
             risk_config_path=risk_path,
             clock=lambda: float(clock()),
@@ -162,13 +160,20 @@ class Gen3Engine:
 
     def step(self, since: float) -> SyncStats:
         """One pass and its batches, mined at the lab's clock; `since` is the oracle update's
-        `perf_counter` time."""
+        `perf_counter` time. An engine that stops attesting or a batch that does not land is a
+        fault of the lab's set-up (its chain, clock and prices are the engine's own inputs), so
+        it stops the run rather than being measured."""
         report = self.engine.step(mine=self.mine)
+        confirmed = all(o.state == State.CONFIRMED for o in report.outcomes)
+        if report.halted or report.blocked_accounts or not confirmed:
+            raise EngineHalted(
+                f"Gen 3's engine did not attest as it should: {report.summary()}",
+                "a fault in the lab's set-up: its chain, clock and prices are the engine's inputs",
+            )
         return SyncStats(
             gas=sum(o.gas_used for o in report.outcomes),
             lag_ms=(time.perf_counter() - since) * 1000.0,
-            accounts_updated=sum(o.applied for o in report.outcomes if o.state == State.CONFIRMED),
-            accounts_considered=report.accounts,
+            accounts_updated=sum(o.applied for o in report.outcomes),
             batches=len(report.outcomes),
         )
 

@@ -6,10 +6,10 @@
   2020-03-12 (−35% and −50% when ETH fell 43%), with correlated noise on top.
 * `calm` is low-volatility correlated GBM at one-minute updates.
 
-Every path comes with a warm-up: the same market's calm history before the scenario starts, which
-the synchronised engine (Gen 3) folds into its volatility and correlation estimates as a running
-engine would have. It is never pushed on chain. The path's `steps` updates are spread over the
-template's duration, so fewer steps mean bigger moves per update.
+Every path comes with a warm-up: the same market's calm history before the scenario starts, from
+which Gen 3's risk configuration takes its starting volatility, as an operator calibrates a new
+engine (`generations.risk_config`). It is never pushed on chain. The path's `steps` updates are
+spread over the template's duration, so fewer steps mean bigger moves per update.
 """
 
 from __future__ import annotations

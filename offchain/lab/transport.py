@@ -232,14 +232,6 @@ class Transport:
             out.append(receipt)
         return out
 
-    def estimate(self, tx: Tx) -> int:
-        """Gas estimate; a would-be revert raises `ContractRevert` with the decoded error."""
-        fields = {"from": _checksum(tx.sender), "to": _checksum(tx.to), "data": tx.data}
-        reply = self.batch([("eth_estimateGas", [fields])])[0]
-        if "error" in reply:
-            raise self._revert(reply["error"], tx.action)
-        return int(reply["result"], 16)
-
     def call_all(self, calls: Sequence[tuple[str, str]]) -> list[bytes]:
         """`eth_call` of (to, data) pairs against the latest block, in one batch."""
         replies = self.batch(
