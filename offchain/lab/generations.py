@@ -348,7 +348,9 @@ class Gen3Sync:
         receipts = self.transport.send_all(
             [Tx(self.sender, tx.to, data, gas_limit, action)], timestamp_s=self.clock()
         )
-        applied = sum(e.name == "MarginAttested" for e in self.ledger.pull())
+        applied = sum(
+            int(e.args["applied"]) for e in self.ledger.pull() if e.name == "BatchApplied"
+        )
         return sum(r.gas_used for r in receipts), applied
 
     # ------------------------------------------------------------------ S1, off-chain
