@@ -478,6 +478,7 @@ def test_a_batch_over_256_entries__applied_bits_span_words_and_rebuild_every_ent
 def test_entries_that_are_not_whole_44_byte_records_revert_entries_not_whole(
     system: Client, trader: str, extra: int
 ) -> None:
+    """I36: trailing bytes are never read as part of an entry nor silently dropped."""
     batch = _batch(system, [_entry(system, trader, 2_000, 1_500)])
     raw = list(batch.as_tuple())
     raw[4] = batch.packed_entries + b"\x01" * extra
