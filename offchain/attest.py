@@ -87,13 +87,23 @@ def _check_uint(where: str, value: int, limit: int) -> None:
         raise InvalidAttestation(f"{where}={value} is outside 0..{limit}; clamp or rescale it")
 
 
+@lru_cache(maxsize=1 << 16)
+def _checksummed(address: bytes) -> str:
+    # EIP-55 costs a keccak per address; a mirror sees the same accounts batch after batch.
+    return str(to_checksum_address(address))
+
+
 def _check_address(where: str, account: str) -> None:
     """20 bytes as 0x-hex. All-lower or all-upper hex is unambiguous; mixed case must be a
     valid EIP-55 checksum, so a mistyped address never yields a digest for another account."""
     if not isinstance(account, str) or not _ADDRESS.fullmatch(account):
         raise InvalidAttestation(f"{where}={account!r} is not a 0x-prefixed 20-byte hex address")
     body = account[2:]
-    if body != body.lower() and body != body.upper() and to_checksum_address(account) != account:
+    if (
+        body != body.lower()
+        and body != body.upper()
+        and _checksummed(bytes.fromhex(body)) != account
+    ):
         raise InvalidAttestation(f"{where}={account} fails its EIP-55 checksum")
 
 
@@ -117,12 +127,6 @@ class Entry:
             + self.im_micro_usd.to_bytes(8, "big")
             + self.mm_micro_usd.to_bytes(8, "big")
         )
-
-
-@lru_cache(maxsize=1 << 16)
-def _checksummed(address: bytes) -> str:
-    # EIP-55 costs a keccak per address; a mirror sees the same accounts batch after batch.
-    return str(to_checksum_address(address))
 
 
 def unpack_entries(packed: bytes) -> tuple[Entry, ...]:

@@ -10,9 +10,9 @@ pragma solidity ^0.8.24;
 /// asset in `priceAssetMask`, ascending asset id) and per-account entries (account, position
 /// nonce, IM, MM in micro-USD), packed `ENTRY_BYTES` (44) bytes each with no padding so that an
 /// entry costs little more than its storage slot (I36). One quorum check covers the whole batch,
-/// before anything is applied; each entry is then
-/// applied only if its sequence is newer than the account's last applied one, so a batch partly
-/// front-run or replayed still applies the rest (B10) and never applies anything twice (B01).
+/// before anything is applied; each entry is then applied only if its sequence is newer than the
+/// account's last applied one, so a batch partly front-run or replayed still applies the rest
+/// (B10) and never applies anything twice (B01).
 ///
 /// An applied requirement is in force only while ALL hold (S1): signed by ≥ k distinct registered
 /// keys under the current key set (any removal, rotation or threshold change starts a new key
