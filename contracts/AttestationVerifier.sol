@@ -204,7 +204,7 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
     /// @dev The hot loop of `submit` (I36): per entry, two calldata word reads, one cold slot
     /// read and one write of that slot, and a bit; everything else is the rare skip and reject
     /// paths. The first word read holds the account in its top 20 bytes, the second (ending
-    /// where the entry ends) the three uint64 fields in its low 24 bytes; both lie inside
+    /// where the entry ends) mm ‖ im ‖ positionNonce in its low 24 bytes; both lie inside
     /// `entries`, whose length `submit` checked is a whole number of entries.
     function _applyEntries(bytes calldata entries, uint64 sequence)
         internal
@@ -221,8 +221,8 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
                 fields := calldataload(add(at, 12))
             }
             address account = address(uint160(head >> 96));
+            uint64 mmMicroUsd = uint64(fields >> 128);
             uint64 imMicroUsd = uint64(fields >> 64);
-            uint64 mmMicroUsd = uint64(fields);
             AppliedEntry storage stored = _entries[account];
             uint64 appliedSequence = stored.sequence;
             if (sequence <= appliedSequence) {
@@ -233,16 +233,18 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
                 emit AttestationRejected(account, sequence, imMicroUsd, mmMicroUsd);
                 continue;
             }
-            // The whole `AppliedEntry` (first field lowest) in one SSTORE: a struct assignment
-            // would read and write the slot once per field.
-            uint256 slotValue = uint256(sequence) | uint256(uint64(fields >> 128)) << 64;
-            slotValue |= uint256(imMicroUsd) << 128 | uint256(mmMicroUsd) << 192;
+            // `AppliedEntry` packs its first field lowest: (mm ‖ im ‖ positionNonce ‖ sequence)
+            // from high to low, which is `fields` shifted past the account's bytes, plus the
+            // sequence. One SSTORE: a struct assignment would read and write the slot per field.
+            uint256 slotValue = fields << 64 | sequence;
             assembly ("memory-safe") {
                 sstore(stored.slot, slotValue)
                 let word := add(add(appliedBits, 0x20), shl(5, shr(8, i)))
                 mstore(word, or(mload(word), shl(and(i, 0xff), 1)))
             }
-            ++applied;
+            unchecked {
+                ++applied; // at most maxBatchSize (≤ 1000)
+            }
         }
     }
 

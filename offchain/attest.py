@@ -10,9 +10,10 @@ A small public API for the engine, keepers and third parties:
 The digest is also the engine's idempotency key: the same payload always has the same digest.
 `TYPES` must match `AttestationVerifier`'s typehash; `tests/test_attest.py` compares them.
 
-Entries travel packed (I36): `ENTRY_BYTES` (44) bytes each, account (20) ‖ positionNonce (8) ‖
-imMicroUsd (8) ‖ mmMicroUsd (8), big-endian, concatenated into one `bytes entries` field that
-EIP-712 signs as its keccak256. `Entry.packed` and `unpack_entries` are the one Python copy of
+Entries travel packed (I36): `ENTRY_BYTES` (44) bytes each, account (20) ‖ mmMicroUsd (8) ‖
+imMicroUsd (8) ‖ positionNonce (8), big-endian (the order of the verifier's storage slot, so it
+stores an entry with one shift), concatenated into one `bytes entries` field that EIP-712 signs
+as its keccak256. `Entry.packed` and `unpack_entries` are the one Python copy of
 that layout; the verifier's `BatchApplied` event carries the same bytes back.
 """
 
@@ -123,9 +124,9 @@ class Entry:
         """The entry's 44 bytes in `MarginBatch.entries`."""
         return (
             bytes.fromhex(self.account[2:])
-            + self.position_nonce.to_bytes(8, "big")
-            + self.im_micro_usd.to_bytes(8, "big")
             + self.mm_micro_usd.to_bytes(8, "big")
+            + self.im_micro_usd.to_bytes(8, "big")
+            + self.position_nonce.to_bytes(8, "big")
         )
 
 
@@ -137,10 +138,10 @@ def unpack_entries(packed: bytes) -> tuple[Entry, ...]:
         )
     return tuple(
         Entry(
-            _checksummed(packed[i : i + 20]),
-            int.from_bytes(packed[i + 20 : i + 28], "big"),
-            int.from_bytes(packed[i + 28 : i + 36], "big"),
-            int.from_bytes(packed[i + 36 : i + 44], "big"),
+            account=_checksummed(packed[i : i + 20]),
+            mm_micro_usd=int.from_bytes(packed[i + 20 : i + 28], "big"),
+            im_micro_usd=int.from_bytes(packed[i + 28 : i + 36], "big"),
+            position_nonce=int.from_bytes(packed[i + 36 : i + 44], "big"),
         )
         for i in range(0, len(packed), ENTRY_BYTES)
     )

@@ -28,8 +28,10 @@ pragma solidity ^0.8.24;
 interface IAttestationVerifier {
     // ================================================================ TYPES
     /// @notice `entries` is the packed entries, `ENTRY_BYTES` (44) each, big-endian, no padding:
-    /// account (20 bytes) ‖ positionNonce (uint64) ‖ imMicroUsd (uint64) ‖ mmMicroUsd (uint64).
-    /// EIP-712 signs it as `bytes` (its keccak256), so the signed message is exactly these bytes.
+    /// account (20 bytes) ‖ mmMicroUsd (uint64) ‖ imMicroUsd (uint64) ‖ positionNonce (uint64).
+    /// The fields after the account are in the order of the account's `AppliedEntry` slot (high to
+    /// low, above the sequence), so an entry is stored with one shift. EIP-712 signs `entries` as
+    /// `bytes` (its keccak256), so the signed message is exactly these bytes.
     struct MarginBatch {
         uint64 sequence;
         uint64 issuedAt;
