@@ -2,8 +2,9 @@
 
 B01 replay, B03 other deployment / chain, B04 malleability, B05 malformed signatures and signer
 set, B06/B07 sequence, B08 every signed field, B09 key rotation, B10 partial front-run, B14 batch
-size; conflicting batches, MM > IM entries, parameter bounds and access control. (B12, the clamp
-of a compromised quorum, and the S7 events are in test_attestation_rules.py.)
+size, B15 malformed packed entries; conflicting batches, MM > IM entries, parameter bounds and
+access control. (B12, the clamp of a compromised quorum, and the S7 events are in
+test_attestation_rules.py.)
 
 Default system: ETH 3000, IM 10 %, MM 6.5 %; verifier 2-of-3, maxAge 300 s, band 100 bps, floor
 50 %, cap 500 % of static, max batch 500.
@@ -478,7 +479,7 @@ def test_a_batch_over_256_entries__applied_bits_span_words_and_rebuild_every_ent
 def test_entries_that_are_not_whole_44_byte_records_revert_entries_not_whole(
     system: Client, trader: str, extra: int
 ) -> None:
-    """I36: trailing bytes are never read as part of an entry nor silently dropped."""
+    """B15, I36: trailing bytes are never read as part of an entry nor silently dropped."""
     batch = _batch(system, [_entry(system, trader, 2_000, 1_500)])
     raw = list(batch.as_tuple())
     raw[4] = batch.packed_entries + b"\x01" * extra
