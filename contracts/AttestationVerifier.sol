@@ -16,13 +16,11 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
 
     // ================================================================ STORAGE
     /// @inheritdoc IAttestationVerifier
-    bytes32 public constant MARGIN_ENTRY_TYPEHASH =
-        keccak256("MarginEntry(address account,uint64 positionNonce,uint64 imMicroUsd,uint64 mmMicroUsd)");
-    /// @inheritdoc IAttestationVerifier
     bytes32 public constant MARGIN_BATCH_TYPEHASH = keccak256(
-        "MarginBatch(uint64 sequence,uint64 issuedAt,uint32 priceAssetMask,uint256[] pricesE18,MarginEntry[] entries)"
-        "MarginEntry(address account,uint64 positionNonce,uint64 imMicroUsd,uint64 mmMicroUsd)"
+        "MarginBatch(uint64 sequence,uint64 issuedAt,uint32 priceAssetMask,uint256[] pricesE18,bytes entries)"
     );
+    /// @inheritdoc IAttestationVerifier
+    uint256 public constant ENTRY_BYTES = 44;
 
     /// @dev Batch records live in a ring so that recording one rewrites warm-able, non-zero slots
     /// instead of creating new ones; an entry whose record was overwritten is simply not in force.
@@ -69,7 +67,9 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
     /// @inheritdoc IAttestationVerifier
     function submit(MarginBatch calldata batch, bytes calldata signatures) external returns (uint256 applied) {
         Config memory cfg = _config;
-        uint256 count = batch.entries.length;
+        bytes calldata entries = batch.entries;
+        if (entries.length % ENTRY_BYTES != 0) revert EntriesNotWhole(entries.length, ENTRY_BYTES);
+        uint256 count = entries.length / ENTRY_BYTES;
         if (count == 0 || count > cfg.params.maxBatchSize) {
             revert BatchSizeOutOfRange(count, cfg.params.maxBatchSize);
         }
@@ -79,31 +79,15 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
         }
         uint256 assets = MarginMath.popCount(batch.priceAssetMask);
         if (batch.pricesE18.length != assets) revert PriceCountMismatch(batch.pricesE18.length, assets);
-
-        // One pass over the entries: hash each for the digest and apply the fresh ones. The quorum
-        // check below runs before anything is returned, so a bad signature reverts every write.
-        bytes32[] memory entryHashes = new bytes32[](count);
-        uint64 sequence = batch.sequence;
-        for (uint256 i; i < count; ++i) {
-            MarginEntry calldata e = batch.entries[i];
-            entryHashes[i] =
-                keccak256(abi.encode(MARGIN_ENTRY_TYPEHASH, e.account, e.positionNonce, e.imMicroUsd, e.mmMicroUsd));
-            applied += _apply(e, sequence) ? 1 : 0;
-        }
-        bytes32 digest = _hashTypedDataV4(_batchStructHash(batch, keccak256(abi.encodePacked(entryHashes))));
+        bytes32 digest = _digest(batch);
         _verifyQuorum(digest, signatures, cfg.threshold);
+
+        uint64 sequence = batch.sequence;
+        uint256[] memory appliedBits;
+        (appliedBits, applied) = _applyEntries(entries, sequence);
         if (applied == 0) revert NothingApplied(sequence);
         _record(batch, digest, cfg.keyEpoch);
-        emit BatchApplied(
-            sequence,
-            digest,
-            batch.issuedAt,
-            cfg.keyEpoch,
-            batch.priceAssetMask,
-            batch.pricesE18,
-            applied,
-            count - applied
-        );
+        _emitBatchApplied(batch, digest, cfg.keyEpoch, appliedBits, applied, count - applied);
     }
 
     // ================================================================ ADMIN
@@ -170,14 +154,7 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
 
     /// @inheritdoc IAttestationVerifier
     function batchDigest(MarginBatch calldata batch) external view returns (bytes32) {
-        uint256 count = batch.entries.length;
-        bytes32[] memory entryHashes = new bytes32[](count);
-        for (uint256 i; i < count; ++i) {
-            MarginEntry calldata e = batch.entries[i];
-            entryHashes[i] =
-                keccak256(abi.encode(MARGIN_ENTRY_TYPEHASH, e.account, e.positionNonce, e.imMicroUsd, e.mmMicroUsd));
-        }
-        return _hashTypedDataV4(_batchStructHash(batch, keccak256(abi.encodePacked(entryHashes))));
+        return _digest(batch);
     }
 
     /// @inheritdoc IAttestationVerifier
@@ -224,20 +201,51 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
         }
     }
 
-    function _apply(MarginEntry calldata e, uint64 sequence) internal returns (bool) {
-        AppliedEntry storage stored = _entries[e.account];
-        uint64 appliedSequence = stored.sequence;
-        if (sequence <= appliedSequence) {
-            emit AttestationSkipped(e.account, sequence, appliedSequence);
-            return false;
+    /// @dev The hot loop of `submit` (I36): per entry, two calldata word reads, one cold slot
+    /// read and one write of that slot, and a bit; everything else is the rare skip and reject
+    /// paths. The first word read holds the account in its top 20 bytes, the second (ending
+    /// where the entry ends) mm ‖ im ‖ positionNonce in its low 24 bytes; both lie inside
+    /// `entries`, whose length `submit` checked is a whole number of entries.
+    function _applyEntries(bytes calldata entries, uint64 sequence)
+        internal
+        returns (uint256[] memory appliedBits, uint256 applied)
+    {
+        uint256 count = entries.length / ENTRY_BYTES;
+        appliedBits = new uint256[]((count + 255) / 256);
+        for (uint256 i; i < count; ++i) {
+            uint256 head;
+            uint256 fields;
+            assembly ("memory-safe") {
+                let at := add(entries.offset, mul(i, ENTRY_BYTES))
+                head := calldataload(at)
+                fields := calldataload(add(at, 12))
+            }
+            address account = address(uint160(head >> 96));
+            uint64 mmMicroUsd = uint64(fields >> 128);
+            uint64 imMicroUsd = uint64(fields >> 64);
+            AppliedEntry storage stored = _entries[account];
+            uint64 appliedSequence = stored.sequence;
+            if (sequence <= appliedSequence) {
+                emit AttestationSkipped(account, sequence, appliedSequence);
+                continue;
+            }
+            if (mmMicroUsd > imMicroUsd) {
+                emit AttestationRejected(account, sequence, imMicroUsd, mmMicroUsd);
+                continue;
+            }
+            // `AppliedEntry` packs its first field lowest: (mm ‖ im ‖ positionNonce ‖ sequence)
+            // from high to low, which is `fields` shifted past the account's bytes, plus the
+            // sequence. One SSTORE: a struct assignment would read and write the slot per field.
+            uint256 slotValue = fields << 64 | sequence;
+            assembly ("memory-safe") {
+                sstore(stored.slot, slotValue)
+                let word := add(add(appliedBits, 0x20), shl(5, shr(8, i)))
+                mstore(word, or(mload(word), shl(and(i, 0xff), 1)))
+            }
+            unchecked {
+                ++applied; // at most maxBatchSize (≤ 1000)
+            }
         }
-        if (e.mmMicroUsd > e.imMicroUsd) {
-            emit AttestationRejected(e.account, sequence, e.imMicroUsd, e.mmMicroUsd);
-            return false;
-        }
-        _entries[e.account] = AppliedEntry(sequence, e.positionNonce, e.imMicroUsd, e.mmMicroUsd);
-        emit MarginAttested(e.account, sequence, e.positionNonce, e.imMicroUsd, e.mmMicroUsd);
-        return true;
     }
 
     function _record(MarginBatch calldata batch, bytes32 digest, uint32 epoch) internal {
@@ -260,15 +268,41 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
         }
     }
 
-    function _batchStructHash(MarginBatch calldata batch, bytes32 entriesHash) internal pure returns (bytes32) {
-        return keccak256(
-            abi.encode(
-                MARGIN_BATCH_TYPEHASH,
-                batch.sequence,
-                batch.issuedAt,
-                batch.priceAssetMask,
-                keccak256(abi.encodePacked(batch.pricesE18)),
-                entriesHash
+    /// @dev Apart from `submit` to keep its stack shallow.
+    function _emitBatchApplied(
+        MarginBatch calldata batch,
+        bytes32 digest,
+        uint32 epoch,
+        uint256[] memory appliedBits,
+        uint256 applied,
+        uint256 skipped
+    ) internal {
+        emit BatchApplied(
+            batch.sequence,
+            digest,
+            batch.issuedAt,
+            epoch,
+            batch.priceAssetMask,
+            batch.pricesE18,
+            batch.entries,
+            appliedBits,
+            applied,
+            skipped
+        );
+    }
+
+    /// @dev EIP-712: `bytes entries` is hashed as keccak256 of its content, as the standard says.
+    function _digest(MarginBatch calldata batch) internal view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    MARGIN_BATCH_TYPEHASH,
+                    batch.sequence,
+                    batch.issuedAt,
+                    batch.priceAssetMask,
+                    keccak256(abi.encodePacked(batch.pricesE18)),
+                    keccak256(batch.entries)
+                )
             )
         );
     }

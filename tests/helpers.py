@@ -15,7 +15,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import function_abi_to_4byte_selector, to_checksum_address
 from web3.contract import Contract
 
-from offchain.attest import Batch, Domain, Entry, sign
+from offchain.attest import Batch, Domain, Entry, applied_entries, sign
 from offchain.chain import Chain
 from offchain.chain.client import Client
 from offchain.chain.deploy import dev_engine_keys
@@ -223,6 +223,22 @@ def _requirement(system: Client, account: str) -> tuple[int, int]:
 
 def _events(system: Client, receipt, name: str) -> list[dict]:
     return [e.args for e in system.events(receipt) if e.name == name]
+
+
+def _attested(system: Client, receipt) -> list[dict]:
+    """Every entry the receipt's `BatchApplied` events put in force, as (account, sequence,
+    positionNonce, imMicroUsd, mmMicroUsd) by name, in order (I36: the one event rebuilds them)."""
+    return [
+        {
+            "account": e.account,
+            "sequence": a["sequence"],
+            "positionNonce": e.position_nonce,
+            "imMicroUsd": e.im_micro_usd,
+            "mmMicroUsd": e.mm_micro_usd,
+        }
+        for a in _events(system, receipt, "BatchApplied")
+        for e in applied_entries(bytes(a["entries"]), a["appliedBits"])
+    ]
 
 
 def _submit_reverts(

@@ -7,10 +7,11 @@ import time
 
 import pytest
 from eth_utils import keccak
+from helpers import _attested
 
 from offchain.attest import (
     BATCH_TYPEHASH,
-    ENTRY_TYPEHASH,
+    ENTRY_BYTES,
     Batch,
     Domain,
     Entry,
@@ -48,10 +49,10 @@ def _batch(system: Client, account: str, im_usd: int, mm_usd: int, sequence: int
 
 def test_typehashes__python_definition__equal_contract_constants(system: Client) -> None:
     v = _verifier(system)
-    assert v.functions.MARGIN_ENTRY_TYPEHASH().call() == ENTRY_TYPEHASH
     assert v.functions.MARGIN_BATCH_TYPEHASH().call() == BATCH_TYPEHASH
     assert encode_type("MarginBatch").startswith("MarginBatch(uint64 sequence,")
-    assert keccak(text=encode_type("MarginEntry")) == ENTRY_TYPEHASH
+    assert keccak(text=encode_type("MarginBatch")) == BATCH_TYPEHASH
+    assert v.functions.ENTRY_BYTES().call() == ENTRY_BYTES
 
 
 def test_digest__python__equals_contract_batch_digest(
@@ -91,7 +92,16 @@ def test_submit__valid_quorum__attested_requirement_in_force_until_position_chan
         system.d.owner,
         "submit attestation",
     )
-    assert [e.name for e in system.events(receipt)] == ["MarginAttested", "BatchApplied"]
+    assert [e.name for e in system.events(receipt)] == ["BatchApplied"]
+    assert _attested(system, receipt) == [
+        {
+            "account": trader,
+            "sequence": 1,
+            "positionNonce": batch.entries[0].position_nonce,
+            "imMicroUsd": 2_000 * 10**6,
+            "mmMicroUsd": 1_600 * 10**6,
+        }
+    ]
     h = system.health(trader)
     assert (h.initial_margin_wad, h.maintenance_margin_wad) == (2_000 * 10**18, 1_600 * 10**18)
     # S1: any position change voids it; S2: the static requirement applies again.

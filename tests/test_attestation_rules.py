@@ -15,6 +15,7 @@ import pytest
 from helpers import (
     KEYS,
     _applied,
+    _attested,
     _batch,
     _domain,
     _entry,
@@ -29,7 +30,7 @@ from helpers import (
     _verifier,
 )
 
-from offchain.attest import address_of, digest
+from offchain.attest import address_of, applied_entries, digest
 from offchain.chain.client import Client, wad
 
 SIGNERS = [address_of(bytes.fromhex(k[2:])) for k in KEYS]
@@ -346,7 +347,7 @@ def test_withdraw_with_attestation_lets_a_hedged_account_withdraw_what_static_ma
         "withdraw with attestation",
     )
     # verified, applied and checked in one transaction (S3)
-    assert _names(system, receipt) == ["MarginAttested", "BatchApplied", "Transfer", "Withdraw"]
+    assert _names(system, receipt) == ["BatchApplied", "Transfer", "Withdraw"]
     h = system.health(trader)
     assert (h.equity_wad, h.initial_margin_wad, h.maintenance_margin_wad) == (
         wad(5_000),
@@ -420,12 +421,8 @@ def test_settle_trade_with_attestation_bound_to_post_trade_nonces_passes_on_atte
         system.d.matcher,
         "settle with attestation",
     )
-    assert _names(system, receipt) == [
-        "MarginAttested",
-        "MarginAttested",
-        "BatchApplied",
-        "TradeSettled",
-    ]
+    assert _names(system, receipt) == ["BatchApplied", "TradeSettled"]
+    assert [a["account"] for a in _attested(system, receipt)] == [trader, maker]
     assert system.position(trader, "ETH-PERP") == wad(20)
     assert system.account(trader)["nonce"] == t_nonce + 1
     assert _requirement(system, trader) == (wad(4_000), wad(2_800))
@@ -596,21 +593,15 @@ def test_the_events_of_a_submission_rebuild_every_applied_entry_and_the_batch_re
     logs = system.chain.get_events(
         [system.d.attestation_verifier], start, system.chain.w3.eth.block_number
     )
+    [applied] = [e.args for e in logs if e.name == "BatchApplied"]
     rebuilt = {
-        e.args["account"]: (
-            e.args["sequence"],
-            e.args["positionNonce"],
-            e.args["imMicroUsd"],
-            e.args["mmMicroUsd"],
-        )
-        for e in logs
-        if e.name == "MarginAttested"
+        e.account: (applied["sequence"], e.position_nonce, e.im_micro_usd, e.mm_micro_usd)
+        for e in applied_entries(applied["entries"], applied["appliedBits"])
     }
     assert rebuilt == {trader: _applied(system, trader), maker: _applied(system, maker)}
     assert rebuilt[maker] == (29, system.account(maker)["nonce"], _micro(123_456), _micro(98_765))
     [skip] = [e.args for e in logs if e.name == "AttestationSkipped"]
     assert skip == {"account": others[0], "sequence": 29, "appliedSequence": 30}
-    [applied] = [e.args for e in logs if e.name == "BatchApplied"]
     assert applied == {
         "sequence": 29,
         "digest": digest(batch, _domain(system)),
@@ -618,6 +609,8 @@ def test_the_events_of_a_submission_rebuild_every_applied_entry_and_the_batch_re
         "keyEpoch": _verifier(system).functions.keyEpoch().call(),
         "priceAssetMask": batch.price_asset_mask,
         "pricesE18": list(batch.prices_e18),
+        "entries": batch.packed_entries,  # I36: the one event carries every entry
+        "appliedBits": [0b011],
         "applied": 2,
         "skipped": 1,
     }

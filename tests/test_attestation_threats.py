@@ -2,8 +2,9 @@
 
 B01 replay, B03 other deployment / chain, B04 malleability, B05 malformed signatures and signer
 set, B06/B07 sequence, B08 every signed field, B09 key rotation, B10 partial front-run, B14 batch
-size; conflicting batches, MM > IM entries, parameter bounds and access control. (B12, the clamp
-of a compromised quorum, and the S7 events are in test_attestation_rules.py.)
+size, B15 malformed packed entries; conflicting batches, MM > IM entries, parameter bounds and
+access control. (B12, the clamp of a compromised quorum, and the S7 events are in
+test_attestation_rules.py.)
 
 Default system: ETH 3000, IM 10 %, MM 6.5 %; verifier 2-of-3, maxAge 300 s, band 100 bps, floor
 50 %, cap 500 % of static, max batch 500.
@@ -19,6 +20,7 @@ from eth_utils import keccak, to_checksum_address
 from helpers import (
     KEYS,
     _applied,
+    _attested,
     _batch,
     _domain,
     _entry,
@@ -100,7 +102,7 @@ def test_an_exact_replay_in_a_later_block_reverts_nothing_applied_and_state_chan
     logs = system.chain.get_events(
         [system.d.attestation_verifier], start, system.chain.w3.eth.block_number
     )
-    assert [e.name for e in logs] == ["MarginAttested", "BatchApplied"]
+    assert [e.name for e in logs] == ["BatchApplied"]
 
 
 # ---------------------------------------------------------------------------- B03 domain
@@ -419,13 +421,10 @@ def test_a_batch_partly_front_run_still_applies_its_other_entries_and_skips_the_
     assert _events(system, receipt, "AttestationSkipped") == [
         {"account": maker, "sequence": 20, "appliedSequence": 21}
     ]
-    assert [e["account"] for e in _events(system, receipt, "MarginAttested")] == [
-        trader,
-        others[0],
-        others[1],
-    ]
+    assert [e["account"] for e in _attested(system, receipt)] == [trader, others[0], others[1]]
     [applied] = _events(system, receipt, "BatchApplied")
     assert (applied["sequence"], applied["applied"], applied["skipped"]) == (20, 3, 1)
+    assert applied["appliedBits"] == [0b1101]
     assert _applied(system, maker) == (21, 0, _micro(7_000), _micro(6_000))
     assert _applied(system, others[1]) == (20, 0, _micro(1_003), _micro(503))
 
@@ -452,6 +451,42 @@ def test_a_batch_of_exactly_max_batch_size_entries_applies(system: Client) -> No
     receipt = _submit(system, _batch(system, entries[:40]))
     [applied] = _events(system, receipt, "BatchApplied")
     assert (applied["applied"], applied["skipped"]) == (40, 0)
+
+
+def test_a_batch_over_256_entries__applied_bits_span_words_and_rebuild_every_entry(
+    system: Client, others: list[str]
+) -> None:
+    """I36: entry i's bit is bit i % 256 of word i // 256; one skipped entry past the first word
+    is the only zero bit, and the event alone rebuilds what the chain stored."""
+    entries = [
+        Entry(to_checksum_address(keccak(i.to_bytes(32, "big"))[-20:]), i, 2 + i, 1)
+        for i in range(300)
+    ]
+    entries[260] = _entry(system, others[0], 20, 10, nonce=0)
+    _submit(system, _batch(system, [entries[260]], sequence=9))
+    receipt = _submit(system, _batch(system, entries, sequence=8))
+    [applied] = _events(system, receipt, "BatchApplied")
+    assert applied["appliedBits"] == [2**256 - 1, (2**44 - 1) & ~(1 << 4)]
+    assert (applied["applied"], applied["skipped"]) == (299, 1)
+    rebuilt = _attested(system, receipt)
+    assert [a["account"] for a in rebuilt] == [e.account for i, e in enumerate(entries) if i != 260]
+    for a in (rebuilt[0], rebuilt[259], rebuilt[-1]):
+        stored = _applied(system, a["account"])
+        assert stored == (8, a["positionNonce"], a["imMicroUsd"], a["mmMicroUsd"])
+
+
+@pytest.mark.parametrize("extra", [1, 43])
+def test_entries_that_are_not_whole_44_byte_records_revert_entries_not_whole(
+    system: Client, trader: str, extra: int
+) -> None:
+    """B15, I36: trailing bytes are never read as part of an entry nor silently dropped."""
+    batch = _batch(system, [_entry(system, trader, 2_000, 1_500)])
+    raw = list(batch.as_tuple())
+    raw[4] = batch.packed_entries + b"\x01" * extra
+    err = _submit_reverts(system, tuple(raw), _sign(system, batch))
+    assert err.name == "EntriesNotWhole"
+    assert err.args_by_name == {"entriesBytes": 44 + extra, "entryBytes": 44}
+    assert _applied(system, trader) == (0, 0, 0, 0)
 
 
 def test_an_empty_batch_reverts_batch_size_out_of_range(system: Client) -> None:

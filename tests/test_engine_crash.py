@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from offchain.attest import Batch, Entry, digest
+from offchain.attest import Batch, Entry, applied_entries, digest
 from offchain.chain import Event
 from offchain.chain.client import Client
 from offchain.chain.deploy import dev_engine_keys
@@ -100,10 +100,13 @@ def test_engine_killed_after_each_step__restart_sends_the_same_payload_once(  # 
     assert [(e.args["sequence"], e.args["digest"]) for e in applied] == [
         (before.sequence, before.digest)
     ]
-    attested = [e for e in events if e.name == "MarginAttested"]
-    keys = [(e.args["account"], e.args["sequence"]) for e in attested]
-    assert len(keys) == len(set(keys)) == len(before.batch.entries)
-    assert (opened.trader, before.sequence) in keys
+    attested = [
+        (e.account, a.args["sequence"])
+        for a in applied
+        for e in applied_entries(a.args["entries"], a.args["appliedBits"])
+    ]
+    assert len(attested) == len(set(attested)) == len(before.batch.entries)
+    assert (opened.trader, before.sequence) in attested
     outbox.close()
 
 
@@ -157,7 +160,12 @@ def test_one_attestation_delivered_three_times__exactly_one_on_chain_effect(  # 
     assert [e.args["digest"] for e in events if e.name == "BatchApplied"] == [
         digest(row.batch, engine.domain)
     ]
-    attested = [e for e in events if e.name == "MarginAttested"]
+    attested = [
+        e
+        for a in events
+        if a.name == "BatchApplied"
+        for e in applied_entries(a.args["entries"], a.args["appliedBits"])
+    ]
     assert len(attested) == len(row.batch.entries)
     engine.close()
 

@@ -10,6 +10,7 @@ import json
 
 import pytest
 from eth_utils import to_checksum_address
+from helpers import _attested
 
 from offchain.attest import (
     Batch,
@@ -19,6 +20,7 @@ from offchain.attest import (
     digest,
     recover_signers,
     typed_data,
+    unpack_entries,
 )
 from offchain.chain.client import Client
 from offchain.chain.deploy import dev_engine_keys
@@ -70,9 +72,13 @@ def test_typed_data__every_integer_is_a_decimal_string(system: Client, trader: s
     data = typed_data(batch, _domain(system))
     assert _unsigned_ints(data) == []  # no JSON numbers at all, so none above 2^53
     assert data["message"]["pricesE18"] == [str(PRICE)]
-    assert data["message"]["entries"][0]["imMicroUsd"] == str(2**63)
-    assert data["message"]["entries"][0]["account"] == to_checksum_address(trader)
     assert data["domain"]["chainId"] == str(system.chain.chain_id)
+    # The entries are one `bytes` value (I36), hex that reads back to the same entries.
+    packed = data["message"]["entries"]
+    assert packed == "0x" + batch.packed_entries.hex()
+    assert unpack_entries(bytes.fromhex(packed[2:])) == (
+        Entry(to_checksum_address(trader), 3, 2**63, 1),
+    )
 
 
 def test_anvil_eth_signTypedData_v4__signs_our_digest(system: Client, trader: str) -> None:
@@ -105,8 +111,8 @@ def test_quorum_with_a_json_rpc_signer__is_accepted_by_the_verifier(
     receipt = system.chain.send(
         verifier.functions.submit(batch.as_tuple(), signatures), trader, "submit"
     )
-    (applied,) = [e for e in system.chain.events(receipt) if e.name == "MarginAttested"]
-    assert applied.args["account"].lower() == trader.lower()
+    (applied,) = _attested(system, receipt)
+    assert applied["account"].lower() == trader.lower()
 
 
 def test_json_rpc_signer__a_key_the_endpoint_lacks__is_a_signer_failure(
@@ -169,10 +175,18 @@ def test_batch_and_entry__out_of_range_fields__are_refused_when_built(build, fie
         build()
 
 
-def test_entry__lower_upper_and_checksummed_addresses__hash_alike() -> None:
+def test_entry__lower_upper_and_checksummed_addresses__pack_alike() -> None:
     checksummed = to_checksum_address(ACCOUNT)
-    hashes = {
-        Entry(a, 1, 2, 3).struct_hash()
+    packed = {
+        Entry(a, 1, 2, 3).packed()
         for a in (ACCOUNT, ACCOUNT.upper().replace("0X", "0x"), checksummed)
     }
-    assert len(hashes) == 1
+    assert len(packed) == 1
+
+
+def test_unpack_entries__a_partial_entry__is_refused() -> None:
+    """Entries are whole 44-byte records, as the verifier's `EntriesNotWhole` demands (I36)."""
+    whole = Entry(ACCOUNT, 1, 2, 3).packed()
+    assert len(whole) == 44
+    with pytest.raises(InvalidAttestation, match="not whole 44-byte"):
+        unpack_entries(whole + whole[:43])

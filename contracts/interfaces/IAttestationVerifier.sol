@@ -8,9 +8,11 @@ pragma solidity ^0.8.24;
 ///
 /// A batch carries a sequence, an issue time, the oracle prices the engine computed from (one per
 /// asset in `priceAssetMask`, ascending asset id) and per-account entries (account, position
-/// nonce, IM, MM in micro-USD). One quorum check covers the whole batch; each entry is then
-/// applied only if its sequence is newer than the account's last applied one, so a batch partly
-/// front-run or replayed still applies the rest (B10) and never applies anything twice (B01).
+/// nonce, IM, MM in micro-USD), packed `ENTRY_BYTES` (44) bytes each with no padding so that an
+/// entry costs little more than its storage slot (I36). One quorum check covers the whole batch,
+/// before anything is applied; each entry is then applied only if its sequence is newer than the
+/// account's last applied one, so a batch partly front-run or replayed still applies the rest
+/// (B10) and never applies anything twice (B01).
 ///
 /// An applied requirement is in force only while ALL hold (S1): signed by ≥ k distinct registered
 /// keys under the current key set (any removal, rotation or threshold change starts a new key
@@ -25,19 +27,17 @@ pragma solidity ^0.8.24;
 /// signature to one deployment on one chain (S8, B03).
 interface IAttestationVerifier {
     // ================================================================ TYPES
-    struct MarginEntry {
-        address account;
-        uint64 positionNonce;
-        uint64 imMicroUsd;
-        uint64 mmMicroUsd;
-    }
-
+    /// @notice `entries` is the packed entries, `ENTRY_BYTES` (44) each, big-endian, no padding:
+    /// account (20 bytes) ‖ mmMicroUsd (uint64) ‖ imMicroUsd (uint64) ‖ positionNonce (uint64).
+    /// The fields after the account are in the order of the account's `AppliedEntry` slot (high to
+    /// low, above the sequence), so an entry is stored with one shift. EIP-712 signs `entries` as
+    /// `bytes` (its keccak256), so the signed message is exactly these bytes.
     struct MarginBatch {
         uint64 sequence;
         uint64 issuedAt;
         uint32 priceAssetMask;
         uint256[] pricesE18;
-        MarginEntry[] entries;
+        bytes entries;
     }
 
     /// @notice An account's last applied attestation: one storage slot.
@@ -57,6 +57,7 @@ interface IAttestationVerifier {
     }
 
     // ================================================================ ERRORS
+    error EntriesNotWhole(uint256 entriesBytes, uint256 entryBytes);
     error BatchSizeOutOfRange(uint256 size, uint256 maxBatchSize);
     error PriceCountMismatch(uint256 pricesGiven, uint256 assetsInMask);
     error AttestationFromFuture(uint256 issuedAt, uint256 blockTimestamp);
@@ -76,9 +77,12 @@ interface IAttestationVerifier {
     );
 
     // ================================================================ EVENTS
-    /// @notice A batch passed the quorum check; `applied` of its entries took effect. Carries the
-    /// prices it was computed from, which decide (with the key epoch) whether its entries are in
-    /// force, so an observer can rebuild S1 from events alone (S7).
+    /// @notice A batch passed the quorum check; `applied` of its entries took effect. The one
+    /// event per batch (S7, I36): it carries the packed `entries` as submitted and `appliedBits`
+    /// (bit `i % 256` of word `i / 256` set when entry `i` took effect; an applied entry becomes
+    /// its account's `AppliedEntry` with this `sequence`), and the prices the batch was computed
+    /// from, which decide (with the key epoch) whether its entries are in force, so an observer
+    /// rebuilds every applied entry and S1 from events alone.
     event BatchApplied(
         uint64 indexed sequence,
         bytes32 indexed digest,
@@ -86,12 +90,10 @@ interface IAttestationVerifier {
         uint32 keyEpoch,
         uint32 priceAssetMask,
         uint256[] pricesE18,
+        bytes entries,
+        uint256[] appliedBits,
         uint256 applied,
         uint256 skipped
-    );
-    /// @notice `account`'s attested requirement is now this entry (S7: enough to rebuild it).
-    event MarginAttested(
-        address indexed account, uint64 indexed sequence, uint64 positionNonce, uint64 imMicroUsd, uint64 mmMicroUsd
     );
     /// @notice An entry was not applied because the account already has a newer (or equal) one.
     event AttestationSkipped(address indexed account, uint64 indexed sequence, uint64 appliedSequence);
@@ -107,7 +109,8 @@ interface IAttestationVerifier {
     // ================================================================ ACTIONS
     /// @notice Verifies the quorum over `batch` and applies its fresh entries. Permissionless: the
     /// signatures are the authority. `signatures` is exactly `threshold` 65-byte (r, s, v)
-    /// signatures, concatenated in ascending order of signer address. Reverts `NothingApplied` when
+    /// signatures, concatenated in ascending order of signer address. Reverts `EntriesNotWhole`
+    /// unless `batch.entries` is a whole number of 44-byte entries, and `NothingApplied` when
     /// every entry is stale (an exact replay changes nothing).
     function submit(MarginBatch calldata batch, bytes calldata signatures) external returns (uint256 applied);
 
@@ -153,7 +156,8 @@ interface IAttestationVerifier {
 
     function params() external view returns (Params memory);
 
-    function MARGIN_ENTRY_TYPEHASH() external view returns (bytes32);
-
     function MARGIN_BATCH_TYPEHASH() external view returns (bytes32);
+
+    /// @notice The size of one packed entry in `MarginBatch.entries`: 44 bytes.
+    function ENTRY_BYTES() external view returns (uint256);
 }

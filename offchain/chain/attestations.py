@@ -5,10 +5,11 @@ that ranked accounts by the static requirement alone would chase accounts an att
 healthy and miss those an attestation makes liquidatable. `AttestationMirror` answers the same
 question from events (S7), with no call per account:
 
-* `MarginAttested` → the account's applied entry (sequence, position nonce, IM, MM in micro-USD).
-* `BatchApplied` → the batch record in ring slot `sequence % RING_SIZE`: issue time, key epoch,
-  price mask and prices. As on-chain, an older batch never evicts a newer record, and an entry
-  whose record was overwritten is not in force.
+* `BatchApplied` → its packed entries whose bit is set in `appliedBits` become their accounts'
+  applied entries (sequence, position nonce, IM, MM in micro-USD; I36), and the batch record
+  goes into ring slot `sequence % RING_SIZE`: issue time, key epoch, price mask and prices. As
+  on-chain, an older batch never evicts a newer record, and an entry whose record was
+  overwritten is not in force.
 * `SignerAdded` / `SignerRemoved` / `ThresholdSet` → the key epoch; `ParamsSet` → the parameters.
 
 This is the one implementation of the in-force rule in Python. `view` applies it to every
@@ -21,11 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from offchain.attest import MICRO_USD_IN_WAD
+from offchain.attest import MICRO_USD_IN_WAD, applied_entries
 from offchain.chain.bindings import Event
 
 RING_SIZE = 4096  # AttestationVerifier.RING_SIZE
@@ -91,26 +93,8 @@ class AttestationMirror:
 
     def apply(self, e: Event) -> None:
         a = e.args
-        if e.name == "MarginAttested":
-            self.entries[str(a["account"])] = AppliedEntry(
-                int(a["sequence"]),
-                int(a["positionNonce"]),
-                int(a["imMicroUsd"]),
-                int(a["mmMicroUsd"]),
-            )
-        elif e.name == "BatchApplied":
-            mask = int(a["priceAssetMask"])
-            prices = [int(p) for p in a["pricesE18"]]
-            assets = [i for i in range(mask.bit_length()) if mask >> i & 1]
-            self.record(
-                BatchRecord(
-                    int(a["sequence"]),
-                    int(a["issuedAt"]),
-                    int(a["keyEpoch"]),
-                    mask,
-                    dict(zip(assets, prices, strict=True)),
-                )
-            )
+        if e.name == "BatchApplied":
+            self.apply_batch(a)
         elif e.name in ("SignerAdded", "SignerRemoved", "ThresholdSet"):
             self.key_epoch = int(a["keyEpoch"])
         elif e.name == "ParamsSet":
@@ -121,6 +105,30 @@ class AttestationMirror:
                 int(a["capBps"]),
                 int(a["maxBatchSize"]),
             )
+
+    def apply_batch(self, a: Mapping[str, Any]) -> list[str]:
+        """One `BatchApplied` event's fields (by name, as decoded from its ABI): its applied
+        entries, then its record. Returns the accounts whose entry changed, in batch order."""
+        sequence = int(a["sequence"])
+        changed = []
+        for entry in applied_entries(bytes(a["entries"]), [int(w) for w in a["appliedBits"]]):
+            self.entries[entry.account] = AppliedEntry(
+                sequence, entry.position_nonce, entry.im_micro_usd, entry.mm_micro_usd
+            )
+            changed.append(entry.account)
+        mask = int(a["priceAssetMask"])
+        prices = [int(p) for p in a["pricesE18"]]
+        assets = [i for i in range(mask.bit_length()) if mask >> i & 1]
+        self.record(
+            BatchRecord(
+                sequence,
+                int(a["issuedAt"]),
+                int(a["keyEpoch"]),
+                mask,
+                dict(zip(assets, prices, strict=True)),
+            )
+        )
+        return changed
 
     def record(self, r: BatchRecord) -> None:
         """A batch record into its ring slot, as `BatchApplied` puts it there on-chain."""

@@ -9,7 +9,8 @@ from offchain.errors import ConfigError
 # Gas each role needs to get going, measured on Anvil (`marginsync deploy` uses ≈ 17M) with
 # headroom. Fees are priced at the node's current gas price.
 DEPLOY_GAS = 25_000_000
-ENGINE_GAS = 3_000_000  # a few batches of 100 entries at ≈ 12.6k gas each, plus their base cost
+# One batch of 100 first writes (≈ 24k gas each: a fresh slot), or several of updates (≈ 6.5k).
+ENGINE_GAS = 3_000_000
 KEEPER_GAS = 2_000_000  # a handful of liquidations
 
 

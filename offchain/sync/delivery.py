@@ -54,15 +54,12 @@ def encode_submit(selector: bytes, batch: Batch, signatures: bytes) -> bytes:
     """Calldata of `AttestationVerifier.submit(MarginBatch batch, bytes signatures)`, ABI-encoded
     by hand: web3's normalisers and even eth_abi's validation cost ~0.1 ms per entry, most of a
     tick's latency at a thousand accounts. Layout: two head offsets, then the batch tuple (three
-    static words, offsets of `pricesE18` and `entries` relative to the tuple, then the two
-    arrays; an entry is four static words), then the length-prefixed, zero-padded signatures.
-    `tests/test_engine_crash.py` holds it equal to eth_abi's encoding."""
+    static words, offsets of `pricesE18` and `entries` relative to the tuple, then the price
+    array and the length-prefixed, zero-padded packed entries), then the length-prefixed,
+    zero-padded signatures. `tests/test_engine_crash.py` holds it equal to eth_abi's encoding."""
     prices = _word(len(batch.prices_e18)) + b"".join(_word(p) for p in batch.prices_e18)
-    entries = _word(len(batch.entries)) + b"".join(
-        bytes(12) + bytes.fromhex(e.account[2:]) + _word(e.position_nonce)
-        + _word(e.im_micro_usd) + _word(e.mm_micro_usd)
-        for e in batch.entries
-    )  # fmt: skip
+    packed = batch.packed_entries
+    entries = _word(len(packed)) + packed + bytes(-len(packed) % 32)
     head = _word(batch.sequence) + _word(batch.issued_at) + _word(batch.price_asset_mask)
     tuple_ = head + _word(5 * 32) + _word(5 * 32 + len(prices)) + prices + entries
     padded = signatures + bytes(-len(signatures) % 32)

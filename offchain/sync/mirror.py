@@ -14,7 +14,7 @@ from eth_utils import event_abi_to_log_topic
 from web3.types import RPCEndpoint
 
 from offchain.chain import Chain, Event, checksum
-from offchain.chain.attestations import AppliedEntry, AttestationMirror, BatchRecord
+from offchain.chain.attestations import AttestationMirror
 from offchain.chain.bindings import refuse_removed
 from offchain.chain.mirror import AccountMirror
 from offchain.models import Deployment
@@ -34,33 +34,31 @@ class EngineMirror(AccountMirror):
         self.state_version = 0  # bumped by any clearinghouse state event
         self.changed_attested: set[str] = set()
         self.verifier_version = 0  # bumped by key, threshold and parameter changes
-        self._address_cache: dict[str, str] = {}
         topics = {
             name: "0x" + event_abi_to_log_topic(item).hex()  # type: ignore[arg-type]
             for contract in ("Clearinghouse", "AttestationVerifier")
             for item in chain.artifacts.abi(contract)
             if item["type"] == "event" and (name := item["name"])
         }
-        hot = ("MarginAttested", "BatchApplied")
         self._batch_applied = BatchAppliedLog(chain.artifacts.abi("AttestationVerifier"))
-        self._hot_topics = {topics[n]: n for n in hot}
-        self._other_topics = sorted(t for n, t in topics.items() if n not in hot)
+        self._hot_topics = [topics["BatchApplied"]]
+        self._other_topics = sorted(t for n, t in topics.items() if n != "BatchApplied")
 
     _STATE = (*AccountMirror._STATE, "attestations")
 
     def _fetch(self, start: int, end: int) -> list[tuple[int, Any]]:
         """Every log of blocks `start`..`end` in chain order.
 
-        The two events every batch emits per account and per batch (`MarginAttested`,
-        `BatchApplied`) are read as raw JSON and decoded by hand: web3's log formatting and
-        decoding cost ~1 ms per log, which at a thousand accounts per tick would dominate.
-        Everything else goes through the ABI decoder as in `AccountMirror`."""
+        The event every batch emits (`BatchApplied`, with the batch's packed entries) is read
+        as raw JSON and decoded with eth_abi directly: web3's log formatting costs ~1 ms per log
+        and grows with its data. Everything else goes through the ABI decoder as in
+        `AccountMirror`."""
         ordered: list[tuple[int, int, Event | dict[str, Any]]] = []
         params: Any = {
             "address": self.verifier,
             "fromBlock": hex(start),
             "toBlock": hex(end),
-            "topics": [list(self._hot_topics)],
+            "topics": [self._hot_topics],
         }
         response = self.chain.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [params])
         if "error" in response:
@@ -95,29 +93,8 @@ class EngineMirror(AccountMirror):
         self.changed_attested.clear()
 
     def _apply_hot(self, log: dict[str, Any]) -> None:
-        topics = log["topics"]
-        if self._hot_topics[topics[0]] == "MarginAttested":
-            data = bytes.fromhex(log["data"][2:])
-            words = [int.from_bytes(data[i : i + 32], "big") for i in range(0, len(data), 32)]
-            # MarginAttested(account idx, sequence idx, positionNonce, imMicroUsd, mmMicroUsd)
-            account = self._checksummed(topics[1][-40:])
-            entry = AppliedEntry(int(topics[2], 16), words[0], words[1], words[2])
-            self.attestations.entries[account] = entry
-            self.changed_attested.add(account)
-        else:
-            f = self._batch_applied.decode(log)
-            mask = int(f["priceAssetMask"])
-            assets = [a for a in range(32) if mask >> a & 1]
-            prices = {a: int(p) for a, p in zip(assets, f["pricesE18"], strict=True)}
-            self.attestations.record(
-                BatchRecord(f["sequence"], int(f["issuedAt"]), int(f["keyEpoch"]), mask, prices)
-            )
-
-    def _checksummed(self, hex40: str) -> str:
-        found = self._address_cache.get(hex40)
-        if found is None:
-            found = self._address_cache[hex40] = str(checksum("0x" + hex40))
-        return found
+        changed = self.attestations.apply_batch(self._batch_applied.decode(log))
+        self.changed_attested.update(changed)
 
     def apply(self, e: Event) -> None:
         if e.address.lower() != self.verifier.lower():
