@@ -141,32 +141,37 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
     /// router's reason if an asset of `requiredMask` is unusable or, when `requiredMask` is set,
     /// the sequencer is down; quotes every other broken feed (I18).
     function _readPrices(uint256 assetMask, uint256 requiredMask) internal returns (Prices memory p) {
-        (, IOracleRouter.Quote[] memory q) = oracle.readQuotes(assetMask, requiredMask);
-        _fill(p, assetMask, q);
+        (uint256 unusableMask, uint256[] memory lowHighE18) = oracle.readQuotes(assetMask, requiredMask);
+        _fill(p, assetMask, unusableMask, lowHighE18);
     }
 
     /// @dev One asset's price, read and recorded; required (else quoted and reported unusable).
     function _readPrice(uint256 asset, bool required) internal returns (uint256 priceE18, bool usable) {
         uint256 bit = 1 << asset;
-        (, IOracleRouter.Quote[] memory q) = oracle.readQuotes(bit, required ? bit : 0);
-        return (q[0].lowE18, q[0].status == IOracleRouter.PriceStatus.OK);
+        (uint256 unusableMask, uint256[] memory lowHighE18) = oracle.readQuotes(bit, required ? bit : 0);
+        return (uint128(lowHighE18[0]), unusableMask == 0);
     }
 
     /// @dev `_readPrices` for views: nothing recorded, nothing required, never reverts on a feed.
     function _peekPrices(uint256 assetMask) internal view returns (Prices memory p, bool sequencerUp) {
-        IOracleRouter.Quote[] memory q;
-        (sequencerUp, q) = oracle.quotes(assetMask);
-        _fill(p, assetMask, q);
+        uint256 unusableMask;
+        uint256[] memory lowHighE18;
+        (sequencerUp, unusableMask, lowHighE18) = oracle.peekQuotes(assetMask);
+        _fill(p, assetMask, unusableMask, lowHighE18);
     }
 
-    function _fill(Prices memory p, uint256 assetMask, IOracleRouter.Quote[] memory q) internal pure {
+    /// @dev Unpacks the router's compact quotes (`highE18 << 128 | lowE18`, ascending asset id).
+    function _fill(Prices memory p, uint256 assetMask, uint256 unusableMask, uint256[] memory lowHighE18)
+        internal
+        pure
+    {
+        p.unusableMask = unusableMask;
         uint256 k;
         for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
             uint256 asset = MarginMath.lowestBit(mask);
-            IOracleRouter.Quote memory quote = q[k++];
-            p.lowE18[asset] = quote.lowE18;
-            p.highE18[asset] = quote.highE18;
-            if (quote.status != IOracleRouter.PriceStatus.OK) p.unusableMask |= 1 << asset;
+            uint256 quote = lowHighE18[k++];
+            p.lowE18[asset] = uint128(quote);
+            p.highE18[asset] = quote >> 128;
         }
     }
 

@@ -97,11 +97,10 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     /// @inheritdoc IOracleRouter
     function readQuotes(uint256 assetMask, uint256 requiredMask)
         external
-        returns (bool sequencerUp, Quote[] memory quotes_)
+        returns (uint256 unusableMask, uint256[] memory lowHighE18)
     {
         if (requiredMask != 0) _checkSequencer();
-        sequencerUp = requiredMask != 0 || _sequencerOk();
-        quotes_ = new Quote[](MarginMath.popCount(assetMask));
+        lowHighE18 = new uint256[](MarginMath.popCount(assetMask));
         uint256 k;
         address book = _feedBook;
         for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
@@ -109,9 +108,12 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
             FeedConfig memory cfg = _feedIn(book, asset);
             Round memory last = _lastRounds[asset];
             Reading memory r = _read(asset, cfg, last);
-            if (r.status != PriceStatus.OK && requiredMask & (1 << asset) != 0) _revertFor(asset, cfg, last, r);
+            if (r.status != PriceStatus.OK) {
+                if (requiredMask & (1 << asset) != 0) _revertFor(asset, cfg, last, r);
+                unusableMask |= 1 << asset;
+            }
             _record(asset, last, r);
-            quotes_[k++] = _quote(cfg, last, r);
+            lowHighE18[k++] = _pack(_quote(cfg, last, r));
         }
     }
 
@@ -144,16 +146,24 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @inheritdoc IOracleRouter
     function quotes(uint256 assetMask) external view returns (bool sequencerUp, Quote[] memory quotes_) {
-        sequencerUp = _sequencerOk();
-        quotes_ = new Quote[](MarginMath.popCount(assetMask));
+        return (_sequencerOk(), _quotes(assetMask));
+    }
+
+    /// @inheritdoc IOracleRouter
+    function peekQuotes(uint256 assetMask)
+        external
+        view
+        returns (bool sequencerUp, uint256 unusableMask, uint256[] memory lowHighE18)
+    {
+        Quote[] memory q = _quotes(assetMask);
+        lowHighE18 = new uint256[](q.length);
         uint256 k;
-        address book = _feedBook;
         for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
-            uint256 asset = MarginMath.lowestBit(mask);
-            FeedConfig memory cfg = _feedIn(book, asset);
-            Round memory last = _lastRounds[asset];
-            quotes_[k++] = _quote(cfg, last, _read(asset, cfg, last));
+            if (q[k].status != PriceStatus.OK) unusableMask |= 1 << MarginMath.lowestBit(mask);
+            lowHighE18[k] = _pack(q[k]);
+            ++k;
         }
+        sequencerUp = _sequencerOk();
     }
 
     /// @inheritdoc IOracleRouter
@@ -224,6 +234,24 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         }
         // Last: a stale round is still a good round, the best base for a broken feed's quote.
         if (block.timestamp - r.updatedAt > cfg.heartbeatSeconds) r.status = PriceStatus.STALE;
+    }
+
+    /// @dev Every asset's quote of `assetMask`, ascending, without recording anything.
+    function _quotes(uint256 assetMask) internal view returns (Quote[] memory quotes_) {
+        quotes_ = new Quote[](MarginMath.popCount(assetMask));
+        uint256 k;
+        address book = _feedBook;
+        for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
+            uint256 asset = MarginMath.lowestBit(mask);
+            FeedConfig memory cfg = _feedIn(book, asset);
+            Round memory last = _lastRounds[asset];
+            quotes_[k++] = _quote(cfg, last, _read(asset, cfg, last));
+        }
+    }
+
+    /// @dev A quote in one word, `highE18 << 128 | lowE18`: both are below 2^128 (IOracleRouter).
+    function _pack(Quote memory q) internal pure returns (uint256) {
+        return q.highE18 << 128 | q.lowE18;
     }
 
     function _fail(Reading memory r, PriceStatus status) internal pure returns (Reading memory) {

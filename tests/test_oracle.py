@@ -77,9 +77,20 @@ def quotes(system: Client, mask: int) -> list[tuple[int, int, int]]:
     return [tuple(q) for q in router_call(system, "quotes", mask)[1]]
 
 
-def read_quotes(system: Client, mask: int, required: int) -> list[tuple[int, int, int]]:
-    """`readQuotes` as an eth_call (what a state-changing read would return, or its revert)."""
-    return [tuple(q) for q in router_call(system, "readQuotes", mask, required)[1]]
+def read_quotes(system: Client, mask: int, required: int) -> list[tuple[bool, int, int]]:
+    """`readQuotes` as an eth_call (what a state-changing read would return, or its revert),
+    unpacked to (usable, low, high) per asset of `mask`, ascending."""
+    unusable, packed = router_call(system, "readQuotes", mask, required)
+    assets = [a for a in range(mask.bit_length()) if mask >> a & 1]
+    return [
+        (not unusable >> a & 1, q & (2**128 - 1), q >> 128)
+        for a, q in zip(assets, packed, strict=True)
+    ]
+
+
+def usable(rows: list[tuple[int, int, int]]) -> list[tuple[bool, int, int]]:
+    """`quotes` rows as `read_quotes` reports them: usable (status OK), low, high."""
+    return [(status == OK, low, high) for status, low, high in rows]
 
 
 def install_sequencer(
@@ -312,7 +323,7 @@ def test_quotes__mask__one_quote_per_asked_asset_in_ascending_order(system: Clie
         (OK, 3_000 * WAD, 3_000 * WAD),
         (OK, 150 * WAD, 150 * WAD),
     ]
-    assert read_quotes(system, 0b111, 0b111) == quotes(system, 0b111)
+    assert read_quotes(system, 0b111, 0b111) == usable(quotes(system, 0b111))
     assert quotes(system, 0) == []
 
 
@@ -333,7 +344,7 @@ def test_read_quotes__required_asset_without_feed__reverts_unknown_asset(
     assert_revert(e.value, "UnknownAsset", asset=missing)
     # Not required: reported, never a revert.
     assert quotes(system, mask)[1] == (NO_FEED, 0, 0)
-    assert read_quotes(system, mask, 1 << ETH)[1] == (NO_FEED, 0, 0)
+    assert read_quotes(system, mask, 1 << ETH)[1] == (False, 0, 0)
 
 
 @pytest.mark.parametrize("answer", [0, -1, -3_000 * 10**8])
@@ -478,8 +489,8 @@ def test_read_quotes__one_unusable_required_asset__reverts_with_that_assets_erro
     )
     # Not required, BTC is quoted and the others still price.
     eth, btc, sol = read_quotes(system, 0b111, 0b101)
-    assert (eth, sol) == ((OK, 3_000 * WAD, 3_000 * WAD), (OK, 150 * WAD, 150 * WAD))
-    assert btc[0] == STALE
+    assert (eth, sol) == ((True, 3_000 * WAD, 3_000 * WAD), (True, 150 * WAD, 150 * WAD))
+    assert btc[0] is False
     assert btc[1] < 60_000 * WAD < btc[2]
 
 
