@@ -48,8 +48,11 @@ library MarginMath {
     }
 
     function popCount(uint256 mask) internal pure returns (uint256 count) {
-        for (; mask != 0; mask &= mask - 1) {
-            ++count;
+        // At most 256: unchecked, like `lowestBit`.
+        unchecked {
+            for (; mask != 0; mask &= mask - 1) {
+                ++count;
+            }
         }
     }
 
