@@ -220,13 +220,19 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (r.answer <= 0) return _fail(r, PriceStatus.NON_POSITIVE);
         if (r.updatedAt > block.timestamp) return _fail(r, PriceStatus.FUTURE);
         if (r.roundId < last.roundId || r.updatedAt < last.updatedAt) return _fail(r, PriceStatus.ROUND_BACKWARDS);
-        uint256 scale = 10 ** (MAX_FEED_DECIMALS - r.decimals);
+        uint256 scale;
+        // decimals ≤ 18 (checked above), so 10 ** (18 - decimals) cannot overflow: the plain EXP.
+        unchecked {
+            scale = 10 ** (MAX_FEED_DECIMALS - r.decimals);
+        }
         // An absurd answer must not overflow the scaling: it saturates and is out of bounds.
         if (uint256(r.answer) > type(uint256).max / scale) {
             r.priceE18 = type(uint256).max;
             return _fail(r, PriceStatus.OUT_OF_BOUNDS);
         }
-        r.priceE18 = uint256(r.answer) * scale;
+        unchecked {
+            r.priceE18 = uint256(r.answer) * scale; // no overflow: just checked
+        }
         // A bound is where a feed pins when the market leaves its range (Chainlink's min/maxAnswer,
         // LUNA 2022), so a price AT a bound is as untrustworthy as one beyond it.
         if (r.priceE18 <= cfg.minPriceE18 || r.priceE18 >= cfg.maxPriceE18) {
