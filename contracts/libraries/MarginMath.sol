@@ -14,19 +14,24 @@ library MarginMath {
     /// and a short's (negative) value both come out no larger than exact.
     function mulDivFloor(int256 a, uint256 b, uint256 d) internal pure returns (int256) {
         if (a >= 0) return int256(uint256(a) * b / d);
-        uint256 magnitude = uint256(-a) * b;
-        return -int256((magnitude + d - 1) / d);
+        return -int256(mulDivUp(uint256(-a), b, d));
     }
 
     /// @dev ceil(a * b / d) for a signed `a`: rounds toward positive infinity.
     function mulDivCeil(int256 a, uint256 b, uint256 d) internal pure returns (int256) {
         if (a <= 0) return -int256(uint256(-a) * b / d);
-        return int256((uint256(a) * b + d - 1) / d);
+        return int256(mulDivUp(uint256(a), b, d));
     }
 
-    /// @dev ceil(a * b / d) for unsigned values.
-    function mulDivUp(uint256 a, uint256 b, uint256 d) internal pure returns (uint256) {
-        return (a * b + d - 1) / d;
+    /// @dev ceil(a * b / d) for unsigned values: the floor, plus one when the division leaves a
+    /// remainder (then d > 1 and the floor is below 2^255, so the increment cannot overflow; and
+    /// unlike `(a * b + d - 1) / d`, no product near 2^256 reverts on the rounding term).
+    function mulDivUp(uint256 a, uint256 b, uint256 d) internal pure returns (uint256 q) {
+        uint256 product = a * b;
+        q = product / d;
+        unchecked {
+            if (product % d != 0) ++q;
+        }
     }
 
     /// @dev floor(a * b / d) for unsigned values.
