@@ -193,4 +193,10 @@ interface IOracleRouter {
 
     /// @notice Never reverts: true where `checkSequencer` would pass.
     function sequencerOk() external view returns (bool);
+
+    /// @notice The L2 sequencer-uptime feed; `address(0)` when none is set (no check).
+    function sequencerFeed() external view returns (AggregatorV3Interface);
+
+    /// @notice How long after a sequencer restart it still counts as down for risk (`SequencerGracePeriod`).
+    function sequencerGracePeriodSeconds() external view returns (uint32);
 }
