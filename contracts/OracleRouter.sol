@@ -128,7 +128,8 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
                 unusableMask |= 1 << asset;
             }
             _record(asset, last, r);
-            lowHighE18[k++] = _pack(_quote(cfg, last, r));
+            // A usable price is its own quote (`_quote`): only a broken feed's needs computing.
+            lowHighE18[k++] = r.status == PriceStatus.OK ? r.priceE18 << 128 | r.priceE18 : _pack(_quote(cfg, last, r));
         }
     }
 
