@@ -526,6 +526,7 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
         ) revert InvalidMarketConfig(imBps, mmBps, liquidationPenaltyBps, priceBandBps);
         m.imBps = imBps;
         m.mmBps = mmBps;
+        _setMarketRisk(marketId, m.oracleAsset, imBps, mmBps);
         m.liquidationPenaltyBps = liquidationPenaltyBps;
         m.priceBandBps = priceBandBps;
         m.maxPositionSize = maxPositionSize;

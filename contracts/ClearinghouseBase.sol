@@ -45,6 +45,11 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
     mapping(address account => Account) internal _accounts;
     mapping(address account => mapping(uint256 marketId => int256 size)) internal _positions;
     mapping(address account => mapping(uint256 assetId => uint256 amount)) internal _balances;
+    /// @dev What the health loop reads of each market, `oracleAsset | imBps << 8 | mmBps << 24`,
+    /// six markets to a slot: an account in n markets pays ⌈n/6⌉ cold slots for them, not n (one
+    /// `MarketConfig` each). A copy of those `MarketConfig` fields, written only with them
+    /// (`_setMarketRisk`, from the clearinghouse's market configuration).
+    uint40[MAX_MARKETS] internal _marketRisk;
 
     /// @dev The prices one health computation uses, by oracle asset id (SPEC I18): `lowE18` values
     /// what an account holds (collateral, longs), `highE18` what it owes (shorts) and its
@@ -102,15 +107,14 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
         uint256 mm;
         for (uint256 mask = a.marketMask; mask != 0; mask &= mask - 1) {
             uint256 marketId = MarginMath.lowestBit(mask);
-            MarketConfig storage m = _markets[marketId];
-            uint256 asset = m.oracleAsset;
+            (uint256 asset, uint256 imBps, uint256 mmBps) = _marketRiskOf(marketId);
             int256 size = _positions[account_][marketId];
             uint256 high = p.highE18[asset];
             marketAssetMask |= 1 << asset;
             equity += size.mulDivFloor(size > 0 ? p.lowE18[asset] : high, MarginMath.WAD);
             uint256 absSize = size.abs();
-            im += absSize.mulDivUp(high * m.imBps, MarginMath.WAD * MarginMath.BPS);
-            mm += absSize.mulDivUp(high * m.mmBps, MarginMath.WAD * MarginMath.BPS);
+            im += absSize.mulDivUp(high * imBps, MarginMath.WAD * MarginMath.BPS);
+            mm += absSize.mulDivUp(high * mmBps, MarginMath.WAD * MarginMath.BPS);
         }
         h.equityWad = equity;
         h.initialMarginWad = im;
@@ -133,7 +137,8 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
             assetMask |= 1 << _collaterals[MarginMath.lowestBit(mask)].oracleAsset;
         }
         for (uint256 mask = a.marketMask; mask != 0; mask &= mask - 1) {
-            assetMask |= 1 << _markets[MarginMath.lowestBit(mask)].oracleAsset;
+            (uint256 asset,,) = _marketRiskOf(MarginMath.lowestBit(mask));
+            assetMask |= 1 << asset;
         }
     }
 
@@ -141,36 +146,51 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
     /// router's reason if an asset of `requiredMask` is unusable or, when `requiredMask` is set,
     /// the sequencer is down; quotes every other broken feed (I18).
     function _readPrices(uint256 assetMask, uint256 requiredMask) internal returns (Prices memory p) {
-        (, IOracleRouter.Quote[] memory q) = oracle.readQuotes(assetMask, requiredMask);
-        _fill(p, assetMask, q);
+        (uint256 unusableMask, uint256[] memory lowHighE18) = oracle.readQuotes(assetMask, requiredMask);
+        _fill(p, assetMask, unusableMask, lowHighE18);
     }
 
     /// @dev One asset's price, read and recorded; required (else quoted and reported unusable).
     function _readPrice(uint256 asset, bool required) internal returns (uint256 priceE18, bool usable) {
         uint256 bit = 1 << asset;
-        (, IOracleRouter.Quote[] memory q) = oracle.readQuotes(bit, required ? bit : 0);
-        return (q[0].lowE18, q[0].status == IOracleRouter.PriceStatus.OK);
+        (uint256 unusableMask, uint256[] memory lowHighE18) = oracle.readQuotes(bit, required ? bit : 0);
+        return (uint128(lowHighE18[0]), unusableMask == 0);
     }
 
     /// @dev `_readPrices` for views: nothing recorded, nothing required, never reverts on a feed.
     function _peekPrices(uint256 assetMask) internal view returns (Prices memory p, bool sequencerUp) {
-        IOracleRouter.Quote[] memory q;
-        (sequencerUp, q) = oracle.quotes(assetMask);
-        _fill(p, assetMask, q);
+        uint256 unusableMask;
+        uint256[] memory lowHighE18;
+        (sequencerUp, unusableMask, lowHighE18) = oracle.peekQuotes(assetMask);
+        _fill(p, assetMask, unusableMask, lowHighE18);
     }
 
-    function _fill(Prices memory p, uint256 assetMask, IOracleRouter.Quote[] memory q) internal pure {
+    /// @dev Unpacks the router's compact quotes (`highE18 << 128 | lowE18`, ascending asset id).
+    function _fill(Prices memory p, uint256 assetMask, uint256 unusableMask, uint256[] memory lowHighE18)
+        internal
+        pure
+    {
+        p.unusableMask = unusableMask;
         uint256 k;
         for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
             uint256 asset = MarginMath.lowestBit(mask);
-            IOracleRouter.Quote memory quote = q[k++];
-            p.lowE18[asset] = quote.lowE18;
-            p.highE18[asset] = quote.highE18;
-            if (quote.status != IOracleRouter.PriceStatus.OK) p.unusableMask |= 1 << asset;
+            uint256 quote = lowHighE18[k++];
+            p.lowE18[asset] = uint128(quote);
+            p.highE18[asset] = quote >> 128;
         }
     }
 
     // ================================================================ INTERNAL: HELPERS
+    /// @dev Writes `_marketRisk`: called wherever those `MarketConfig` fields are set.
+    function _setMarketRisk(uint256 marketId, uint8 oracleAsset, uint16 imBps, uint16 mmBps) internal {
+        _marketRisk[marketId] = uint40(oracleAsset) | uint40(imBps) << 8 | uint40(mmBps) << 24;
+    }
+
+    function _marketRiskOf(uint256 marketId) internal view returns (uint256 oracleAsset, uint256 imBps, uint256 mmBps) {
+        uint256 risk = _marketRisk[marketId];
+        return (uint8(risk), uint16(risk >> 8), uint16(risk >> 24));
+    }
+
     function _listedMarket(uint256 marketId) internal view returns (MarketConfig storage m) {
         m = _markets[marketId];
         if (!m.listed) revert UnknownMarket(marketId);

@@ -32,15 +32,22 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
     uint256 internal constant MAX_OUTAGE_DRIFT_BPS_PER_HOUR = MarginMath.BPS;
     /// @dev One asset's entry in the feed book: a `FeedConfig` as it lies in memory (five words).
     uint256 internal constant FEED_ENTRY_BYTES = 160;
+    /// @dev The book's head: a `SequencerConfig` as it lies in memory (two words).
+    uint256 internal constant SEQUENCER_ENTRY_BYTES = 64;
 
-    /// @dev The feed book: every asset's `FeedConfig`, asset `i` at byte `i * FEED_ENTRY_BYTES`, kept
-    /// as code (CodeData) and rewritten whole by `setFeed`. A read of n feeds then costs one cold
-    /// slot and one cold account instead of 2n cold slots; an asset past its end reads as no feed.
+    /// @dev The feed book: the sequencer's `SequencerConfig`, then every asset's `FeedConfig`, asset
+    /// `i` at byte `SEQUENCER_ENTRY_BYTES + i * FEED_ENTRY_BYTES`, kept as code (CodeData) and
+    /// rewritten whole by `setFeed` and `setSequencerFeed`. A read of n feeds with the sequencer
+    /// check then costs one cold slot and one cold account instead of 2n + 1 cold slots; an asset
+    /// past its end reads as no feed, and an empty book as no sequencer feed.
     address internal _feedBook;
     mapping(uint256 asset => Round) internal _lastRounds;
 
-    AggregatorV3Interface public sequencerFeed;
-    uint32 public sequencerGracePeriodSeconds;
+    /// @dev The optional L2 sequencer-uptime feed and its grace period after a restart.
+    struct SequencerConfig {
+        AggregatorV3Interface feed;
+        uint32 gracePeriodSeconds;
+    }
 
     /// @dev One feed read: what the feed said and what the checks made of it.
     struct Reading {
@@ -77,7 +84,11 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (status == PriceStatus.BAD_DECIMALS) revert UnsupportedFeedDecimals(address(feed), decimals);
         if (status != PriceStatus.OK) revert FeedCallFailed(asset, address(feed));
         FeedConfig memory cfg = FeedConfig(feed, heartbeatSeconds, outageDriftBpsPerHour, minPriceE18, maxPriceE18);
-        _writeFeed(asset, cfg);
+        uint256 entry;
+        assembly ("memory-safe") {
+            entry := cfg
+        }
+        _writeEntry(SEQUENCER_ENTRY_BYTES + asset * FEED_ENTRY_BYTES, entry, FEED_ENTRY_BYTES);
         emit FeedSet(
             asset, address(feed), heartbeatSeconds, uint8(decimals), outageDriftBpsPerHour, minPriceE18, maxPriceE18
         );
@@ -89,29 +100,36 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @inheritdoc IOracleRouter
     function setSequencerFeed(AggregatorV3Interface feed, uint32 gracePeriodSeconds) external onlyOwner {
-        sequencerFeed = feed;
-        sequencerGracePeriodSeconds = gracePeriodSeconds;
+        SequencerConfig memory cfg = SequencerConfig(feed, gracePeriodSeconds);
+        uint256 entry;
+        assembly ("memory-safe") {
+            entry := cfg
+        }
+        _writeEntry(0, entry, SEQUENCER_ENTRY_BYTES);
         emit SequencerFeedSet(address(feed), gracePeriodSeconds);
     }
 
     /// @inheritdoc IOracleRouter
     function readQuotes(uint256 assetMask, uint256 requiredMask)
         external
-        returns (bool sequencerUp, Quote[] memory quotes_)
+        returns (uint256 unusableMask, uint256[] memory lowHighE18)
     {
-        if (requiredMask != 0) _checkSequencer();
-        sequencerUp = requiredMask != 0 || _sequencerOk();
-        quotes_ = new Quote[](MarginMath.popCount(assetMask));
-        uint256 k;
         address book = _feedBook;
+        if (requiredMask != 0) _checkSequencer(book);
+        lowHighE18 = new uint256[](MarginMath.popCount(assetMask));
+        uint256 k;
         for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
             uint256 asset = MarginMath.lowestBit(mask);
             FeedConfig memory cfg = _feedIn(book, asset);
             Round memory last = _lastRounds[asset];
             Reading memory r = _read(asset, cfg, last);
-            if (r.status != PriceStatus.OK && requiredMask & (1 << asset) != 0) _revertFor(asset, cfg, last, r);
+            if (r.status != PriceStatus.OK) {
+                if (requiredMask & (1 << asset) != 0) _revertFor(asset, cfg, last, r);
+                unusableMask |= 1 << asset;
+            }
             _record(asset, last, r);
-            quotes_[k++] = _quote(cfg, last, r);
+            // A usable price is its own quote (`_quote`): only a broken feed's needs computing.
+            lowHighE18[k++] = r.status == PriceStatus.OK ? r.priceE18 << 128 | r.priceE18 : _pack(_quote(cfg, last, r));
         }
     }
 
@@ -144,26 +162,44 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @inheritdoc IOracleRouter
     function quotes(uint256 assetMask) external view returns (bool sequencerUp, Quote[] memory quotes_) {
-        sequencerUp = _sequencerOk();
-        quotes_ = new Quote[](MarginMath.popCount(assetMask));
+        return (_sequencerOk(_feedBook), _quotes(assetMask));
+    }
+
+    /// @inheritdoc IOracleRouter
+    function peekQuotes(uint256 assetMask)
+        external
+        view
+        returns (bool sequencerUp, uint256 unusableMask, uint256[] memory lowHighE18)
+    {
+        Quote[] memory q = _quotes(assetMask);
+        lowHighE18 = new uint256[](q.length);
         uint256 k;
-        address book = _feedBook;
         for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
-            uint256 asset = MarginMath.lowestBit(mask);
-            FeedConfig memory cfg = _feedIn(book, asset);
-            Round memory last = _lastRounds[asset];
-            quotes_[k++] = _quote(cfg, last, _read(asset, cfg, last));
+            if (q[k].status != PriceStatus.OK) unusableMask |= 1 << MarginMath.lowestBit(mask);
+            lowHighE18[k] = _pack(q[k]);
+            ++k;
         }
+        sequencerUp = _sequencerOk(_feedBook);
     }
 
     /// @inheritdoc IOracleRouter
     function checkSequencer() external view {
-        _checkSequencer();
+        _checkSequencer(_feedBook);
     }
 
     /// @inheritdoc IOracleRouter
     function sequencerOk() external view returns (bool) {
-        return _sequencerOk();
+        return _sequencerOk(_feedBook);
+    }
+
+    /// @inheritdoc IOracleRouter
+    function sequencerFeed() external view returns (AggregatorV3Interface) {
+        return _sequencerIn(_feedBook).feed;
+    }
+
+    /// @inheritdoc IOracleRouter
+    function sequencerGracePeriodSeconds() external view returns (uint32) {
+        return _sequencerIn(_feedBook).gracePeriodSeconds;
     }
 
     // ================================================================ INTERNAL: FEED BOOK
@@ -175,14 +211,25 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
             dest := cfg
         }
         // Bytes past the end of the code read as zero, so an asset beyond the book has no feed.
-        CodeData.copyTo(book, asset * FEED_ENTRY_BYTES, FEED_ENTRY_BYTES, dest);
+        CodeData.copyTo(book, SEQUENCER_ENTRY_BYTES + asset * FEED_ENTRY_BYTES, FEED_ENTRY_BYTES, dest);
     }
 
-    /// @dev Rewrites the book with `asset`'s entry replaced, growing it to reach `asset`.
-    function _writeFeed(uint256 asset, FeedConfig memory cfg) internal {
+    /// @dev The sequencer's configuration from the feed book `book`; all zero (none) when empty.
+    function _sequencerIn(address book) internal view returns (SequencerConfig memory cfg) {
+        if (book == address(0)) return cfg;
+        uint256 dest;
+        assembly ("memory-safe") {
+            dest := cfg
+        }
+        CodeData.copyTo(book, 0, SEQUENCER_ENTRY_BYTES, dest);
+    }
+
+    /// @dev Rewrites the book with the `length` bytes at memory `entry` at byte `offset`, growing it
+    /// to reach them (the gap reads as zero: no feed).
+    function _writeEntry(uint256 offset, uint256 entry, uint256 length) internal {
         address book = _feedBook;
         uint256 oldLength = book == address(0) ? 0 : book.code.length - CodeData.DATA_OFFSET;
-        uint256 end = (asset + 1) * FEED_ENTRY_BYTES;
+        uint256 end = offset + length;
         bytes memory entries = new bytes(end > oldLength ? end : oldLength);
         uint256 dest;
         assembly ("memory-safe") {
@@ -190,7 +237,7 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         }
         if (oldLength != 0) CodeData.copyTo(book, 0, oldLength, dest);
         assembly ("memory-safe") {
-            mcopy(add(dest, mul(asset, FEED_ENTRY_BYTES)), cfg, FEED_ENTRY_BYTES)
+            mcopy(add(dest, offset), entry, length)
         }
         _feedBook = CodeData.write(entries);
     }
@@ -210,13 +257,19 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         if (r.answer <= 0) return _fail(r, PriceStatus.NON_POSITIVE);
         if (r.updatedAt > block.timestamp) return _fail(r, PriceStatus.FUTURE);
         if (r.roundId < last.roundId || r.updatedAt < last.updatedAt) return _fail(r, PriceStatus.ROUND_BACKWARDS);
-        uint256 scale = 10 ** (MAX_FEED_DECIMALS - r.decimals);
+        uint256 scale;
+        // decimals ≤ 18 (checked above), so 10 ** (18 - decimals) cannot overflow: the plain EXP.
+        unchecked {
+            scale = 10 ** (MAX_FEED_DECIMALS - r.decimals);
+        }
         // An absurd answer must not overflow the scaling: it saturates and is out of bounds.
         if (uint256(r.answer) > type(uint256).max / scale) {
             r.priceE18 = type(uint256).max;
             return _fail(r, PriceStatus.OUT_OF_BOUNDS);
         }
-        r.priceE18 = uint256(r.answer) * scale;
+        unchecked {
+            r.priceE18 = uint256(r.answer) * scale; // no overflow: just checked
+        }
         // A bound is where a feed pins when the market leaves its range (Chainlink's min/maxAnswer,
         // LUNA 2022), so a price AT a bound is as untrustworthy as one beyond it.
         if (r.priceE18 <= cfg.minPriceE18 || r.priceE18 >= cfg.maxPriceE18) {
@@ -224,6 +277,24 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
         }
         // Last: a stale round is still a good round, the best base for a broken feed's quote.
         if (block.timestamp - r.updatedAt > cfg.heartbeatSeconds) r.status = PriceStatus.STALE;
+    }
+
+    /// @dev Every asset's quote of `assetMask`, ascending, without recording anything.
+    function _quotes(uint256 assetMask) internal view returns (Quote[] memory quotes_) {
+        quotes_ = new Quote[](MarginMath.popCount(assetMask));
+        uint256 k;
+        address book = _feedBook;
+        for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
+            uint256 asset = MarginMath.lowestBit(mask);
+            FeedConfig memory cfg = _feedIn(book, asset);
+            Round memory last = _lastRounds[asset];
+            quotes_[k++] = _quote(cfg, last, _read(asset, cfg, last));
+        }
+    }
+
+    /// @dev A quote in one word, `highE18 << 128 | lowE18`: both are below 2^128 (IOracleRouter).
+    function _pack(Quote memory q) internal pure returns (uint256) {
+        return q.highE18 << 128 | q.lowE18;
     }
 
     function _fail(Reading memory r, PriceStatus status) internal pure returns (Reading memory) {
@@ -321,25 +392,25 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
 
     /// @dev A sequencer feed that does not answer counts as down, and so does startedAt == 0, an
     /// uninitialised round (Chainlink's early Arbitrum feed): neither proves uptime.
-    function _sequencer() internal view returns (Sequencer state, uint256 startedAt) {
-        AggregatorV3Interface feed = sequencerFeed;
-        if (address(feed) == address(0)) return (Sequencer.UP, 0);
+    function _sequencer(SequencerConfig memory cfg) internal view returns (Sequencer state, uint256 startedAt) {
+        if (address(cfg.feed) == address(0)) return (Sequencer.UP, 0);
         PriceStatus status;
         int256 answer;
-        (status,, answer, startedAt,) = _latestRound(feed);
+        (status,, answer, startedAt,) = _latestRound(cfg.feed);
         if (status != PriceStatus.OK || answer != 0 || startedAt == 0) return (Sequencer.DOWN, startedAt);
-        if (block.timestamp < startedAt + sequencerGracePeriodSeconds) return (Sequencer.GRACE, startedAt);
+        if (block.timestamp < startedAt + cfg.gracePeriodSeconds) return (Sequencer.GRACE, startedAt);
         return (Sequencer.UP, startedAt);
     }
 
-    function _sequencerOk() internal view returns (bool) {
-        (Sequencer state,) = _sequencer();
+    function _sequencerOk(address book) internal view returns (bool) {
+        (Sequencer state,) = _sequencer(_sequencerIn(book));
         return state == Sequencer.UP;
     }
 
-    function _checkSequencer() internal view {
-        (Sequencer state, uint256 startedAt) = _sequencer();
+    function _checkSequencer(address book) internal view {
+        SequencerConfig memory cfg = _sequencerIn(book);
+        (Sequencer state, uint256 startedAt) = _sequencer(cfg);
         if (state == Sequencer.DOWN) revert SequencerDown(startedAt);
-        if (state == Sequencer.GRACE) revert SequencerGracePeriod(startedAt, sequencerGracePeriodSeconds);
+        if (state == Sequencer.GRACE) revert SequencerGracePeriod(startedAt, cfg.gracePeriodSeconds);
     }
 }

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import assert_revert
+from helpers import assert_revert, fund, usdc
 from web3.contract import Contract
 
 from offchain.chain.client import Client, wad
@@ -391,6 +391,20 @@ def test_configure_market__valid__emits_and_stores(system: Client, roles: Roles)
     [event] = events(system, receipt, "MarketConfigured")
     assert tuple(event.values()) == (1, *params)
     assert tuple(system.ch.functions.market(1).call())[1:5] == params[:4]
+
+
+def test_configure_market__new_rates__an_open_positions_requirements_follow_them(
+    system: Client, roles: Roles, trader: str, maker: str
+) -> None:
+    """The health loop reads a packed copy of each market's asset and rates (`_marketRisk`): a
+    reconfiguration must reach it, or old rates would keep governing margin."""
+    fund(system, trader, "USDC", usdc(10_000))
+    fund(system, maker, "USDC", usdc(1_000_000))
+    system.trade("ETH-PERP", trader, maker, wad(2), 3_000 * WAD)
+    send(system, system.ch, "configureMarket", 0, 2_000, 1_300, *ETH_PERP[2:], sender=roles.owner)
+    _, im, mm = system.ch.functions.accountHealth(trader).call()
+    # 2 ETH at 3,000: 6,000 of notional at the new 20% and 13%.
+    assert (im, mm) == (1_200 * WAD, 780 * WAD)
 
 
 def test_configure_market__unlisted__reverts_unknown_market(system: Client, roles: Roles) -> None:

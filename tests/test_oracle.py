@@ -77,9 +77,30 @@ def quotes(system: Client, mask: int) -> list[tuple[int, int, int]]:
     return [tuple(q) for q in router_call(system, "quotes", mask)[1]]
 
 
-def read_quotes(system: Client, mask: int, required: int) -> list[tuple[int, int, int]]:
-    """`readQuotes` as an eth_call (what a state-changing read would return, or its revert)."""
-    return [tuple(q) for q in router_call(system, "readQuotes", mask, required)[1]]
+def read_quotes(system: Client, mask: int, required: int) -> list[tuple[bool, int, int]]:
+    """`readQuotes` as an eth_call (what a state-changing read would return, or its revert),
+    unpacked to (usable, low, high) per asset of `mask`, ascending."""
+    unusable, packed = router_call(system, "readQuotes", mask, required)
+    assets = [a for a in range(mask.bit_length()) if mask >> a & 1]
+    return [
+        (not unusable >> a & 1, q & (2**128 - 1), q >> 128)
+        for a, q in zip(assets, packed, strict=True)
+    ]
+
+
+def peek_quotes(system: Client, mask: int) -> list[tuple[bool, int, int]]:
+    """The `peekQuotes` view, unpacked like `read_quotes`."""
+    _, unusable, packed = router_call(system, "peekQuotes", mask)
+    assets = [a for a in range(mask.bit_length()) if mask >> a & 1]
+    return [
+        (not unusable >> a & 1, q & (2**128 - 1), q >> 128)
+        for a, q in zip(assets, packed, strict=True)
+    ]
+
+
+def usable(rows: list[tuple[int, int, int]]) -> list[tuple[bool, int, int]]:
+    """`quotes` rows as `read_quotes` reports them: usable (status OK), low, high."""
+    return [(status == OK, low, high) for status, low, high in rows]
 
 
 def install_sequencer(
@@ -290,6 +311,30 @@ def test_set_sequencer_feed__owner__stores_it_and_emits_sequencer_feed_set(
     assert system.router.functions.sequencerGracePeriodSeconds().call() == 900
 
 
+def test_set_sequencer_feed_and_set_feed__share_the_feed_book__neither_overwrites_the_other(
+    system: Client, roles: Roles
+) -> None:
+    """The sequencer's entry heads the feed book that `setFeed` rewrites whole, and the other way
+    round: each write keeps every other entry as it was."""
+    feeds = [tuple(router_call(system, "feedConfig", a)) for a in range(MAX_ASSETS)]
+    sequencer = new_feed(system.chain, roles.owner, decimals=0, answer=0)
+    system.chain.send(
+        system.router.functions.setSequencerFeed(sequencer.address, 900), roles.owner, "seq"
+    )
+    assert [tuple(router_call(system, "feedConfig", a)) for a in range(MAX_ASSETS)] == feeds
+    feed = new_feed(system.chain, roles.owner)
+    set_feed(system, roles.owner, FREE_ASSET, feed)
+    assert system.router.functions.sequencerFeed().call() == sequencer.address
+    assert system.router.functions.sequencerGracePeriodSeconds().call() == 900
+    assert tuple(router_call(system, "feedConfig", FREE_ASSET)) == (
+        feed.address,
+        HEARTBEAT,
+        DRIFT,
+        10**12,
+        10**27,
+    )
+
+
 # ---------------------------------------------------------------------------- priceE18 / pricesE18
 @pytest.mark.parametrize(
     ("decimals", "answer"),
@@ -312,7 +357,8 @@ def test_quotes__mask__one_quote_per_asked_asset_in_ascending_order(system: Clie
         (OK, 3_000 * WAD, 3_000 * WAD),
         (OK, 150 * WAD, 150 * WAD),
     ]
-    assert read_quotes(system, 0b111, 0b111) == quotes(system, 0b111)
+    assert read_quotes(system, 0b111, 0b111) == usable(quotes(system, 0b111))
+    assert peek_quotes(system, 0b111) == read_quotes(system, 0b111, 0)
     assert quotes(system, 0) == []
 
 
@@ -333,7 +379,7 @@ def test_read_quotes__required_asset_without_feed__reverts_unknown_asset(
     assert_revert(e.value, "UnknownAsset", asset=missing)
     # Not required: reported, never a revert.
     assert quotes(system, mask)[1] == (NO_FEED, 0, 0)
-    assert read_quotes(system, mask, 1 << ETH)[1] == (NO_FEED, 0, 0)
+    assert read_quotes(system, mask, 1 << ETH)[1] == (False, 0, 0)
 
 
 @pytest.mark.parametrize("answer", [0, -1, -3_000 * 10**8])
@@ -478,8 +524,10 @@ def test_read_quotes__one_unusable_required_asset__reverts_with_that_assets_erro
     )
     # Not required, BTC is quoted and the others still price.
     eth, btc, sol = read_quotes(system, 0b111, 0b101)
-    assert (eth, sol) == ((OK, 3_000 * WAD, 3_000 * WAD), (OK, 150 * WAD, 150 * WAD))
-    assert btc[0] == STALE
+    # The views decode the same compact form, a broken feed's quote included.
+    assert peek_quotes(system, 0b111) == [eth, btc, sol]
+    assert (eth, sol) == ((True, 3_000 * WAD, 3_000 * WAD), (True, 150 * WAD, 150 * WAD))
+    assert btc[0] is False
     assert btc[1] < 60_000 * WAD < btc[2]
 
 

@@ -148,10 +148,14 @@ interface IOracleRouter {
     /// ever stores what the feed itself reports. Reverts with the asset's reason if an asset of
     /// `requiredMask` is not `OK`, and with `SequencerDown`/`SequencerGracePeriod` if
     /// `requiredMask` is not zero and the sequencer is not up; never reverts otherwise.
-    /// @return sequencerUp `sequencerOk()`.
+    /// @dev The state-changing read every margin check pays for, so its reply is compact: one word
+    /// per quote instead of a `Quote` struct (three words, an enum to validate).
+    /// @return unusableMask The assets of `assetMask` whose status is not `OK` (see `quotes`).
+    /// @return lowHighE18 Per asset, `highE18 << 128 | lowE18` of its `Quote`; both fit 128 bits
+    /// (a usable price lies below `maxPriceE18`, a broken feed's quote within its bounds, no feed is 0).
     function readQuotes(uint256 assetMask, uint256 requiredMask)
         external
-        returns (bool sequencerUp, Quote[] memory quotes);
+        returns (uint256 unusableMask, uint256[] memory lowHighE18);
 
     // ---------------------------------------------------------------- views
     /// @notice Maximum number of assets; asset ids lie in [0, MAX_ASSETS).
@@ -172,8 +176,15 @@ interface IOracleRouter {
     /// reported for `OUT_OF_BOUNDS` (scaled, saturating); it is 0 for every other fault.
     function tryPriceE18(uint256 asset) external view returns (uint256 priceE18_, PriceStatus status);
 
-    /// @notice Never reverts: `readQuotes(assetMask, 0)` without recording anything.
+    /// @notice Never reverts: every asset's `Quote` in ascending asset id, as `readQuotes(assetMask,
+    /// 0)` would value it, without recording anything; and whether the sequencer is up.
     function quotes(uint256 assetMask) external view returns (bool sequencerUp, Quote[] memory quotes);
+
+    /// @notice `quotes` in `readQuotes`'s compact form (what the clearinghouse's views decode).
+    function peekQuotes(uint256 assetMask)
+        external
+        view
+        returns (bool sequencerUp, uint256 unusableMask, uint256[] memory lowHighE18);
 
     /// @notice Reverts with `SequencerDown` or `SequencerGracePeriod` unless the L2 sequencer is up
     /// and past its grace period (a sequencer feed that does not answer counts as down). A no-op
@@ -182,4 +193,10 @@ interface IOracleRouter {
 
     /// @notice Never reverts: true where `checkSequencer` would pass.
     function sequencerOk() external view returns (bool);
+
+    /// @notice The L2 sequencer-uptime feed; `address(0)` when none is set (no check).
+    function sequencerFeed() external view returns (AggregatorV3Interface);
+
+    /// @notice How long after a sequencer restart it still counts as down for risk (`SequencerGracePeriod`).
+    function sequencerGracePeriodSeconds() external view returns (uint32);
 }

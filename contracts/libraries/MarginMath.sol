@@ -14,19 +14,24 @@ library MarginMath {
     /// and a short's (negative) value both come out no larger than exact.
     function mulDivFloor(int256 a, uint256 b, uint256 d) internal pure returns (int256) {
         if (a >= 0) return int256(uint256(a) * b / d);
-        uint256 magnitude = uint256(-a) * b;
-        return -int256((magnitude + d - 1) / d);
+        return -int256(mulDivUp(uint256(-a), b, d));
     }
 
     /// @dev ceil(a * b / d) for a signed `a`: rounds toward positive infinity.
     function mulDivCeil(int256 a, uint256 b, uint256 d) internal pure returns (int256) {
         if (a <= 0) return -int256(uint256(-a) * b / d);
-        return int256((uint256(a) * b + d - 1) / d);
+        return int256(mulDivUp(uint256(a), b, d));
     }
 
-    /// @dev ceil(a * b / d) for unsigned values.
-    function mulDivUp(uint256 a, uint256 b, uint256 d) internal pure returns (uint256) {
-        return (a * b + d - 1) / d;
+    /// @dev ceil(a * b / d) for unsigned values: the floor, plus one when the division leaves a
+    /// remainder (then d > 1 and the floor is below 2^255, so the increment cannot overflow; and
+    /// unlike `(a * b + d - 1) / d`, no product near 2^256 reverts on the rounding term).
+    function mulDivUp(uint256 a, uint256 b, uint256 d) internal pure returns (uint256 q) {
+        uint256 product = a * b;
+        q = product / d;
+        unchecked {
+            if (product % d != 0) ++q;
+        }
     }
 
     /// @dev floor(a * b / d) for unsigned values.
@@ -34,18 +39,25 @@ library MarginMath {
         return a * b / d;
     }
 
-    /// @dev Index of the lowest set bit of a non-zero mask (bit masks of markets, assets).
+    /// @dev Index of the lowest set bit of a non-zero mask (bit masks of markets, assets). Zero
+    /// would never stop: every caller walks a mask while it is non-zero (`mask &= mask - 1`).
     function lowestBit(uint256 mask) internal pure returns (uint256 index) {
-        uint256 isolated = mask & (~mask + 1);
-        while (isolated > 1) {
-            isolated >>= 1;
-            ++index;
+        // Ids here are small, so shifting to the set bit beats a binary search; unchecked, because
+        // the index stays below 256 (a checked increment tripled the loop's cost).
+        unchecked {
+            while (mask & 1 == 0) {
+                mask >>= 1;
+                ++index;
+            }
         }
     }
 
     function popCount(uint256 mask) internal pure returns (uint256 count) {
-        for (; mask != 0; mask &= mask - 1) {
-            ++count;
+        // At most 256: unchecked, like `lowestBit`.
+        unchecked {
+            for (; mask != 0; mask &= mask - 1) {
+                ++count;
+            }
         }
     }
 

@@ -10,6 +10,11 @@ case the seven others', as the first liquidations after a price move do in a rea
 * `liquidate_1_position`: a solvent account with one position, partially closed (the common case).
 * `liquidate_8_positions`: a solvent account with 8 positions on 8 distinct underlyings, so the
   health check reads 8 feeds: the worst case the default `maxPositionsPerAccount` allows.
+
+`liquidation_parts` splits both solvent cases (verifier wired in) by where the gas goes, from
+Anvil's call tracer: the transaction's intrinsic and calldata cost, the oracle router's frame (its
+feed calls included, `of_which_feed_calls`), the verifier's frame, and the clearinghouse with its
+module (their reads, writes, event and arithmetic, and the cold-account cost of each call).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from eth_typing import HexStr
 from rich.console import Console
 from rich.table import Table
 
@@ -33,6 +39,8 @@ GOALS = {"liquidate_1_position": 130_000, "liquidate_8_positions": 230_000}
 # Aave v3 `liquidationCall`, average in its own test report, for comparison.
 AAVE_V3_LIQUIDATION_AVG = 265_700
 CODE_SIZE_LIMIT = 24_576  # EIP-170
+TX_BASE_GAS = 21_000
+LIQUIDATION_PARTS = ("liquidate_1_position", "liquidate_8_positions")
 
 
 def bench_spec(markets: int = 8, *, verifier: bool = True) -> SystemSpec:
@@ -57,9 +65,13 @@ def bench_spec(markets: int = 8, *, verifier: bool = True) -> SystemSpec:
     )
 
 
-def measure(client: Client, accounts: list[str]) -> dict[str, int]:
-    """Gas used per action; `accounts` are unlocked and unused."""
+def measure(
+    client: Client, accounts: list[str], receipts: dict[str, Any] | None = None
+) -> dict[str, int]:
+    """Gas used per action; `accounts` are unlocked and unused. The receipts of the cases in
+    `LIQUIDATION_PARTS` go to `receipts` when given."""
     gas: dict[str, int] = {}
+    kept: dict[str, Any] = {} if receipts is None else receipts
     maker, trader, trader8, keeper, solvent = accounts[:5]
 
     def used(receipt: Any) -> int:
@@ -97,10 +109,48 @@ def measure(client: Client, accounts: list[str]) -> dict[str, int]:
     for a in client.d.assets:
         client.set_price(a.symbol, 90)
     gas["liquidate_1_position_insolvent"] = used(client.liquidate(keeper, trader, "A0-PERP"))
-    gas["liquidate_1_position"] = used(client.liquidate(keeper, solvent, "A0-PERP"))
-    gas["liquidate_8_positions"] = used(client.liquidate(keeper, trader8, "A0-PERP"))
+    kept["liquidate_1_position"] = client.liquidate(keeper, solvent, "A0-PERP")
+    kept["liquidate_8_positions"] = client.liquidate(keeper, trader8, "A0-PERP")
+    for case in LIQUIDATION_PARTS:
+        gas[case] = used(kept[case])
     gas["health_view_8_positions"] = int(client.ch.functions.accountHealth(trader8).estimate_gas())
     return gas
+
+
+def gas_parts(client: Client, receipt: Any) -> dict[str, int]:
+    """Where one clearinghouse transaction's gas goes (see the module's docstring)."""
+    chain = client.chain
+    tx_hash = HexStr("0x" + bytes(receipt["transactionHash"]).hex())
+    trace = chain.w3.provider.make_request(
+        "debug_traceTransaction",  # type: ignore[arg-type]
+        [tx_hash, {"tracer": "callTracer"}],
+    )["result"]
+    data = bytes(chain.w3.eth.get_transaction(tx_hash)["input"])
+    calldata = sum(4 if byte == 0 else 16 for byte in data)
+    frames = {
+        client.router.address.lower(): "oracle_router",
+        client.ch.functions.attestor().call().lower(): "verifier",
+    }
+    parts = {"intrinsic_and_calldata": TX_BASE_GAS + calldata, "oracle_router": 0, "verifier": 0}
+    feeds = 0
+
+    def walk(frame: dict[str, Any]) -> None:
+        nonlocal feeds
+        for call in frame.get("calls", []):
+            name = frames.get(call["to"].lower())
+            if name is None:
+                walk(call)
+                continue
+            parts[name] += int(call["gasUsed"], 16)
+            if name == "oracle_router":
+                feeds += sum(int(c["gasUsed"], 16) for c in call.get("calls", []))
+
+    walk(trace)
+    total = int(receipt["gasUsed"])
+    parts["clearinghouse_and_module"] = total - sum(parts.values())
+    parts["of_which_feed_calls"] = feeds
+    parts["total"] = total
+    return parts
 
 
 def code_sizes(client: Client) -> dict[str, int]:
@@ -119,6 +169,7 @@ def run(json_path: Path | None = None, console: Console | None = None) -> dict[s
     configs = {"static": False, "with_verifier": True}
     gas_by: dict[str, dict[str, int]] = {}
     sizes: dict[str, int] = {}
+    parts: dict[str, dict[str, int]] = {}
     for label, verifier in configs.items():
         console.print(f"bench gas ({label}): starting Anvil and deploying an 8-market system…")
         with Anvil(accounts=12) as node:
@@ -127,8 +178,11 @@ def run(json_path: Path | None = None, console: Console | None = None) -> dict[s
                 chain, bench_spec(verifier=verifier), Roles.from_accounts(chain.accounts)
             )
             client = Client(chain, d)
-            gas_by[label] = measure(client, chain.accounts[4:9])
+            receipts: dict[str, Any] = {}
+            gas_by[label] = measure(client, chain.accounts[4:9], receipts)
             sizes = code_sizes(client)
+            if verifier:
+                parts = {case: gas_parts(client, receipts[case]) for case in LIQUIDATION_PARTS}
     gas = gas_by["static"]
     result: dict[str, Any] = {
         "gas": gas,
@@ -139,6 +193,7 @@ def run(json_path: Path | None = None, console: Console | None = None) -> dict[s
         "goals_met": {k: gas[k] <= v for k, v in GOALS.items()},
         "goals_met_with_verifier": {k: gas_by["with_verifier"][k] <= v for k, v in GOALS.items()},
         "reference": {"aave_v3_liquidationCall_avg": AAVE_V3_LIQUIDATION_AVG},
+        "liquidation_parts": parts,
     }
     table = Table(title="gas per transaction (Anvil, solc 0.8.37, optimizer 200 runs)")
     table.add_column("action")
@@ -160,6 +215,9 @@ def run(json_path: Path | None = None, console: Console | None = None) -> dict[s
         )
     console.print(table)
     console.print(f"reference: Aave v3 liquidationCall averages ≈ {AAVE_V3_LIQUIDATION_AVG:,} gas")
+    for case, split in parts.items():
+        shares = ", ".join(f"{part} {value:,}" for part, value in split.items())
+        console.print(f"{case} (with verifier): {shares}")
     console.print(
         f"deployed bytes: clearinghouse {sizes['clearinghouse_bytes']:,}, liquidation module "
         f"{sizes['liquidation_module_bytes']:,} (limit {CODE_SIZE_LIMIT:,})"
