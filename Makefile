@@ -70,7 +70,9 @@ $(STAMPS)/solcx-home: .solc/solc-v$(SOLC_VERSION)
 
 $(ARTIFACTS): $(CONTRACTS) ape-config.yaml .solc/solc-v$(SOLC_VERSION) $(STAMPS)/python
 	@echo "==> ape compile"
-	$(BIN)/ape compile
+	@# --force: ape's incremental build recompiles a changed file but not the contracts that
+	@# import it (a changed ClearinghouseBase.sol left a stale Clearinghouse artifact).
+	$(BIN)/ape compile --force
 	@touch $@
 
 # The margin circuits (circom2 in wasm, from npm) and their development ceremony
