@@ -10,7 +10,7 @@ from offchain.errors import ConfigError
 from offchain.models import Deployment
 from offchain.prove.layout import ACCOUNT, BATCH
 from offchain.prove.model import ProvenModel
-from offchain.prove.onchain import deploy_margin_proofs, prove_accounts, submit
+from offchain.prove.onchain import deploy_margin_proofs, prove_accounts, set_proof_gate, submit
 from offchain.prove.prover import ZK_DIR, Prover
 from offchain.prove.verifier import VerifyingKey, verify
 from offchain.risk.config import ScenarioMarginConfig
@@ -28,7 +28,8 @@ def prove(ctx: click.Context, accounts: tuple[str, ...], do_submit: bool) -> Non
     underlyings; several: batches of 32 accounts of up to 2 underlyings) at the oracle's prices,
     check the proof with the Python verifier, and optionally submit it (anyone may).
 
-    On a deployment without a proof registry, deploys one first (owner key needed)."""
+    On a deployment without a proof registry, deploys one first and turns proof-gated
+    liquidation on (SPEC I34; owner key needed)."""
     settings: Settings = ctx.obj
     chain = Chain.connect(settings)
     deployment = Deployment.load(settings.deployments_dir, chain.chain_id)
@@ -36,6 +37,7 @@ def prove(ctx: click.Context, accounts: tuple[str, ...], do_submit: bool) -> Non
     if deployment.margin_proofs is None:
         console.print("deploying the proof registry and the verifiers…")
         deployment = deploy_margin_proofs(chain, deployment, model, deployment.owner)
+        set_proof_gate(chain, deployment, deployment.owner)
         deployment.save(settings.deployments_dir)
     registry_address = str(deployment.margin_proofs)
     registry = chain.contract("MarginProofs", registry_address)

@@ -52,6 +52,14 @@ def deploy_margin_proofs(
     return deployment.model_copy(update={"margin_proofs": registry.address})
 
 
+def set_proof_gate(chain: Chain, deployment: Deployment, owner: str, on: bool = True) -> None:
+    """Points the clearinghouse at the deployment's registry (proof-gated liquidation, SPEC I34),
+    or at none (`on` false: attested requirements apply as the quorum signed them)."""
+    registry = str(deployment.margin_proofs) if on else "0x" + "00" * 20
+    clearinghouse = chain.contract("Clearinghouse", deployment.clearinghouse)
+    chain.send(clearinghouse.functions.setMarginProofs(registry), owner, "set the proof gate")
+
+
 def read_slots(chain: Chain, deployment: Deployment, account: str) -> tuple[Slot, ...]:
     """The account's positions netted per underlying, ascending asset, zero nets dropped."""
     clearinghouse = chain.contract("Clearinghouse", deployment.clearinghouse)
