@@ -83,9 +83,10 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
             (, h.initialMarginWad, h.maintenanceMarginWad) = attestor_.requirementInForce(
                 account_, a.positionNonce, marketAssetMask, prices, h.initialMarginWad, staticMm
             );
-            IMarginProofs proofs = marginProofs;
-            if (h.maintenanceMarginWad > staticMm && address(proofs) != address(0)) {
-                (,, uint256 proven) = proofs.provenRequirement(account_, a.positionNonce, marketAssetMask, prices, 0, 0);
+            // Read only when it can matter: a cold slot costs every other health check 2.1k.
+            if (h.maintenanceMarginWad > staticMm && address(marginProofs) != address(0)) {
+                (,, uint256 proven) =
+                    marginProofs.provenRequirement(account_, a.positionNonce, marketAssetMask, prices, 0, 0);
                 if (proven < h.maintenanceMarginWad) h.maintenanceMarginWad = proven > staticMm ? proven : staticMm;
             }
         }
