@@ -7,6 +7,9 @@ leaves the account alone."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +19,7 @@ import pytest
 from helpers import _revert, assert_revert
 
 from offchain.chain import Chain
+from offchain.chain.anvil import Anvil
 from offchain.chain.client import Client
 from offchain.chain.deploy import dev_engine_keys
 from offchain.errors import ConfigError
@@ -124,3 +128,31 @@ def test_prove_mode__without_a_registry__refuses_to_start(system: Client, tmp_pa
             outbox_path=tmp_path / "outbox.sqlite",
             prover_key=dev_prover_key(),
         )
+
+
+def test_cli_engine_prove__no_registry__one_line_error__then_runs_once_the_registry_exists(
+    tmp_path: Path,
+) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "offchain.cli", *common, *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    with Anvil(accounts=12) as node:
+        common = ("--rpc-url", node.url, "--deployments-dir", str(tmp_path))
+        assert run("deploy").returncode == 0
+        engine = ("engine", "--once", "--dev-keys", "--prove", "--outbox", str(tmp_path / "o.db"))
+        refused = run(*engine)
+        assert refused.returncode == 1
+        assert "no proof registry" in refused.stdout
+        assert "marginsync prove" in refused.stdout
+        assert "Traceback" not in refused.stdout + refused.stderr
+        # `prove` deploys the registry and turns the gate on; the engine then starts and runs.
+        owner = json.loads((tmp_path / "31337.json").read_text())["owner"]
+        assert run("prove", owner).returncode == 0
+        ran = run(*engine)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "engine: done" in ran.stdout
