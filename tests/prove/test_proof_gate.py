@@ -17,6 +17,7 @@ from helpers import _batch, _entry, _revert, _submit, assert_revert
 from offchain.chain import Chain
 from offchain.chain.client import Client, wad
 from offchain.chain.margin_mirror import MarginMirror
+from offchain.errors import ContractRevert
 from offchain.keeper import Keeper
 from offchain.models import Deployment
 from offchain.prove.layout import ACCOUNT
@@ -200,3 +201,14 @@ def test_set_margin_proofs__owner__emits_and_reads_back(
     assert system.ch.functions.marginProofs().call() == proofs_deployment.margin_proofs
     set_proof_gate(chain, proofs_deployment, proofs_deployment.owner, on=False)
     assert int(system.ch.functions.marginProofs().call(), 16) == 0
+
+
+def test_proven_requirement__price_count_not_the_masks__reverts(
+    chain: Chain, proofs_deployment: Deployment, exposed: str
+) -> None:
+    # One price per set bit of the mask, as the clearinghouse passes them to both sources.
+    registry = chain.contract("MarginProofs", str(proofs_deployment.margin_proofs))
+    fn = registry.functions.provenRequirement(exposed, 1, 0b011, [3_000 * 10**18], 0, 0)
+    with pytest.raises(ContractRevert) as info:
+        chain.call(fn, "proven requirement")
+    assert_revert(info.value, "PriceCountMismatch", given=1, expected=2)
