@@ -83,6 +83,6 @@ class ProofMirror:
 
 
 def gated_mm(static_mm_wad: int, attested_mm_wad: int, proven_mm_wad: int) -> int:
-    """P2 (SPEC I34), `ClearinghouseBase._provenCap`: an attested MM above the static one counts
-    only up to the proven MM (0 when none is in force); one below it stands as attested."""
+    """P2 (SPEC I34), as `ClearinghouseBase._healthAt` applies it: an attested MM above the
+    static one counts only up to the proven MM (0 when none is in force); one below it stands."""
     return min(attested_mm_wad, max(static_mm_wad, proven_mm_wad))

@@ -212,3 +212,27 @@ def test_proven_requirement__price_count_not_the_masks__reverts(
     with pytest.raises(ContractRevert) as info:
         chain.call(fn, "proven requirement")
     assert_revert(info.value, "PriceCountMismatch", given=1, expected=2)
+
+
+@pytest.mark.parametrize("proven", [False, True], ids=["no proof", "proof"])
+def test_i34__mirror_equals_the_clearinghouse_to_the_wei__across_attested_values(
+    chain: Chain,
+    gated: Client,
+    exposed: str,
+    proven_model: ProvenModel,
+    prover: Prover,
+    proven: bool,
+) -> None:
+    # Attested MM below static, just above it, between static and proven, odd wei just below
+    # and above the proven MM, at the verifier's cap; prices moved within the band in between.
+    if proven:
+        prove(chain, gated.d, proven_model, prover, exposed)
+    proven_usd = 1_260
+    attested = ["250", "390.000001", "800.5", f"{proven_usd - 0.000001}", f"{proven_usd}.000001"]
+    attested.append("1950")
+    for sequence, mm_usd in enumerate(attested, start=1):
+        gated.set_price("ETH", 3_000 * (1 + (-1) ** sequence * 0.004))
+        _submit(gated, _batch(gated, [_entry(gated, exposed, 2_900, mm_usd)], sequence))
+        on_chain = gated.health(exposed).maintenance_margin_wad
+        assert mirror_mm(gated, exposed) == on_chain, f"attested {mm_usd}"
+    assert on_chain == (proven_usd * 10**18 if proven else static_mm(gated, exposed))
