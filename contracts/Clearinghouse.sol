@@ -10,6 +10,7 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {ClearinghouseBase} from "./ClearinghouseBase.sol";
 import {IClearinghouse, ILiquidation} from "./interfaces/IClearinghouse.sol";
 import {IAttestationVerifier} from "./interfaces/IAttestationVerifier.sol";
+import {IMarginProofs} from "./interfaces/IMarginProofs.sol";
 import {IOracleRouter} from "./interfaces/IOracleRouter.sol";
 import {MarginMath} from "./libraries/MarginMath.sol";
 import {LiquidationModule} from "./modules/LiquidationModule.sol";
@@ -140,6 +141,12 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
 
     /// @inheritdoc ILiquidation
     function bookDeficit() external returns (uint256) {
+        _delegate(address(liquidationModule), 0);
+    }
+
+    /// @inheritdoc ILiquidation
+    /// @dev Delegated; the module asks this contract for its owner.
+    function setMarginProofs(IMarginProofs) external {
         _delegate(address(liquidationModule), 0);
     }
 

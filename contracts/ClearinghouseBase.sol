@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IAttestationVerifier} from "./interfaces/IAttestationVerifier.sol";
 import {IClearinghouseBase} from "./interfaces/IClearinghouse.sol";
+import {IMarginProofs} from "./interfaces/IMarginProofs.sol";
 import {IOracleRouter} from "./interfaces/IOracleRouter.sol";
 import {MarginMath} from "./libraries/MarginMath.sol";
 
@@ -34,6 +35,8 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
     address public guardian;
     /// @notice Where attested requirements come from; address(0) means static margin only (Gen 2).
     IAttestationVerifier public attestor;
+    /// @notice Where proven requirements come from (P2); address(0) switches the proof gate off.
+    IMarginProofs public marginProofs;
     uint256 public deficitWad;
     uint256 public collateralCount;
     uint256 public marketCount;
@@ -71,20 +74,26 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
     /// @dev The one health function: equity and the requirement in force. Every rounding goes
     /// against the account: equity rounds down and is valued at the low price, requirements round
     /// up at the high price. The requirement is the attested one while S1 holds, which needs every
-    /// price of the account's markets usable; static otherwise (S2).
+    /// price of the account's markets usable; static otherwise (S2). With a proof registry set,
+    /// an attested MM above the static one counts only up to the MM proven for this position
+    /// nonce and these prices (P2, SPEC I34): MM = min(attested, max(static, proven)), so a key
+    /// quorum alone can lower MM within its clamp but never raise it to liquidate.
     function _healthAt(address account_, Account memory a, Prices memory p) internal view returns (Health memory h) {
         uint256 marketAssetMask;
         (h, marketAssetMask) = _staticHealthAt(account_, a, p);
         IAttestationVerifier attestor_ = attestor;
         if (address(attestor_) != address(0) && marketAssetMask != 0 && marketAssetMask & p.unusableMask == 0) {
+            uint256[] memory prices = _marketPrices(marketAssetMask, p);
+            uint256 staticMm = h.maintenanceMarginWad;
             (, h.initialMarginWad, h.maintenanceMarginWad) = attestor_.requirementInForce(
-                account_,
-                a.positionNonce,
-                marketAssetMask,
-                _marketPrices(marketAssetMask, p),
-                h.initialMarginWad,
-                h.maintenanceMarginWad
+                account_, a.positionNonce, marketAssetMask, prices, h.initialMarginWad, staticMm
             );
+            // Read only when it can matter: a cold slot costs every other health check 2.1k.
+            if (h.maintenanceMarginWad > staticMm && address(marginProofs) != address(0)) {
+                (,, uint256 proven) =
+                    marginProofs.provenRequirement(account_, a.positionNonce, marketAssetMask, prices, 0, 0);
+                if (proven < h.maintenanceMarginWad) h.maintenanceMarginWad = proven > staticMm ? proven : staticMm;
+            }
         }
     }
 

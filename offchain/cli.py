@@ -23,6 +23,7 @@ from offchain.ops.commands import COMMANDS
 from offchain.ops.funds import ENGINE_GAS, KEEPER_GAS, require_funds
 from offchain.ops.heartbeat import EngineStatus, Heartbeat, KeeperStatus
 from offchain.ops.prices import current_price_usd, parse_starts
+from offchain.prove.cli import prove as prove_command
 from offchain.settings import Settings
 
 console = Console(stderr=False)
@@ -410,6 +411,7 @@ def demo(ctx: click.Context, seed: int, traders: int, steps: int) -> None:
     default=None,
     help="RiskConfig JSON [default: volatility margin on every underlying].",
 )
+@click.option("--prove", is_flag=True, help="Also prove what it attests (MARGINSYNC_PROVER_KEY).")
 @STATUS_EVERY
 @click.pass_context
 def engine(
@@ -424,6 +426,7 @@ def engine(
     threshold_bps: float,
     max_outage_s: float,
     risk_config: Path | None,
+    prove: bool,
     status_every_s: float,
 ) -> None:
     """Stream margin: recompute every account on each tick and post k-of-n signed attestations.
@@ -456,6 +459,8 @@ def engine(
         config=config,
         submitter_key=key,
         risk_config_path=risk_config,
+        prove=prove,
+        prover_key=settings.prover_key.get_secret_value() if settings.prover_key else None,
         progress=lambda line: console.print(f"engine: {line}"),
     )
     if metrics_port is not None:
@@ -554,22 +559,13 @@ def bench_all(json_dir: Path | None) -> None:
     quorum.run(json_dir / "quorum.json" if json_dir else None)
 
 
-for _command in COMMANDS:
+for _command in (*COMMANDS, prove_command):
     cli.add_command(_command)
 
 
 def _terminate(signum: int, _frame: object) -> None:
     # SIGTERM unwinds like Ctrl-C: context managers stop the Anvil nodes, journals close.
     raise SystemExit(128 + signum)
-
-
-def _register_prover() -> None:
-    from offchain.prove.cli import prove
-
-    cli.add_command(prove)
-
-
-_register_prover()
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ from offchain.sync import (
 )
 from offchain.sync.batching import batch_digest
 from offchain.sync.keys import ENV_KEYS, ENV_KEYSTORE_PASSWORD, ENV_KEYSTORES
-from offchain.sync.policy import DEVIATION, NEAR_HEALTH, REFRESH
+from offchain.sync.policy import DEVIATION, NEAR_HEALTH, REFRESH, needs_proof
 
 DEV_KEYS = [bytes.fromhex(k[2:]) for k in dev_engine_keys(3)]
 PRICES = {"ETH": 3_000.0, "BTC": 60_000.0, "SOL": 150.0}
@@ -69,6 +69,18 @@ def inputs(n: int = 3, **over: Any) -> PolicyInputs:
 
 
 CFG = PolicyConfig(threshold_bps=500, min_change_usd=1.0, refresh_window_s=60, max_age_s=300)
+
+
+def test_needs_proof__only_accounts_the_attestation_alone_makes_liquidatable() -> None:
+    # SPEC I35: static MM 650 for all. Equity 900 with fresh MM 1,000 needs a proof; equity
+    # 1,100 stays healthy anyway; equity 600 is liquidatable statically; a fresh MM below
+    # static loosens; a fresh MM far above is clamped at 5 × static (3,250) and still counts.
+    equity = [900.0, 1_100.0, 600.0, 900.0, 3_000.0]
+    fresh_mm = np.array([1_000.0, 1_000.0, 1_000.0, 500.0, 1e6])
+    need = needs_proof(inputs(5, equity_usd=equity), fresh_mm, CFG)
+    assert need.tolist() == [True, False, False, False, True]
+    # The clamp binds: equity 3,300 is above the capped MM, so no proof is needed.
+    assert not needs_proof(inputs(1, equity_usd=[3_300.0]), np.array([1e6]), CFG)[0]
 
 
 def test_select__requirement_within_threshold__selects_nobody() -> None:

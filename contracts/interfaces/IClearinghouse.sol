@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IAttestationVerifier} from "./IAttestationVerifier.sol";
+import {IMarginProofs} from "./IMarginProofs.sol";
 import {IOracleRouter} from "./IOracleRouter.sol";
 
 /// @title IClearinghouseBase
@@ -105,6 +106,10 @@ interface IClearinghouseBase {
 
     function attestor() external view returns (IAttestationVerifier);
 
+    /// @notice The proof registry that gates liquidations on attested requirements (P2, SPEC I34);
+    /// address(0): no gate.
+    function marginProofs() external view returns (IMarginProofs);
+
     function insuranceFund() external view returns (address);
 
     function paused() external view returns (bool);
@@ -142,6 +147,9 @@ interface ILiquidation is IClearinghouseBase {
     error NoUnbookedDeficit(int256 fundEquityWad, uint256 deficitWad);
 
     // ================================================================ EVENTS
+    /// @notice The proof registry that gates liquidations on attested requirements (SPEC I34).
+    event MarginProofsSet(address indexed marginProofs);
+
     /// @notice `account`'s position moves by `sizeDelta` to the backstop (which moves by −sizeDelta),
     /// at the oracle `priceE18`; the account pays `penaltyWad`, of which `keeperRewardWad` goes to
     /// the keeper's cash and the rest to the insurance fund's cash.
@@ -192,6 +200,14 @@ interface ILiquidation is IClearinghouseBase {
     /// loss the fund carries is never hidden (S6, I25). Permissionless. Reverts with
     /// `NoUnbookedDeficit` when the fund's equity is ≥ −deficitWad. The deficit never decreases.
     function bookDeficit() external returns (uint256 addedWad);
+
+    /// @notice Owner only (`OwnableUnauthorizedAccount` otherwise). Turns on proof-gated
+    /// liquidation (P2, SPEC I34): from then on an attested MM above the static MM counts only up
+    /// to the MM that `marginProofs` holds proven for the account's current position nonce and
+    /// prices, so no key quorum can liquidate an account the static rules and the published model
+    /// both find healthy. An attested IM still applies in full: it can only block new risk, never
+    /// take an account's funds. address(0) turns the gate off.
+    function setMarginProofs(IMarginProofs marginProofs) external;
 
     // ================================================================ VIEWS
     /// @notice What `liquidate(account, marketId, type(uint256).max)` would do now. Never reverts

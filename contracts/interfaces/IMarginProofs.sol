@@ -66,6 +66,7 @@ interface IMarginProofs {
     error InvalidProof(uint256 circuitId);
     error InvalidCircuit(address verifier, uint256 publicInputs, uint256 expected);
     error InvalidPriceBand(uint256 priceBandBps);
+    error PriceCountMismatch(uint256 given, uint256 expected);
 
     // ================================================================ EVENTS
     /// @notice The prices (1e-8 USD, by asset id) that the requirements of one submission were
@@ -103,12 +104,19 @@ interface IMarginProofs {
 
     // ================================================================ VIEWS
     /// @notice The proven requirement in force for `account` at its current position nonce and
-    /// the current oracle prices (indexed by asset id; read for the assets in `assetMask`, those
-    /// of its open markets). `inForce` false means there is none.
-    function provenRequirement(address account, uint64 positionNonce, uint256 assetMask, uint256[] calldata pricesE18)
-        external
-        view
-        returns (bool inForce, uint256 imWad, uint256 mmWad);
+    /// the current oracle prices of the assets in `assetMask` (those of its open markets), one
+    /// price per set bit in ascending asset order; when none is, `inForce` is false and the
+    /// `other` values come back. The arguments and answer have the attestation verifier's
+    /// `requirementInForce` shape: the clearinghouse's health function asks both alike, this
+    /// one whenever an attested MM exceeds the static one (proof-gated liquidation, SPEC I34).
+    function provenRequirement(
+        address account,
+        uint64 positionNonce,
+        uint256 assetMask,
+        uint256[] calldata pricesE18,
+        uint256 otherImWad,
+        uint256 otherMmWad
+    ) external view returns (bool inForce, uint256 imWad, uint256 mmWad);
 
     /// @notice The public input a proof for these claims and prices must be made for, built from
     /// current state exactly as `submit` builds it (for provers and auditors).

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {ClearinghouseBase} from "../ClearinghouseBase.sol";
 import {ILiquidation} from "../interfaces/IClearinghouse.sol";
+import {IMarginProofs} from "../interfaces/IMarginProofs.sol";
 import {IOracleRouter} from "../interfaces/IOracleRouter.sol";
 import {MarginMath} from "../libraries/MarginMath.sol";
 
@@ -102,6 +104,15 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         addedWad = implied - booked;
         deficitWad = implied;
         emit DeficitBooked(addedWad, implied, h.equityWad);
+    }
+
+    /// @inheritdoc ILiquidation
+    /// @dev Runs on the clearinghouse's storage, so `address(this)` is the clearinghouse, which
+    /// knows its owner (this module has no owner slot of its own to read).
+    function setMarginProofs(IMarginProofs marginProofs_) external {
+        if (msg.sender != Ownable(address(this)).owner()) revert Ownable.OwnableUnauthorizedAccount(msg.sender);
+        marginProofs = marginProofs_;
+        emit MarginProofsSet(address(marginProofs_));
     }
 
     // ================================================================ VIEWS

@@ -97,20 +97,28 @@ contract MarginProofs is IMarginProofs, Ownable2Step {
 
     // ================================================================ VIEWS
     /// @inheritdoc IMarginProofs
-    function provenRequirement(address account, uint64 positionNonce, uint256 assetMask, uint256[] calldata pricesE18)
-        external
-        view
-        returns (bool inForce, uint256 imWad, uint256 mmWad)
-    {
+    function provenRequirement(
+        address account,
+        uint64 positionNonce,
+        uint256 assetMask,
+        uint256[] calldata pricesE18,
+        uint256 otherImWad,
+        uint256 otherMmWad
+    ) external view returns (bool inForce, uint256 imWad, uint256 mmWad) {
+        uint256 assets = MarginMath.popCount(assetMask);
+        if (pricesE18.length != assets) revert PriceCountMismatch(pricesE18.length, assets);
         ProvenEntry memory e = _entries[account];
-        if (e.priceSetId == 0 || e.positionNonce != positionNonce || e.modelVersion != modelVersion) {
-            return (false, 0, 0);
-        }
-        if (assetMask >> MarginProofInputs.ASSETS != 0) return (false, 0, 0);
+        if (
+            e.priceSetId == 0 || e.positionNonce != positionNonce || e.modelVersion != modelVersion
+                || assetMask >> MarginProofInputs.ASSETS != 0
+        ) return (false, otherImWad, otherMmWad);
         uint64[8] storage proven = _priceSets[e.priceSetId];
+        uint256 k;
         for (uint256 mask = assetMask; mask != 0; mask &= mask - 1) {
             uint256 asset = MarginMath.lowestBit(mask);
-            if (!_withinBand(uint256(proven[asset]) * E8_TO_E18, pricesE18[asset])) return (false, 0, 0);
+            if (!_withinBand(uint256(proven[asset]) * E8_TO_E18, pricesE18[k++])) {
+                return (false, otherImWad, otherMmWad);
+            }
         }
         return (true, uint256(e.imMicroUsd) * MICRO_USD_TO_WAD, uint256(e.mmMicroUsd) * MICRO_USD_TO_WAD);
     }

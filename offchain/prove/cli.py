@@ -6,14 +6,17 @@ import click
 from rich.console import Console
 
 from offchain.chain import Chain, checksum
-from offchain.errors import ConfigError
 from offchain.models import Deployment
 from offchain.prove.layout import ACCOUNT, BATCH
-from offchain.prove.model import ProvenModel
-from offchain.prove.onchain import deploy_margin_proofs, prove_accounts, submit
+from offchain.prove.onchain import (
+    deploy_margin_proofs,
+    prove_accounts,
+    registered_model,
+    set_proof_gate,
+    submit,
+)
 from offchain.prove.prover import ZK_DIR, Prover
 from offchain.prove.verifier import VerifyingKey, verify
-from offchain.risk.config import ScenarioMarginConfig
 from offchain.settings import Settings
 
 console = Console()
@@ -28,23 +31,18 @@ def prove(ctx: click.Context, accounts: tuple[str, ...], do_submit: bool) -> Non
     underlyings; several: batches of 32 accounts of up to 2 underlyings) at the oracle's prices,
     check the proof with the Python verifier, and optionally submit it (anyone may).
 
-    On a deployment without a proof registry, deploys one first (owner key needed)."""
+    On a deployment without a proof registry, deploys one first and turns proof-gated
+    liquidation on (SPEC I34; owner key needed)."""
     settings: Settings = ctx.obj
     chain = Chain.connect(settings)
     deployment = Deployment.load(settings.deployments_dir, chain.chain_id)
-    model = ProvenModel.from_config(ScenarioMarginConfig(), [a.symbol for a in deployment.assets])
+    model = registered_model(chain, deployment)
     if deployment.margin_proofs is None:
         console.print("deploying the proof registry and the verifiers…")
         deployment = deploy_margin_proofs(chain, deployment, model, deployment.owner)
+        set_proof_gate(chain, deployment, deployment.owner)
         deployment.save(settings.deployments_dir)
     registry_address = str(deployment.margin_proofs)
-    registry = chain.contract("MarginProofs", registry_address)
-    registered = int(registry.functions.modelHash().call())
-    if registered != model.hash:
-        raise ConfigError(
-            f"the registry expects model hash {registered}, the local model hashes to {model.hash}",
-            "prove with the registered model's parameters (docs/proofs.md) or register this one",
-        )
     addresses = [checksum(a) for a in accounts]
     shape = ACCOUNT if len(addresses) == 1 else BATCH
     sender = chain.accounts[0]

@@ -13,11 +13,13 @@ from typing import Any
 from web3.types import TxReceipt
 
 from offchain.chain import Chain
+from offchain.errors import ConfigError
 from offchain.models import Deployment
 from offchain.prove.layout import ASSETS, SHAPES, AccountStatement, CircuitShape, Slot, public_words
 from offchain.prove.model import ProvenModel
 from offchain.prove.prover import ZK_DIR, Proof, Prover
 from offchain.prove.verifier import VerifyingKey
+from offchain.risk.config import ScenarioMarginConfig
 
 E18_PER_E8 = 10**10
 DEFAULT_PRICE_BAND_BPS = 100
@@ -50,6 +52,30 @@ def deploy_margin_proofs(
             f"add the {shape.name} circuit",
         )
     return deployment.model_copy(update={"margin_proofs": registry.address})
+
+
+def registered_model(chain: Chain, deployment: Deployment) -> ProvenModel:
+    """The published model (docs/proofs.md) over the deployment's assets, checked against the
+    hash its registry holds: a proof under any other model would not verify."""
+    model = ProvenModel.from_config(ScenarioMarginConfig(), [a.symbol for a in deployment.assets])
+    if deployment.margin_proofs is not None:
+        registry = chain.contract("MarginProofs", deployment.margin_proofs)
+        registered = int(registry.functions.modelHash().call())
+        if registered != model.hash:
+            raise ConfigError(
+                f"the registry expects model hash {registered}, the local model hashes to "
+                f"{model.hash}",
+                "prove with the registered model's parameters (docs/proofs.md) or register it",
+            )
+    return model
+
+
+def set_proof_gate(chain: Chain, deployment: Deployment, owner: str, on: bool = True) -> None:
+    """Points the clearinghouse at the deployment's registry (proof-gated liquidation, SPEC I34),
+    or at none (`on` false: attested requirements apply as the quorum signed them)."""
+    registry = str(deployment.margin_proofs) if on else "0x" + "00" * 20
+    clearinghouse = chain.contract("Clearinghouse", deployment.clearinghouse)
+    chain.send(clearinghouse.functions.setMarginProofs(registry), owner, "set the proof gate")
 
 
 def read_slots(chain: Chain, deployment: Deployment, account: str) -> tuple[Slot, ...]:
@@ -109,6 +135,26 @@ def prove_accounts(
     words = public_words(shape, model.hash, prices, statements)
     proof = prover.prove(shape, words, model.words)
     return Submission(shape, tuple(statements), tuple(prices), proof)
+
+
+def proven_in_force(chain: Chain, deployment: Deployment, account: str) -> bool:
+    """Whether the registry holds a proof for the account's current book and prices (I22)."""
+    registry = chain.contract("MarginProofs", str(deployment.margin_proofs))
+    clearinghouse = chain.contract("Clearinghouse", deployment.clearinghouse)
+    nonce = int(clearinghouse.functions.account(account).call()[1])
+    assets = [s.asset for s in read_slots(chain, deployment, account)]
+    router = chain.contract("OracleRouter", deployment.oracle_router)
+    prices = [int(router.functions.priceE18(a).call()) for a in assets]
+    mask = sum(1 << a for a in assets)
+    call = registry.functions.provenRequirement(account, nonce, mask, prices, 0, 0)
+    return bool(call.call()[0])
+
+
+def submit_calldata(chain: Chain, registry_address: str, submission: Submission) -> bytes:
+    registry = chain.contract("MarginProofs", registry_address)
+    return bytes.fromhex(
+        registry.functions.submit(*submission.args())._encode_transaction_data()[2:]
+    )
 
 
 def submit(chain: Chain, registry_address: str, submission: Submission, sender: str) -> TxReceipt:

@@ -102,6 +102,19 @@ class Outcome:
     done_at: float = field(default_factory=time.time)
 
 
+def ensure_gas(chain: Chain, address: str, key_setting: str) -> None:
+    """A key of the engine's must hold ETH for gas; on a local chain the engine tops it up."""
+    if int(chain.w3.eth.get_balance(checksum(address))) > 0:
+        return
+    if chain.chain_id in (31337, 1337):
+        chain.w3.provider.make_request(RPCEndpoint("anvil_setBalance"), [address, hex(10**21)])
+        return
+    raise ConfigError(
+        f"the engine's transaction key {address} has no ETH for gas",
+        f"fund it, or set {key_setting} to a funded key",
+    )
+
+
 class Delivery:
     """The engine's side of the sender: rows in, outcomes out."""
 
@@ -134,16 +147,7 @@ class Delivery:
 
     def ensure_funds(self) -> None:
         """The sender key must hold ETH for gas; on a local chain the engine tops it up."""
-        address = self.sender.address
-        if int(self.chain.w3.eth.get_balance(checksum(address))) > 0:
-            return
-        if self.chain.chain_id in (31337, 1337):
-            self._rpc("anvil_setBalance", [address, hex(10**21)])
-            return
-        raise ConfigError(
-            f"the engine's transaction key {address} has no ETH for gas",
-            "fund it, or set MARGINSYNC_PRIVATE_KEY to a funded key",
-        )
+        ensure_gas(self.chain, self.sender.address, "MARGINSYNC_PRIVATE_KEY")
 
     # ------------------------------------------------------------------ the path of a batch
     def calldata(self, row: Row) -> bytes:

@@ -8,7 +8,8 @@
 One room per job: `mirror` (accounts and attestations from events), `book` (the mirror as arrays;
 the risk engine; the policy's inputs, in force by the one S1 rule), `prices` (the sanitiser and
 the sources), `batching` (persist → sign), `delivery` (send through `offchain.chain.sender`),
-`recovery` (finish the outbox after a restart), `guards` (fail closed), and this module, the
+`recovery` (finish the outbox after a restart), `guards` (fail closed), `proving` (prove mode:
+proofs of what the proof gate would hold back, on a side path), and this module, the
 loop: one pass = sync the mirror, tick the risk engine for every account, ask the policy which
 accounts need a new attestation, then make, sign and hand over each batch. A batch that fails is
 rolled back to the mirror's view.
@@ -55,6 +56,7 @@ from offchain.sync.metrics import EngineMetrics, event
 from offchain.sync.mirror import EngineMirror
 from offchain.sync.outbox import Outbox, Row, State
 from offchain.sync.prices import PriceDesk, Prices, SourceKind, source_sanitizer_config
+from offchain.sync.proving import ProofWorker, dev_prover_key
 from offchain.sync.recovery import recover
 
 # Only on local chains may the engine top up its own dev submitter key.
@@ -118,8 +120,10 @@ class Engine:
         clock: Callable[[], float] = time.time,
         metrics: EngineMetrics | None = None,
         fees: FeePolicy | None = None,
+        prover_key: LocalAccount | None = None,
         progress: Callable[[str], None] = lambda _line: None,
     ) -> None:
+        """`prover_key`: prove mode (`--prove`, see `proving`), its proofs sent with this key."""
         if deployment.attestation_verifier is None:
             raise ConfigError(
                 "this deployment has no AttestationVerifier",
@@ -170,6 +174,21 @@ class Engine:
             lambda line: self.progress(line),
         )
         self.batcher = Batcher(self.domain, self.outbox, self.guards.sign)
+        self.proofs = (
+            None
+            if prover_key is None
+            else ProofWorker(
+                chain,
+                deployment,
+                key=prover_key,
+                journal_path=outbox_path.with_name(
+                    f"{outbox_path.stem}-prover{outbox_path.suffix}"
+                ),
+                metrics=self.metrics,
+                receipt_timeout_s=self.config.receipt_timeout_s,
+                progress=lambda line: self.progress(line),
+            )
+        )
         self._started = False
         self._verifier_version = 0
         self._last_now_s = -math.inf
@@ -193,6 +212,8 @@ class Engine:
         self.delivery.ensure_funds()
         self.mirror.sync()
         self._verifier_version = self.mirror.verifier_version
+        if self.proofs is not None:
+            self.proofs.start()
         self._started = True
         assert guards.quorum is not None
         assert guards.policy_config is not None
@@ -256,6 +277,8 @@ class Engine:
         report.outcomes.extend(self.delivery.wait(self.config.receipt_timeout_s))
         for o in report.outcomes:
             self._record(o, self._tick_at.get(o.sequence))
+        if self.proofs is not None:  # the side path's proofs too, before `--once` exits
+            self.proofs.drain(self.config.receipt_timeout_s)
         return report
 
     def run_pass(self, prices: Prices | None = None) -> StepReport:
@@ -304,6 +327,11 @@ class Engine:
             report.pass_s = time.perf_counter() - t0
             return report
         tick_at = prices.tick_at_s
+        prove = (
+            None
+            if self.proofs is None
+            else policy.needs_proof(inputs, result.mm_usd, guards.policy_config)
+        )
         for start in range(0, len(selection), guards.max_batch):
             chunk = selection.indices[start : start + guards.max_batch]
             try:
@@ -316,6 +344,8 @@ class Engine:
                 break
             book.inflight[row.sequence] = row.batch
             book.overlay(row.batch)
+            if self.proofs is not None and prove is not None:  # a queue put; the pass goes on
+                self.proofs.request(book.accounts[i] for i in chunk.tolist() if prove[i])
             if tick_at is not None:
                 self._tick_at[row.sequence] = tick_at
             self.metrics.queue_depth.set(self.outbox.depth())
@@ -413,6 +443,8 @@ class Engine:
             await asyncio.gather(consumer, delivery, return_exceptions=True)
 
     def close(self) -> None:
+        if self.proofs is not None:
+            self.proofs.close()
         self.guards.close()
         self.outbox.close()
         self.delivery.sender.journal.close()
@@ -480,10 +512,13 @@ def build_engine(
     submitter_key: str | None,
     risk_config_path: Path | None = None,
     clock: Callable[[], float] = time.time,
+    prove: bool = False,
+    prover_key: str | None = None,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> Engine:
-    """An engine as `marginsync engine` configures it (keys, submitter, sanitiser, outbox);
-    `clock` is wall time except where a simulation keeps its own (the lab)."""
+    """An engine as `marginsync engine` configures it (keys, submitter, sanitiser, outbox;
+    with `prove`, the prover's key: `prover_key`, or the dev one on a local chain); `clock` is
+    wall time except where a simulation keeps its own (the lab)."""
     from offchain.risk import load_risk_config
     from offchain.sync.keys import load_signers
 
@@ -503,6 +538,16 @@ def build_engine(
         raise ConfigError(
             "no key to send attestation transactions with",
             "set MARGINSYNC_PRIVATE_KEY to a funded key (or pass --dev-keys on a local chain)",
+        )
+    prover: LocalAccount | None = None
+    if prove and prover_key:
+        prover = Account.from_key(prover_key)
+    elif prove and dev_keys and chain.chain_id in (31337, 1337):
+        prover = dev_prover_key()
+    elif prove:
+        raise ConfigError(
+            "no key to send proofs with (prove mode sends them from a key of its own)",
+            "set MARGINSYNC_PROVER_KEY to a funded key (or pass --dev-keys on a local chain)",
         )
     risk_config = None
     if risk_config_path is not None:
@@ -531,5 +576,6 @@ def build_engine(
         risk_config=risk_config,
         sanitizer_config=source_sanitizer_config(source, heartbeat_s),
         clock=clock,
+        prover_key=prover,
         progress=progress,
     )

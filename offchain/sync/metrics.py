@@ -80,6 +80,12 @@ class EngineMetrics:
             registry=r,
         )
         self.accounts = Gauge("marginsync_accounts", "Accounts mirrored", registry=r)
+        self.proof_lag_s = Histogram(
+            "marginsync_proof_lag_seconds",
+            "Prove mode: from the pass that asked for a proof to its receipt",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

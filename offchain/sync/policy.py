@@ -196,3 +196,13 @@ def describe(reasons: int) -> str:
         if reasons & bit
     ]
     return "+".join(names) or "none"
+
+
+def needs_proof(inputs: PolicyInputs, fresh_mm_usd: FloatArray, cfg: PolicyConfig) -> BoolArray:
+    """Accounts a fresh attestation would make liquidatable while statically healthy: its MM
+    (clamped as the verifier clamps it) above both equity and the static MM, equity at or above
+    the static MM. Exactly those the proof gate (SPEC I34) holds back until a proof lands, so
+    the engine's prove mode proves them and nobody else."""
+    mm = clamp(fresh_mm_usd, inputs.static_mm_usd, cfg)
+    equity, static = inputs.equity_usd, inputs.static_mm_usd
+    return np.asarray((mm > static) & (equity < mm) & (equity >= static), dtype=bool)

@@ -98,8 +98,9 @@ def in_force(
     system: Client, registry: Contract, account: str, nonce_delta: int = 0
 ) -> tuple[bool, int, int]:
     nonce = system.ch.functions.account(account).call()[1] + nonce_delta
-    prices = [system.price_e18(s) for s in ("ETH", "BTC", "SOL")] + [0] * 29
-    return tuple(registry.functions.provenRequirement(account, nonce, 0b011, prices).call())  # type: ignore[return-value]
+    prices = [system.price_e18(s) for s in ("ETH", "BTC")]  # one per asset of the mask 0b011
+    call = registry.functions.provenRequirement(account, nonce, 0b011, prices, 7, 5)
+    return tuple(call.call())  # type: ignore[return-value]
 
 
 def test_proven_requirement__in_force_until_the_nonce_or_a_price_moves(
@@ -119,9 +120,10 @@ def test_proven_requirement__in_force_until_the_nonce_or_a_price_moves(
         proven.statements[0].im_micro_usd * 10**12,
         proven.statements[0].mm_micro_usd * 10**12,
     )
-    assert not in_force(system, registry, account, nonce_delta=1)[0]  # a position changed
+    # Not in force: the caller's own values come back (the attestation verifier's convention).
+    assert in_force(system, registry, account, nonce_delta=1) == (False, 7, 5)  # positions moved
     system.set_price("BTC", 60_000 * 1.011)  # beyond the 1% band
-    assert not in_force(system, registry, account)[0]
+    assert in_force(system, registry, account) == (False, 7, 5)
 
 
 def test_submit__replayed_for_another_account__invalid_proof(
