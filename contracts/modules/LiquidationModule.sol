@@ -68,6 +68,10 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         bool ok;
         (step.penaltyWad, step.keeperRewardWad, ok) = _penalty(size, step.closeSize, step.priceE18, m, h.equityWad);
         if (!ok) revert LiquidationTooSmall(step.closeSize);
+        // I30: one rewarded liquidation per account and block; `a` is stored by the execution.
+        uint16 tag = _rewardBlockTag();
+        if (a.rewardBlockTag == tag) step.keeperRewardWad = 0;
+        else if (step.keeperRewardWad != 0) a.rewardBlockTag = tag;
         _executeLiquidation(account_, marketId, m, a, step);
 
         if (a.marketMask == 0) {
@@ -140,6 +144,7 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         (preview.closeSize, preview.fullLiquidation) = _closeSize(size, preview.priceE18, h);
         (preview.penaltyWad, preview.keeperRewardWad,) =
             _penalty(size, preview.closeSize, preview.priceE18, m, h.equityWad);
+        if (a.rewardBlockTag == _rewardBlockTag()) preview.keeperRewardWad = 0;
     }
 
     // ================================================================ INTERNAL
@@ -225,6 +230,12 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         if (penaltyWad > uint256(payable_)) penaltyWad = uint256(payable_);
         keeperRewardWad = penaltyWad.mulDivDown(_liquidation.keeperShareBps, MarginMath.BPS);
         if (keeperRewardWad > _liquidation.keeperRewardCapWad) keeperRewardWad = _liquidation.keeperRewardCapWad;
+    }
+
+    /// @dev This block as an account's `rewardBlockTag`: never 0, so a fresh account has none. Two
+    /// blocks 65,535 apart share a tag; the cost is one unrewarded liquidation, never a double pay.
+    function _rewardBlockTag() internal view returns (uint16) {
+        return uint16(block.number % type(uint16).max + 1);
     }
 
     /// @dev What closing `closeSize` at the oracle price does, exactly: the maintenance margin it
