@@ -101,3 +101,27 @@ class KeeperStatus:
             f"{self.liquidated} liquidated in {self.rounds} rounds, last round "
             f"{time.monotonic() - self.last_round_at:.0f} s ago"
         )
+
+
+class BackstopStatus:
+    """The backstop's status line: fed by its round callback, read by the heartbeat."""
+
+    def __init__(self, head: Callable[[], int]) -> None:
+        self.head = head
+        self.rounds = 0
+        self.taken = 0
+        self.booked_wad = 0
+        self.last_round_at = time.monotonic()
+
+    def on_round(self, report: Any) -> None:
+        self.rounds += 1
+        self.taken += len(report.taken)
+        self.booked_wad += report.booked_wad
+        self.last_round_at = time.monotonic()
+
+    def __call__(self) -> str:
+        return (
+            f"block {self.head()}, {self.taken} take(s) of the fund's offer in {self.rounds} "
+            f"rounds, ${self.booked_wad / 1e18:,.2f} of deficit booked, last round "
+            f"{time.monotonic() - self.last_round_at:.0f} s ago"
+        )
