@@ -4,9 +4,9 @@ efficiency, sync lag and gas. See docs/lab.md for how to read the report.
 
 Modules, in the order data flows: `scenarios` (named price paths from `offchain.feeds`),
 `population` (seeded traders), `generations` (the three rule sets and Gen 3's `Gen3Sync`),
-`transport` and `ledger` (batched JSON-RPC and the event-only view of a chain), `liquidator`
-(keeper and backstop rounds), `runner` (one generation on its own Anvil), `metrics`, `report`,
-and `main` (`run_lab`).
+`transport` and `ledger` (batched JSON-RPC and the event-only view of a chain), `keeper`
+(keeper rounds; the wire the shipped `offchain.backstop` runs on), `runner` (one generation on
+its own Anvil), `metrics`, `report`, and `main` (`run_lab`).
 """
 
 from offchain.lab.generations import (
