@@ -216,6 +216,7 @@ class Deployment(Frozen):
     guardian: str
     insurance_fund: str
     backstop_offer: str | None = None
+    auto_deleverage: str | None = None
     assets: tuple[AssetRecord, ...]
     collaterals: tuple[CollateralRecord, ...]
     markets: tuple[MarketRecord, ...]

@@ -197,6 +197,8 @@ def deploy_system(
         "BackstopOffer", owner, clearinghouse.address, spec.backstop_discount_bps, sender=owner
     )
     chain.send(fns.setMatcher(offer.address, True), owner, "set the backstop offer as matcher")
+    adl = chain.deploy("AutoDeleverage", clearinghouse.address, sender=owner)
+    chain.send(fns.setMatcher(adl.address, True), owner, "set auto-deleveraging as matcher")
     chain.send(fns.setGuardian(roles.guardian), owner, "set guardian")
     if spec.insurance_fund_usd > 0:
         amount = to_units(spec.insurance_fund_usd, quote.decimals)
@@ -216,6 +218,7 @@ def deploy_system(
         guardian=roles.guardian,
         insurance_fund=roles.insurance_fund,
         backstop_offer=offer.address,
+        auto_deleverage=adl.address,
         assets=tuple(assets),
         collaterals=tuple(collaterals),
         markets=tuple(markets),
