@@ -13,7 +13,12 @@ capital (one round per new block):
 3. Hedge: hand each fill to a `Hedge`, which returns the transactions that unwind it elsewhere
    (the development venue in `offchain/ops/backstop.py`, the lab's market maker in the lab). The
    discount is the backstop's margin for that round trip.
-4. Book what the fund has lost and nobody booked (`bookDeficit`, SPEC I25): the fund's losses
+4. The last resort (SPEC I32): while the fund still holds a position and its equity is below its
+   maintenance margin, rank the opposite positions and auto-deleverage them (`AutoDeleverage`).
+   The ranking, which the contract checks within the list: accounts with equity ≥ IM, highest
+   equity / MM first (the most over-margined, which profit on the move makes them; ties by
+   address), at most `max_adl_accounts` per market and round.
+5. Book what the fund has lost and nobody booked (`bookDeficit`, SPEC I25): the fund's losses
    are on the books at every round, not only when an account goes insolvent.
 
 The same `Backstop` runs in the CLI (through the pre-flighted sender) and in the lab (through its
@@ -25,6 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cmp_to_key
 from typing import Any, Protocol
 
 from eth_abi import decode as abi_decode
@@ -44,6 +50,7 @@ class BackstopConfig(BaseModel):
 
     capital_use_bps: int = Field(default=9_000, gt=0, le=BPS)
     min_take_usd: float = Field(default=10.0, ge=0)
+    max_adl_accounts: int = Field(default=20, ge=1)
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,26 @@ class BackstopReport:
     taken: list[Take] = field(default_factory=list)
     failed: int = 0  # takes that did not go through (another taker was first, prices moved)
     hedged: int = 0
+    deleveraged: int = 0  # ADL calls that went through (I32)
     booked_wad: int = 0  # deficit booked this round (I25)
+
+
+def rank_for_adl(fund_size: int, accounts: dict[str, tuple[int, int, int, int]]) -> list[str]:
+    """The ADL ranking (SPEC I32): of `accounts` (address → (size, equity, IM, MM) in the
+    market), those opposite the fund with equity ≥ IM, by equity / MM descending, ties by
+    address; exact in integers (cross-multiplied), as the contract checks it."""
+    eligible = [
+        (a, equity, mm)
+        for a, (size, equity, im, mm) in accounts.items()
+        if size and (size > 0) != (fund_size > 0) and equity >= im and mm > 0
+    ]
+
+    def before(x: tuple[str, int, int], y: tuple[str, int, int]) -> int:
+        # x first when equity_x / mm_x > equity_y / mm_y; ties by address.
+        left, right = x[1] * y[2], y[1] * x[2]
+        return -1 if left > right else 1 if left < right else 2 * (x[0].lower() > y[0].lower()) - 1
+
+    return [row[0] for row in sorted(eligible, key=cmp_to_key(before))]
 
 
 def plan_takes(
@@ -134,7 +160,7 @@ class _Abi:
 
     def __init__(self, chain: Chain) -> None:
         self._fns: dict[str, dict[str, Any]] = {}
-        for contract in ("Clearinghouse", "BackstopOffer", "OracleRouter"):
+        for contract in ("Clearinghouse", "BackstopOffer", "AutoDeleverage", "OracleRouter"):
             for item in chain.artifacts.abi(contract):
                 if item.get("type") == "function":
                     self._fns.setdefault(str(item["name"]), dict(item))
@@ -181,7 +207,10 @@ class Backstop:
         *,
         hedge: Hedge | None = None,
         config: BackstopConfig | None = None,
+        accounts: Callable[[], Sequence[str]] = lambda: (),
     ) -> None:
+        """`accounts`: every account that may hold a position (from events: the keeper's
+        mirror in the CLI, the lab's ledger in the lab), the ADL candidates."""
         if deployment.backstop_offer is None:
             raise ValueError("this deployment has no BackstopOffer; redeploy")
         self.d = deployment
@@ -189,7 +218,10 @@ class Backstop:
         self.wire = wire
         self.hedge = hedge
         self.config = config or BackstopConfig()
+        self.accounts = accounts
         self._abi = _Abi(chain)
+        self._adl = str(checksum(deployment.auto_deleverage or deployment.backstop_offer))
+        self._has_adl = deployment.auto_deleverage is not None
         self._offer = str(checksum(deployment.backstop_offer))
         self._ch = str(checksum(deployment.clearinghouse))
         self._router = str(checksum(deployment.oracle_router))
@@ -235,8 +267,36 @@ class Backstop:
                     for c in self.hedge(t.market_id, t.size_delta_wad, t.oracle_price_e18)
                 ]
                 report.hedged = sum(self.wire.send(hedges))
+            report.deleveraged = self._deleverage()
         report.booked_wad = self._book_deficit()
         return report
+
+    def _deleverage(self) -> int:
+        """ADL in every market the fund still holds while its equity is below its MM (I32)."""
+        if not self._has_adl:
+            return 0
+        done = 0
+        for m in self.d.markets:
+            equity, _, mm = self._view(self._ch, "accountHealth", self.d.insurance_fund)[0]
+            if int(equity) >= int(mm):
+                return done
+            (fund_size,) = self._view(self._ch, "position", self.d.insurance_fund, m.id)
+            if not fund_size:
+                continue
+            rows: dict[str, tuple[int, int, int, int]] = {}
+            for a in self.accounts():
+                if a.lower() == self.d.insurance_fund.lower():
+                    continue
+                (size,) = self._view(self._ch, "position", a, m.id)
+                if size and (size > 0) != (fund_size > 0):
+                    e, im, mm_a = self._view(self._ch, "accountHealth", a)[0]
+                    rows[a] = (int(size), int(e), int(im), int(mm_a))
+            ranked = rank_for_adl(int(fund_size), rows)[: self.config.max_adl_accounts]
+            if ranked:
+                data = self._abi.encode("adl", m.id, ranked)
+                call = Call(self.address, self._adl, data, f"auto-deleverage market {m.id}")
+                done += sum(self.wire.send([call]))
+        return done
 
     def _book_deficit(self) -> int:
         """Books the fund's unbooked loss (permissionless, I25); the amount booked."""

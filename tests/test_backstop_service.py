@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from helpers import fund, fund_absorbs, send_fast, usdc
 
-from offchain.backstop import Backstop, matcher_hedge
+from offchain.backstop import Backstop, matcher_hedge, rank_for_adl
 from offchain.chain.client import Client, wad
-from offchain.ops.backstop import ChainWire
+from offchain.ops.backstop import ChainWire, contracts_of, positions_from_events
 
 E18 = 10**18
 BPS = 10_000
@@ -15,12 +15,11 @@ BPS = 10_000
 
 def make_backstop(system: Client, address: str, counterparty: str | None) -> Backstop:
     d = system.d
-    assert d.backstop_offer is not None
-    wire = ChainWire(
-        system.chain, {"Clearinghouse": d.clearinghouse, "BackstopOffer": d.backstop_offer}
-    )
+    wire = ChainWire(system.chain, contracts_of(d))
     hedge = matcher_hedge(system.chain, d, address, counterparty) if counterparty else None
-    return Backstop(system.chain, d, address, wire, hedge=hedge)
+    return Backstop(
+        system.chain, d, address, wire, hedge=hedge, accounts=positions_from_events(system.chain, d)
+    )
 
 
 def test_round__fund_holds_a_long__takes_it_all_unwinds_it_and_keeps_the_discount(
@@ -71,9 +70,10 @@ def test_round__little_capital__takes_what_its_free_margin_carries(
 def test_round__fund_under_water_and_no_capital__books_its_loss(
     system: Client, trader: str, maker: str, keeper: str, others: list[str]
 ) -> None:
-    # I25: 1000 ETH long from 3000 on 400k USDC, liquidated in full at 2660 into the fund; ETH
-    # then at 2400 leaves the fund at -101k. A backstop with no capital takes nothing, but its
-    # round books the loss, and the next round has nothing more to book.
+    # I25, I32: 1000 ETH long from 3000 on 400k USDC, liquidated in full at 2660 into the fund;
+    # ETH then at 2400 leaves the fund at -101k, below its MM. A backstop with no capital takes
+    # nothing; its round auto-deleverages the one opposite account (the maker's short) at the
+    # oracle price and books the loss, which ADL does not change; the next round has nothing.
     fund(system, trader, "USDC", usdc(400_000))
     fund(system, maker, "USDC", usdc(10_000_000))
     send_fast(
@@ -88,6 +88,23 @@ def test_round__fund_under_water_and_no_capital__books_its_loss(
 
     report = backstop.round()
 
-    assert (report.offered, report.taken, report.booked_wad) == (1, [], 101_000 * E18)
+    assert (report.offered, report.taken, report.deleveraged) == (1, [], 1)
+    assert report.booked_wad == 101_000 * E18
+    assert system.position(system.d.insurance_fund, "ETH-PERP") == 0
+    assert system.position(maker, "ETH-PERP") == 0
     assert system.ch.functions.deficitWad().call() == 101_000 * E18
     assert backstop.round().booked_wad == 0
+
+
+def test_rank_for_adl__opposite_accounts_above_im__by_equity_over_mm_then_address() -> None:
+    # I32: the fund is long; shorts above IM rank by equity / MM, highest first; a tie goes to
+    # the lower address; longs, flat accounts and shorts below IM are left out.
+    rows = {
+        "0xB": (-wad(1), 300, 100, 50),  # 6.0
+        "0xA": (-wad(2), 600, 200, 100),  # 6.0, lower address
+        "0xC": (-wad(1), 900, 100, 50),  # 18.0
+        "0xD": (-wad(1), 90, 100, 50),  # below IM
+        "0xE": (wad(1), 900, 100, 50),  # long, the fund's side
+        "0xF": (0, 900, 0, 0),
+    }
+    assert rank_for_adl(wad(5), rows) == ["0xC", "0xA", "0xB"]

@@ -187,6 +187,7 @@ class _Run:
             self.backstop_account,
             self.backstop_wire,
             hedge=matcher_hedge(chain, deployment, self.backstop_account, self.maker),
+            accounts=lambda: list(self.ledger.mirror.accounts),
         )
 
     # ------------------------------------------------------------------ the requirement in force

@@ -3,7 +3,7 @@ sending through the pre-flighted sender, hedging on the development venue."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -12,8 +12,9 @@ from rich.console import Console
 from offchain.backstop import Backstop, BackstopConfig, BackstopReport, Call, matcher_hedge
 from offchain.chain import Chain, checksum
 from offchain.chain.client import Client, connect
+from offchain.chain.mirror import AccountMirror
 from offchain.errors import ConfigError, ContractRevert, TransactionFailed
-from offchain.models import WAD
+from offchain.models import WAD, Deployment
 from offchain.ops.heartbeat import BackstopStatus, Heartbeat
 from offchain.ops.venue import DEV_MAKER, require_signer
 from offchain.settings import Settings
@@ -46,6 +47,24 @@ class ChainWire:
                 console.print(f"backstop: {c.action} did not go through: {exc}")
                 out.append(False)
         return out
+
+
+def contracts_of(d: Deployment) -> dict[str, str]:
+    """The contracts the backstop sends to, by artifact name."""
+    named = {"Clearinghouse": d.clearinghouse, "BackstopOffer": d.backstop_offer}
+    named["AutoDeleverage"] = d.auto_deleverage
+    return {name: address for name, address in named.items() if address}
+
+
+def positions_from_events(chain: Chain, d: Deployment) -> Callable[[], list[str]]:
+    """Accounts holding a position, from the clearinghouse's events (the ADL candidates)."""
+    mirror = AccountMirror(chain, d.clearinghouse, d.insurance_fund, d.block)
+
+    def accounts() -> list[str]:
+        mirror.sync()
+        return [a for a, state in mirror.accounts.items() if state.has_positions]
+
+    return accounts
 
 
 @click.command()
@@ -113,10 +132,12 @@ def backstop(
             )
         if r.booked_wad:
             console.print(f"booked ${r.booked_wad / WAD:,.2f} of the fund's loss as deficit")
-        if once or r.taken or r.booked_wad:
+        if r.deleveraged:
+            console.print(f"auto-deleveraged the fund in {r.deleveraged} market(s)")
+        if once or r.taken or r.booked_wad or r.deleveraged:
             console.print(
                 f"round {n + 1}: {len(r.taken)} take(s), {r.hedged} hedge(s), "
-                f"{r.offered} market(s) offered"
+                f"{r.deleveraged} ADL(s), {r.offered} market(s) offered"
             )
 
     console.print(f"backstop {address} on chain {chain.chain_id}")
