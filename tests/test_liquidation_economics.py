@@ -167,6 +167,7 @@ def test_self_liquidation__sizes_leverage_gaps_and_chunks__never_beats_closing_o
                 # The fund may lose the hole the account already had, never more.
                 fund_overdraws.append((min(equity_before, 0) - fund_change, case))
     best, best_case = max(gains)
+    print(f"\nsybil grid best case: {best / E18:+,.2f} USD ({best_case})")
     assert best <= 0, f"best case {best_case}: self-liquidation gains {best / E18:.2f} USD"
     worst, worst_case = max(fund_overdraws)
     assert worst <= 0, f"{worst_case}: the fund paid {worst / E18:.2f} USD beyond the hole"
