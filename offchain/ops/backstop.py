@@ -126,7 +126,7 @@ def backstop(
         status.on_round(r)
         for t in r.taken:
             console.print(
-                f"took {t.size_delta_wad / WAD:+g} on market {t.market_id} @ "
+                f"took {t.size_delta_wad / WAD:+,.4f} on market {t.market_id} @ "
                 f"{t.price_e18 / WAD:,.2f} (oracle {t.oracle_price_e18 / WAD:,.2f}), "
                 f"discount ${t.discount_wad / WAD:,.2f}"
             )
