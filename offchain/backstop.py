@@ -39,6 +39,7 @@ from eth_utils import function_abi_to_4byte_selector
 from pydantic import BaseModel, ConfigDict, Field
 
 from offchain.chain import Chain, checksum
+from offchain.errors import ConfigError
 from offchain.models import WAD, Deployment
 from offchain.risk.health import BPS
 
@@ -212,7 +213,9 @@ class Backstop:
         """`accounts`: every account that may hold a position (from events: the keeper's
         mirror in the CLI, the lab's ledger in the lab), the ADL candidates."""
         if deployment.backstop_offer is None:
-            raise ValueError("this deployment has no BackstopOffer; redeploy")
+            raise ConfigError(
+                "this deployment has no backstop offer", "redeploy: marginsync deploy"
+            )
         self.d = deployment
         self.address = str(checksum(address))
         self.wire = wire
@@ -220,8 +223,8 @@ class Backstop:
         self.config = config or BackstopConfig()
         self.accounts = accounts
         self._abi = _Abi(chain)
-        self._adl = str(checksum(deployment.auto_deleverage or deployment.backstop_offer))
-        self._has_adl = deployment.auto_deleverage is not None
+        adl = deployment.auto_deleverage
+        self._adl = str(checksum(adl)) if adl else None
         self._offer = str(checksum(deployment.backstop_offer))
         self._ch = str(checksum(deployment.clearinghouse))
         self._router = str(checksum(deployment.oracle_router))
@@ -273,7 +276,7 @@ class Backstop:
 
     def _deleverage(self) -> int:
         """ADL in every market the fund still holds while its equity is below its MM (I32)."""
-        if not self._has_adl:
+        if self._adl is None:
             return 0
         done = 0
         for m in self.d.markets:

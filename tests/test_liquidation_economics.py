@@ -177,6 +177,31 @@ def _cash(system: Client, who: str) -> int:
     return system.account(who)["cash_wad"]
 
 
+def test_liquidate__two_full_steps_in_one_block__each_rewarded(
+    system: Client, trader: str, maker: str, keeper: str
+) -> None:
+    # I30: closing what it may is no chunk. 400 ETH long from 3000 on 124.8k USDC, ETH at 2800:
+    # equity 44.8k, 4% of notional, between half of MM and MM: a 50% step (200 ETH, penalty
+    # 16.8k) leaves equity 28k under MM 36.4k, so a second step (100 ETH) follows in the same
+    # block, and both are paid the cap: an honest keeper still drains an account in one block.
+    fund(system, trader, "USDC", usdc(124_800))
+    fund(system, maker, "USDC", usdc(10_000_000))
+    send_fast(
+        system.chain,
+        system.fn("settleTrade", ETH, trader, maker, wad(400), system.price_e18("ETH")),
+        system.d.matcher,
+    )
+    send_fast(system.chain, system.feeds["ETH"].functions.setAnswer(2_800 * 10**8), system.d.owner)
+    cap = system.ch.functions.liquidationConfig().call()[5]
+
+    events = in_one_block(system, keeper, trader, [MAX_UINT, MAX_UINT])
+
+    assert [(abs(e["sizeDelta"]), e["keeperRewardWad"]) for e in events] == [
+        (wad(200), cap),
+        (wad(100), cap),
+    ]
+
+
 def test_liquidate__a_close_chunked_in_one_block__pays_one_reward_and_the_rest_to_the_fund(
     system: Client, trader: str, maker: str, keeper: str, roles
 ) -> None:

@@ -57,7 +57,8 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         step.priceE18 = p.lowE18[m.oracleAsset];
         step.sizeBefore = size;
         (step.closeSize,) = _closeSize(size, step.priceE18, h);
-        if (step.closeSize > maxCloseSize) {
+        bool chunk = step.closeSize > maxCloseSize;
+        if (chunk) {
             // A keeper may close less than allowed, but never leave dust nobody will pay to close.
             step.closeSize = maxCloseSize;
             uint256 remainingWad = (size.abs() - maxCloseSize).mulDivDown(step.priceE18, MarginMath.WAD);
@@ -68,10 +69,11 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         bool ok;
         (step.penaltyWad, step.keeperRewardWad, ok) = _penalty(size, step.closeSize, step.priceE18, m, h.equityWad);
         if (!ok) revert LiquidationTooSmall(step.closeSize);
-        // I30: one rewarded liquidation per account and block; `a` is stored by the execution.
-        uint16 tag = _rewardBlockTag();
-        if (a.rewardBlockTag == tag) step.keeperRewardWad = 0;
-        else if (step.keeperRewardWad != 0) a.rewardBlockTag = tag;
+        // I30: after a chunk (less than allowed), nothing more is rewarded for the account in this
+        // block; `a` is stored by the execution.
+        uint16 tag = _blockTag();
+        if (a.chunkBlockTag == tag) step.keeperRewardWad = 0;
+        else if (chunk) a.chunkBlockTag = tag;
         _executeLiquidation(account_, marketId, m, a, step);
 
         if (a.marketMask == 0) {
@@ -144,7 +146,7 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         (preview.closeSize, preview.fullLiquidation) = _closeSize(size, preview.priceE18, h);
         (preview.penaltyWad, preview.keeperRewardWad,) =
             _penalty(size, preview.closeSize, preview.priceE18, m, h.equityWad);
-        if (a.rewardBlockTag == _rewardBlockTag()) preview.keeperRewardWad = 0;
+        if (a.chunkBlockTag == _blockTag()) preview.keeperRewardWad = 0;
     }
 
     // ================================================================ INTERNAL
@@ -232,9 +234,9 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         if (keeperRewardWad > _liquidation.keeperRewardCapWad) keeperRewardWad = _liquidation.keeperRewardCapWad;
     }
 
-    /// @dev This block as an account's `rewardBlockTag`: never 0, so a fresh account has none. Two
+    /// @dev This block as an account's `chunkBlockTag`: never 0, so a fresh account has none. Two
     /// blocks 65,535 apart share a tag; the cost is one unrewarded liquidation, never a double pay.
-    function _rewardBlockTag() internal view returns (uint16) {
+    function _blockTag() internal view returns (uint16) {
         return uint16(block.number % type(uint16).max + 1);
     }
 

@@ -98,8 +98,6 @@ def backstop(
     settings: Settings = ctx.obj
     client = Client(*connect(settings))
     chain, d = client.chain, client.d
-    if d.backstop_offer is None:
-        raise ConfigError("this deployment has no backstop offer", "redeploy: marginsync deploy")
     accounts = chain.accounts
     given = account or (accounts[0] if settings.private_key else None)
     if given is None and len(accounts) <= BACKSTOP_INDEX:
@@ -110,15 +108,14 @@ def backstop(
     address = require_signer(
         client, given or accounts[BACKSTOP_INDEX], "backstop", "give a key or an unlocked account"
     )
-    wire = ChainWire(chain, {"Clearinghouse": d.clearinghouse, "BackstopOffer": d.backstop_offer})
-    hedge = None if no_hedge else matcher_hedge(chain, d, address, DEV_MAKER)
     b = Backstop(
         chain,
         d,
         address,
-        wire,
-        hedge=hedge,
+        ChainWire(chain, contracts_of(d)),
+        hedge=None if no_hedge else matcher_hedge(chain, d, address, DEV_MAKER),
         config=BackstopConfig(capital_use_bps=capital_use_bps),
+        accounts=positions_from_events(chain, d),
     )
     status = BackstopStatus(lambda: chain.w3.eth.block_number)
 
