@@ -1,9 +1,10 @@
 """Status lines at a steady cadence, so a quiet service still shows it is alive.
 
-The engine and the keeper speak when something happens; between events a heartbeat thread
-prints what they hold (accounts mirrored, attested or liquidated so far, the last block, lag)
-every few seconds. It reads what the services publish (the engine's metrics registry, the
-keeper's round callback and mirror) and never changes them.
+The engine, the keeper and the backstop speak when something happens; between events a
+heartbeat thread prints what they hold (accounts mirrored, attested or liquidated so far, the
+last block, lag) every few seconds. It reads what the services publish (the engine's metrics
+registry, the keeper's and the backstop's round callbacks, the keeper's mirror) and never
+changes them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from offchain.backstop import BackstopReport
 from offchain.chain.mirror import AccountMirror
 
 
@@ -113,7 +115,7 @@ class BackstopStatus:
         self.booked_wad = 0
         self.last_round_at = time.monotonic()
 
-    def on_round(self, report: Any) -> None:
+    def on_round(self, report: BackstopReport) -> None:
         self.rounds += 1
         self.taken += len(report.taken)
         self.booked_wad += report.booked_wad
