@@ -44,10 +44,10 @@ class Book:
 
 
 def fund_under_water(
-    system: Client, trader: str, maker: str, keeper: str, others: list[str]
+    system: Client, trader: str, maker: str, keeper: str, others: list[str], eth_usd: int = 2_400
 ) -> Book:
-    """1000 ETH long from 3000 on 400k, liquidated in full at 2660 into the fund; ETH then 2400
-    and BTC 44,000: the fund's equity is -101k against an MM of 156k."""
+    """1000 ETH long from 3000 on 400k, liquidated in full at 2660 into the fund; ETH then
+    `eth_usd` and BTC 44,000: at 2400 the fund's equity is -101k against an MM of 156k."""
     book = Book(*others[:5])
     fund(system, trader, "USDC", usdc(400_000))
     fund(system, maker, "USDC", usdc(20_000_000))
@@ -63,7 +63,7 @@ def fund_under_water(
     trade(system, ETH, book.late, maker, wad(10))
     set_price(system, "ETH", 2_660)
     system.liquidate(keeper, trader, "ETH-PERP")
-    set_price(system, "ETH", 2_400)
+    set_price(system, "ETH", eth_usd)
     set_price(system, "BTC", 44_000)
     return book
 
@@ -107,6 +107,26 @@ def test_adl__fund_under_water__closes_ranked_shorts_at_the_oracle_price_and_boo
     assert system.position(book.poor, "ETH-PERP") == 0
     assert system.position(fund_account, "ETH-PERP") == wad(500)
     assert [system.health(a).equity_wad for a in parties] == equity_before
+
+
+def test_adl__fund_covers_its_margin_again__stops_before_the_rest_of_the_list(
+    system: Client, trader: str, maker: str, keeper: str, others: list[str]
+) -> None:
+    # I32: with ETH at 2600 the fund's equity is 99k against an MM of 169k. Closing the rich
+    # short's 200 leaves MM 135.2k, the poor one's 300 then 84.5k < 99k: ADL stops there, and
+    # the third account (below IM, which would revert if reached) is never touched.
+    book = fund_under_water(system, trader, maker, keeper, others, eth_usd=2_600)
+    thin_size = system.position(book.thin, "ETH-PERP")
+
+    receipt = system.chain.send(
+        adl_contract(system).functions.adl(ETH, [book.rich, book.poor, book.thin]), keeper, "adl"
+    )
+
+    events = [e.args for e in system.events(receipt) if e.name == "AutoDeleveraged"]
+    assert [e["account"] for e in events] == [book.rich, book.poor]
+    assert system.position(book.thin, "ETH-PERP") == thin_size
+    fund_health = system.health(system.d.insurance_fund)
+    assert fund_health.equity_wad >= fund_health.maintenance_margin_wad
 
 
 def test_adl__accounts_out_of_rank__reverts_ranking_broken(
