@@ -10,9 +10,10 @@ capital (one round per new block):
 2. Take what its capital carries: at most `capital_use_bps` of (equity − IM) / IM rate in
    notional per round, each take limited to the price it read (a moved oracle reverts the take
    instead of filling worse).
-3. Hedge: hand each fill to a `Hedge`, which returns the transactions that unwind it elsewhere
-   (the development venue in `offchain/ops/backstop.py`, the lab's market maker in the lab). The
-   discount is the backstop's margin for that round trip.
+3. Hedge: hand every position the backstop holds (this round's fills, and whatever an earlier
+   round or a crashed process left) to a `Hedge`, which returns the transactions that unwind it
+   elsewhere (the development venue in `offchain/ops/backstop.py`, the lab's market maker in the
+   lab). The discount is the backstop's margin for that round trip.
 4. The last resort (SPEC I32): while the fund still holds a position and its equity is below its
    maintenance margin, rank the opposite positions and auto-deleverage them (`AutoDeleverage`).
    The ranking, which the contract checks within the list: accounts with equity ≥ IM, highest
@@ -263,16 +264,23 @@ class Backstop:
                     report.taken.append(take)
                 else:
                     report.failed += 1
-            if self.hedge is not None:
-                hedges = [
-                    c
-                    for t in report.taken
-                    for c in self.hedge(t.market_id, t.size_delta_wad, t.oracle_price_e18)
-                ]
-                report.hedged = sum(self.wire.send(hedges))
             report.deleveraged = self._deleverage()
+        report.hedged = self._hedge()
         report.booked_wad = self._book_deficit()
         return report
+
+    def _hedge(self) -> int:
+        """Unwinds everything the backstop holds where the price is usable; hedges sent."""
+        if self.hedge is None:
+            return 0
+        calls: list[Call] = []
+        for m in self.d.markets:
+            (size,) = self._view(self._ch, "position", self.address, m.id)
+            if size:
+                price, status = self._view(self._router, "tryPriceE18", m.oracle_asset)
+                if status == 0:
+                    calls += self.hedge(m.id, int(size), int(price))
+        return sum(self.wire.send(calls))
 
     def _deleverage(self) -> int:
         """ADL in every market the fund still holds while its equity is below its MM (I32)."""

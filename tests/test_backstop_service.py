@@ -66,6 +66,12 @@ def test_round__little_capital__takes_what_its_free_margin_carries(
     health = system.health(address)
     assert health.equity_wad >= health.initial_margin_wad
 
+    # What an earlier round (or a process that crashed before hedging) left is unwound next,
+    # with what this round takes.
+    report = make_backstop(system, address, maker).round()
+    assert report.hedged == 1
+    assert system.position(address, "ETH-PERP") == 0
+
 
 def test_round__fund_under_water_and_no_capital__books_its_loss(
     system: Client, trader: str, maker: str, keeper: str, others: list[str]
