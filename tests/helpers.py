@@ -17,7 +17,7 @@ from web3.contract import Contract
 
 from offchain.attest import Batch, Domain, Entry, applied_entries, sign
 from offchain.chain import Chain
-from offchain.chain.client import Client
+from offchain.chain.client import Client, wad
 from offchain.chain.deploy import dev_engine_keys
 from offchain.errors import ContractRevert
 
@@ -257,3 +257,20 @@ def _submit_reverts(
     raw = batch.as_tuple() if isinstance(batch, Batch) else batch
     fn = (verifier or _verifier(system)).functions.submit(raw, sigs)
     return _revert(system, fn, system.d.owner)
+
+
+def fund_absorbs(system: Client, trader: str, maker: str, keeper: str, long: bool) -> int:
+    """A 10 ETH position from 3000 on 3,000 USDC, the price moved 8% against it: equity below
+    half of MM, so all 10 ETH move to the fund. Returns the fund's size."""
+    fund(system, trader, "USDC", usdc(3_000))
+    fund(system, maker, "USDC", usdc(1_000_000))
+    size = wad(10) if long else -wad(10)
+    send_fast(
+        system.chain,
+        system.fn("settleTrade", 0, trader, maker, size, system.price_e18("ETH")),
+        system.d.matcher,
+    )
+    answer = 2_760 if long else 3_240
+    send_fast(system.chain, system.feeds["ETH"].functions.setAnswer(answer * 10**8), system.d.owner)
+    system.liquidate(keeper, trader, "ETH-PERP")
+    return system.position(system.d.insurance_fund, "ETH-PERP")

@@ -70,6 +70,7 @@ def deployed(node: Anvil, tmp_path_factory: pytest.TempPathFactory) -> tuple[str
         (("lab", "--seed", "-1"), "--seed"),
         (("feed", "--vol", "50"), "--vol"),
         (("feed", "--steps", "1000000000"), "--steps"),
+        (("backstop", "--capital-use-bps", "0"), "--capital-use-bps"),
     ],
 )
 def test_out_of_range_options__are_refused_before_any_work(
@@ -78,6 +79,15 @@ def test_out_of_range_options__are_refused_before_any_work(
     code, out = run(*deployed, *command)
     assert code == 2
     assert_one_line(out, f"Invalid value for '{option}'")
+
+
+def test_backstop__an_account_it_has_no_key_for__is_named_with_the_fix(
+    deployed: tuple[str, ...],
+) -> None:
+    dead = "0x000000000000000000000000000000000000dEaD"
+    code, out = run(*deployed, "backstop", "--once", "--account", dead)
+    assert code == 1
+    assert_one_line(out, f"cannot send as the backstop {dead}", "give a key")
 
 
 def test_feed__a_path_that_falls_to_zero__is_refused_and_no_price_is_set(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 
+from offchain.backstop import BackstopReport, Take
 from offchain.chain.client import Client
 from offchain.chain.mirror import AccountMirror
-from offchain.ops.heartbeat import EngineStatus, Heartbeat, KeeperStatus
+from offchain.ops.heartbeat import BackstopStatus, EngineStatus, Heartbeat, KeeperStatus
 from offchain.sync.metrics import EngineMetrics
 
 
@@ -56,4 +57,20 @@ def test_keeper_status__counts_rounds_and_liquidations(system: Client) -> None:
     line = beats(status, 1)[0]
     assert line.startswith(
         "block 7, 1 accounts mirrored (0 with positions), 2 liquidated in 2 rounds"
+    )
+
+
+def test_backstop_status__counts_rounds_takes_and_booked_deficit() -> None:
+    status = BackstopStatus(lambda: 9)
+    status.on_round(BackstopReport())
+    take = Take(
+        market_id=0,
+        size_delta_wad=10**18,
+        price_e18=2_970 * 10**18,
+        oracle_price_e18=3_000 * 10**18,
+    )
+    status.on_round(BackstopReport(taken=[take], booked_wad=1_500 * 10**18))
+    line = beats(status, 1)[0]
+    assert line.startswith(
+        "block 9, 1 take(s) of the fund's offer in 2 rounds, $1,500.00 of deficit booked"
     )

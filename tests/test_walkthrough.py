@@ -45,6 +45,8 @@ def test_readme_walkthrough__shows_positions_attestations_and_liquidations(
         "engine",
         "feed",
         "keeper",
+        "deposit",
+        "backstop",
         "status",
         "account",
     ]
@@ -73,4 +75,5 @@ def test_readme_walkthrough__shows_positions_attestations_and_liquidations(
     assert int(applied[1]) > 0
     assert "accounts mirrored" in engine_status
     assert "liquidated 0x" in out["keeper"][0]
+    assert re.search(r"took [+-][\d,.]+ on market \d", out["backstop"][0]), out["backstop"][0]
     assert "engine signers: 2 of 3" in out["status"][0]

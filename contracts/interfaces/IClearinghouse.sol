@@ -43,8 +43,9 @@ interface IClearinghouseBase {
     /// @param closeFactorBps Share of a position one partial liquidation may close.
     /// @param fullLiquidationHealthBps Below equity < MM × this / 10_000 a position closes in full.
     /// @param keeperShareBps Share of the penalty paid to the keeper, capped at `keeperRewardCapWad`
-    /// per call. The penalty itself never exceeds the account's equity (I24), so the reward is paid
-    /// from the account, never from the insurance fund.
+    /// per call, and not paid after a chunked liquidation of the account in the same block (I30). The
+    /// penalty itself never exceeds the account's equity (I24), so the reward is paid from the
+    /// account, never from the insurance fund.
     /// @param minPositionNotionalWad Positions (or remainders) smaller than this close in full (dust).
     struct LiquidationConfig {
         uint16 closeFactorBps;
@@ -59,11 +60,14 @@ interface IClearinghouseBase {
     /// @param positionNonce Bumped on every position change; attestations bind to it.
     /// @param marketMask Bit i set ⇔ a non-zero position in market i.
     /// @param collateralMask Bit i set ⇔ a non-zero balance of non-quote collateral i.
+    /// @param chunkBlockTag The block of the account's last chunked liquidation (one whose
+    /// `maxCloseSize` closed less than allowed), as `block.number % 65535 + 1` (0: never) (I30).
     struct Account {
         int128 cashWad;
         uint64 positionNonce;
         uint32 marketMask;
         uint16 collateralMask;
+        uint16 chunkBlockTag;
     }
 
     /// @notice The health of an account at current oracle prices.
@@ -152,7 +156,8 @@ interface ILiquidation is IClearinghouseBase {
 
     /// @notice `account`'s position moves by `sizeDelta` to the backstop (which moves by −sizeDelta),
     /// at the oracle `priceE18`; the account pays `penaltyWad`, of which `keeperRewardWad` goes to
-    /// the keeper's cash and the rest to the insurance fund's cash.
+    /// the keeper's cash and the rest to the insurance fund's cash. `keeperRewardWad` is 0 when a
+    /// chunked liquidation of the account came first in this block (I30).
     event Liquidate(
         address indexed account,
         uint256 indexed marketId,
@@ -182,9 +187,12 @@ interface ILiquidation is IClearinghouseBase {
     /// @notice Liquidates up to `maxCloseSize` of `account`'s position in `marketId` when its equity
     /// is below maintenance margin (S5, I7, I18). Permissionless; the caller needs no capital and
     /// receives a bounded reward in cash (I9), a share of a penalty the account pays from its own
-    /// equity (I24): no penalty when the account has none left. Closes a close-factor share, or everything when the
-    /// position is dust or the account is deeply under water (I10). Books bad debt when nothing is
-    /// left (S6, I11). Needs the sequencer up and the market's own price usable (reverts with the
+    /// equity (I24): no penalty when the account has none left. A call closing less than allowed
+    /// (`maxCloseSize` binds) is a chunk: after it, no liquidation of the account is rewarded in
+    /// that block, and their whole penalty goes to the insurance fund (I30), so a close chunked
+    /// into several calls in one block pays no more than one call. Closes a close-factor share, or
+    /// everything when the position is dust or the account is deeply under water (I10). Books bad
+    /// debt when nothing is left (S6, I11). Needs the sequencer up and the market's own price usable (reverts with the
     /// router's reason otherwise); other broken feeds are quoted (I18).
     function liquidate(address account, uint256 marketId, uint256 maxCloseSize)
         external

@@ -59,7 +59,8 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         step.priceE18 = p.lowE18[m.oracleAsset];
         step.sizeBefore = size;
         (step.closeSize,) = _closeSize(size, step.priceE18, h);
-        if (step.closeSize > maxCloseSize) {
+        bool chunk = step.closeSize > maxCloseSize;
+        if (chunk) {
             // A keeper may close less than allowed, but never leave dust nobody will pay to close.
             step.closeSize = maxCloseSize;
             uint256 remainingWad = (size.abs() - maxCloseSize).mulDivDown(step.priceE18, MarginMath.WAD);
@@ -70,6 +71,11 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         bool ok;
         (step.penaltyWad, step.keeperRewardWad, ok) = _penalty(size, step.closeSize, step.priceE18, m, h.equityWad);
         if (!ok) revert LiquidationTooSmall(step.closeSize);
+        // I30: after a chunk (less than allowed), nothing more is rewarded for the account in this
+        // block; `a` is stored by the execution.
+        uint16 tag = _blockTag();
+        if (a.chunkBlockTag == tag) step.keeperRewardWad = 0;
+        else if (chunk) a.chunkBlockTag = tag;
         _executeLiquidation(account_, marketId, m, a, step);
 
         if (a.marketMask == 0) {
@@ -151,6 +157,7 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         (preview.closeSize, preview.fullLiquidation) = _closeSize(size, preview.priceE18, h);
         (preview.penaltyWad, preview.keeperRewardWad,) =
             _penalty(size, preview.closeSize, preview.priceE18, m, h.equityWad);
+        if (a.chunkBlockTag == _blockTag()) preview.keeperRewardWad = 0;
     }
 
     // ================================================================ INTERNAL
@@ -236,6 +243,12 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         if (penaltyWad > uint256(payable_)) penaltyWad = uint256(payable_);
         keeperRewardWad = penaltyWad.mulDivDown(_liquidation.keeperShareBps, MarginMath.BPS);
         if (keeperRewardWad > _liquidation.keeperRewardCapWad) keeperRewardWad = _liquidation.keeperRewardCapWad;
+    }
+
+    /// @dev This block as an account's `chunkBlockTag`: never 0, so a fresh account has none. Two
+    /// blocks 65,535 apart share a tag; the cost is one unrewarded liquidation, never a double pay.
+    function _blockTag() internal view returns (uint16) {
+        return uint16(block.number % type(uint16).max + 1);
     }
 
     /// @dev What closing `closeSize` at the oracle price does, exactly: the maintenance margin it

@@ -196,7 +196,7 @@ class Client:
         return int(self.ch.functions.position(checksum(account), self.d.market(market).id).call())
 
     def account(self, account: str) -> dict[str, int]:
-        cash, nonce, market_mask, collateral_mask = self.ch.functions.account(
+        cash, nonce, market_mask, collateral_mask, _ = self.ch.functions.account(
             checksum(account)
         ).call()
         return {

@@ -191,8 +191,14 @@ def deploy_system(
         chain.send(fns.setAttestor(verifier.address), owner, "set attestor")
         verifier_address = verifier.address
 
-    progress("roles and insurance fund")
+    progress("roles, the insurance fund and its standing offer")
     chain.send(fns.setMatcher(roles.matcher, True), owner, "set matcher")
+    offer = chain.deploy(
+        "BackstopOffer", owner, clearinghouse.address, spec.backstop_discount_bps, sender=owner
+    )
+    chain.send(fns.setMatcher(offer.address, True), owner, "set the backstop offer as matcher")
+    adl = chain.deploy("AutoDeleverage", clearinghouse.address, sender=owner)
+    chain.send(fns.setMatcher(adl.address, True), owner, "set auto-deleveraging as matcher")
     chain.send(fns.setGuardian(roles.guardian), owner, "set guardian")
     if spec.insurance_fund_usd > 0:
         amount = to_units(spec.insurance_fund_usd, quote.decimals)
@@ -211,6 +217,8 @@ def deploy_system(
         matcher=roles.matcher,
         guardian=roles.guardian,
         insurance_fund=roles.insurance_fund,
+        backstop_offer=offer.address,
+        auto_deleverage=adl.address,
         assets=tuple(assets),
         collaterals=tuple(collaterals),
         markets=tuple(markets),

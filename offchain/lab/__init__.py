@@ -5,8 +5,8 @@ efficiency, sync lag and gas. See docs/lab.md for how to read the report.
 Modules, in the order data flows: `scenarios` (named price paths from `offchain.feeds`),
 `population` (seeded traders), `generations` (the three rule sets; Gen 3 runs the product's
 engine, `offchain.sync`, through `Gen3Engine`), `transport` and `ledger` (batched JSON-RPC and
-the event-only view of a chain), `liquidator` (keeper and backstop rounds), `runner` (one
-generation on its own Anvil), `metrics`, `report`, and `main` (`run_lab`).
+the event-only view of a chain), `keeper` (keeper rounds; the wire the shipped `offchain.backstop`
+runs on), `runner` (one generation on its own Anvil), `metrics`, `report`, and `main` (`run_lab`).
 """
 
 from offchain.lab.generations import (

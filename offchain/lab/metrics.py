@@ -8,7 +8,9 @@ All money is USD. "Traders" excludes the market maker, the keeper and the insura
   seized with it (`CollateralSeized.valueWad`), floored at 0; plus latent bad debt: Σ max(0,
   −equity) over traders at the end of the path, collateral at market value (under water but not
   yet resolved, e.g. because a slow keeper never reached them). `bad_debt_detail` also gives the
-  gross debt absorbed, what the fund covered, the deficit and the seized collateral.
+  gross debt absorbed, what the fund covered, the seized collateral, and `deficit`: the protocol's
+  `deficitWad` at the end, booked at insolvencies (`deficit_at_resolution`) and by the backstop
+  when the fund's own equity went below zero (`DeficitBooked`, SPEC I25).
 * `liquidations`: `Liquidate` events (one per account and market per keeper call, partial or
   full). `liquidated_accounts`: distinct traders liquidated at least once.
 * `liquidated_notional`: Σ closed size × oracle price over those events.
@@ -98,7 +100,8 @@ def generation_metrics(run: GenerationRun) -> dict[str, Any]:
             "debt_absorbed": _usd(debt_wad),
             "collateral_seized_value": _usd(seized_wad),
             "covered_by_insurance": _usd(covered_wad),
-            "deficit": _usd(deficit_wad),
+            "deficit": _usd(run.deficit_wad),
+            "deficit_at_resolution": _usd(deficit_wad),
             "insolvent_accounts": len(run.insolvencies),
         },
         "liquidations": len(run.liquidations),

@@ -7,10 +7,12 @@ scenario's clock, and two runs with the same seed produce the same blocks, gas a
 
 Per update: the three oracle feeds move (one block); Gen 3's engine (the product's, see
 `generations.Gen3Engine`) polls them and, on its turn, recomputes and attests; the keeper (on its
-cadence) liquidates; the backstop operator unwinds what the insurance fund absorbed and books
-insolvencies; then every trader's equity, requirement in force and notional are recorded from the
-event mirror (no per-account reads). At the end the lab checks its off-chain view against the
-chain once: the Liquidate events counted afresh and every trader's `accountHealth`.
+cadence) liquidates; the shipped backstop (`offchain.backstop`) takes what the insurance fund
+absorbed from its standing offer, unwinds it with the market maker and books the fund's loss, and
+the keeper resolves insolvencies; then every trader's equity, requirement in force and notional
+are recorded from the event mirror (no per-account reads). At the end the lab checks its
+off-chain view against the chain once: the Liquidate events counted afresh and every trader's
+`accountHealth`.
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from offchain.backstop import Backstop, matcher_hedge
 from offchain.chain import Chain
 from offchain.chain.anvil import Anvil
 from offchain.chain.client import MAX_UINT
 from offchain.chain.deploy import Roles, deploy_system
 from offchain.errors import ConfigError
 from offchain.lab.generations import Gen3Engine, Generation, SyncStats, risk_config
+from offchain.lab.keeper import TRADE_GAS_LIMIT, LabKeeper, LabWire, Liquidation
 from offchain.lab.ledger import Ledger
-from offchain.lab.liquidator import TRADE_GAS_LIMIT, Backstop, LabKeeper, Liquidation
 from offchain.lab.population import TraderPlan, maker_capital_usd
 from offchain.lab.scenarios import LabPath
 from offchain.lab.transport import Transport, Tx
@@ -45,6 +48,8 @@ CHAIN_START_S = 2_000_000_000
 # Dev accounts by role: 0-3 owner, matcher, guardian, insurance fund (deploy.Roles); then these.
 # (6 is unused: Gen 3's engine sends from its own submitter key, as `marginsync engine` does.)
 MAKER, KEEPER, FIRST_TRADER = 4, 5, 7
+# The backstop's capital, as a share of the maker's: enough to take a crash's absorbed book.
+BACKSTOP_CAPITAL_SHARE = 0.2
 MAX_TRADERS = 250
 DEPOSIT_GAS_LIMIT = 300_000
 ORACLE_GAS_LIMIT = 200_000
@@ -142,6 +147,7 @@ class _Run:
         self.ledger = Ledger(chain, deployment, transport)
         self.maker = chain.accounts[MAKER]
         self.traders = chain.accounts[FIRST_TRADER : FIRST_TRADER + len(plans)]
+        self.backstop_account = chain.accounts[FIRST_TRADER + len(plans)]
         self.now_s = CHAIN_START_S
         self.gas: dict[str, list[int]] = defaultdict(list)
         self._ch = chain.contract("Clearinghouse", deployment.clearinghouse)
@@ -159,13 +165,14 @@ class _Run:
             requirement=self.requirement,
             eth_asset=self._asset_id["ETH"],
         )
+        self.backstop_wire = LabWire(transport, lambda: self.now_s)
         self.backstop = Backstop(
-            chain=chain,
-            deployment=deployment,
-            ledger=self.ledger,
-            transport=transport,
-            maker=self.maker,
-            traders=self.traders,
+            chain,
+            deployment,
+            self.backstop_account,
+            self.backstop_wire,
+            hedge=matcher_hedge(chain, deployment, self.backstop_account, self.maker),
+            accounts=lambda: list(self.ledger.mirror.accounts),
         )
 
     # ------------------------------------------------------------------ the requirement in force
@@ -232,7 +239,13 @@ class _Run:
                 done = self.keeper.round(prices, self.now_s)
                 liquidations.extend(done)
                 self.gas["liquidate"].extend(liq.gas_used for liq in done)
-                self.gas["backstop"].extend(self.backstop.act(prices, self.now_s))
+                self.backstop.round()
+                self.ledger.pull()
+                self.gas["backstop"].extend(self.backstop_wire.gas_used)
+                self.backstop_wire.gas_used.clear()
+                self.gas["backstop"].extend(
+                    self.keeper.resolve_insolvencies(prices, self.now_s, self.traders)
+                )
             self.ledger.pull()
             rows.append(self._snapshot(prices))
             on_progress(f"update {k}/{path.steps}: {len(liquidations)} liquidations")
@@ -340,8 +353,10 @@ class _Run:
         self._push_prices(prices, "setup_oracle")
         owner, ch, enc = self.d.owner, self._ch, self.transport.codec.encode
         eth_usd = prices[self._asset_id["ETH"]] / WAD
+        maker_usd = maker_capital_usd(self.plans)
         amounts: list[tuple[str, str, int]] = [
-            (self.maker, "USDC", round(maker_capital_usd(self.plans) * 1e6))
+            (self.maker, "USDC", round(maker_usd * 1e6)),
+            (self.backstop_account, "USDC", round(maker_usd * BACKSTOP_CAPITAL_SHARE * 1e6)),
         ]
         for trader, plan in zip(self.traders, self.plans, strict=True):
             if plan.collateral == "USDC":

@@ -1,5 +1,6 @@
 """The trader's and the operator's read commands: deposit, withdraw, trade, account, populate,
-status. `offchain.cli` registers them; each is thin wiring over `venue` and `views`."""
+status, and the `backstop` service (`ops/backstop.py`). `offchain.cli` registers them; each is
+thin wiring over `venue` and `views`."""
 
 from __future__ import annotations
 
@@ -200,4 +201,10 @@ def _amount(text: str) -> str:
     return text
 
 
-COMMANDS = (deposit, withdraw, trade, account, populate, status)
+def _backstop() -> click.Command:
+    from offchain.ops.backstop import backstop
+
+    return backstop
+
+
+COMMANDS = (deposit, withdraw, trade, account, populate, status, _backstop())

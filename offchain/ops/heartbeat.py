@@ -1,9 +1,10 @@
 """Status lines at a steady cadence, so a quiet service still shows it is alive.
 
-The engine and the keeper speak when something happens; between events a heartbeat thread
-prints what they hold (accounts mirrored, attested or liquidated so far, the last block, lag)
-every few seconds. It reads what the services publish (the engine's metrics registry, the
-keeper's round callback and mirror) and never changes them.
+The engine, the keeper and the backstop speak when something happens; between events a
+heartbeat thread prints what they hold (accounts mirrored, attested or liquidated so far, the
+last block, lag) every few seconds. It reads what the services publish (the engine's metrics
+registry, the keeper's and the backstop's round callbacks, the keeper's mirror) and never
+changes them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from offchain.backstop import BackstopReport
 from offchain.chain.mirror import AccountMirror
 
 
@@ -99,5 +101,29 @@ class KeeperStatus:
         return (
             f"block {self.head()}, {len(accounts)} accounts mirrored ({open_} with positions), "
             f"{self.liquidated} liquidated in {self.rounds} rounds, last round "
+            f"{time.monotonic() - self.last_round_at:.0f} s ago"
+        )
+
+
+class BackstopStatus:
+    """The backstop's status line: fed by its round callback, read by the heartbeat."""
+
+    def __init__(self, head: Callable[[], int]) -> None:
+        self.head = head
+        self.rounds = 0
+        self.taken = 0
+        self.booked_wad = 0
+        self.last_round_at = time.monotonic()
+
+    def on_round(self, report: BackstopReport) -> None:
+        self.rounds += 1
+        self.taken += len(report.taken)
+        self.booked_wad += report.booked_wad
+        self.last_round_at = time.monotonic()
+
+    def __call__(self) -> str:
+        return (
+            f"block {self.head()}, {self.taken} take(s) of the fund's offer in {self.rounds} "
+            f"rounds, ${self.booked_wad / 1e18:,.2f} of deficit booked, last round "
             f"{time.monotonic() - self.last_round_at:.0f} s ago"
         )

@@ -1,4 +1,5 @@
-"""The lab's keeper and backstop operator: `offchain.keeper`'s round, with batched transport.
+"""The lab's keeper (`offchain.keeper`'s round, with batched transport) and the wire that runs the
+shipped backstop (`offchain.backstop`) on the lab's transport.
 
 A round is what `Keeper.step` does: rank every account the mirror finds under water (deepest
 shortfall first), confirm each with `previewLiquidation`, skip those whose reward does not pay
@@ -9,16 +10,18 @@ would otherwise spend minutes in web3 round trips), and the ranking asks the cal
 requirement in force, because under Gen 3 that is the attested one, which the static mirror
 cannot see. The chain still decides: a preview that says HEALTHY is never liquidated.
 
-After the keeper, the backstop operator sells whatever the insurance fund absorbed to the market
-maker at the oracle price, as a real backstop would, and resolves accounts left with negative
-equity and no positions (`resolveInsolvency`, S6), so bad debt is booked rather than left latent.
+After the keeper and the backstop, `resolve_insolvencies` resolves accounts left with negative
+equity and no positions (`resolveInsolvency`, S6), as the keeper does, so bad debt is booked
+rather than left latent. The backstop itself is the shipped one: `LabWire` only carries its calls
+and transactions as batches mined at the scenario's clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
+from offchain.backstop import Call
 from offchain.chain import Chain
 from offchain.chain.client import MAX_UINT, Preview
 from offchain.keeper import LIQUIDATION_GAS_ESTIMATE
@@ -82,6 +85,28 @@ class LabKeeper:
                 ranked.append((mm - static.equity_wad, account))
         ranked.sort(reverse=True)
         return ranked
+
+    def resolve_insolvencies(
+        self, prices_e18: Mapping[int, int], timestamp_s: int, traders: Sequence[str]
+    ) -> list[int]:
+        """Resolves every trader with no positions and negative equity (S6); gas of each."""
+        mirror = self.ledger.mirror
+        txs = [
+            Tx(
+                self.address,
+                self._ch.address,
+                self.transport.codec.encode("Clearinghouse", "resolveInsolvency", account),
+                LIQUIDATE_GAS_LIMIT,
+                "resolve insolvency",
+            )
+            for account in traders
+            if not mirror.accounts[account].has_positions
+            and mirror.health(account, dict(prices_e18)).equity_wad < 0
+        ]
+        receipts = self.transport.send_all(txs, timestamp_s=timestamp_s)
+        if receipts:
+            self.ledger.pull()
+        return [r.gas_used for r in receipts]
 
     def round(self, prices_e18: Mapping[int, int], timestamp_s: int) -> list[Liquidation]:
         """One keeper round at the current prices; every transaction mined at `timestamp_s`."""
@@ -156,60 +181,21 @@ class LabKeeper:
                 )
 
 
-class Backstop:
-    """The insurance fund's operator: unwinds absorbed positions and books insolvencies."""
+@dataclass
+class LabWire:
+    """The shipped backstop's `Wire` on the lab's transport: calls in one batch against the
+    latest block, transactions in one batch mined at the scenario's clock (`now_s`). A revert
+    raises: the backstop plans from the state it reads in the same block, so one is a bug."""
 
-    def __init__(
-        self,
-        *,
-        chain: Chain,
-        deployment: Deployment,
-        ledger: Ledger,
-        transport: Transport,
-        maker: str,
-        traders: list[str],
-    ) -> None:
-        self.d = deployment
-        self.ledger = ledger
-        self.transport = transport
-        self.maker = maker
-        self.traders = traders
-        self._ch = chain.contract("Clearinghouse", deployment.clearinghouse)
+    transport: Transport
+    now_s: Callable[[], int]
+    gas_used: list[int] = field(default_factory=list)
 
-    def act(self, prices_e18: Mapping[int, int], timestamp_s: int) -> list[int]:
-        """Gas used by each transaction sent."""
-        mirror = self.ledger.mirror
-        txs: list[Tx] = []
-        fund = mirror.accounts[self.d.insurance_fund]
-        for market in self.d.markets:
-            size = fund.positions.get(market.id, 0)
-            if size:
-                data = self.transport.codec.encode(
-                    "Clearinghouse",
-                    "settleTrade",
-                    market.id,
-                    self.d.insurance_fund,
-                    self.maker,
-                    -size,
-                    prices_e18[market.oracle_asset],
-                )
-                txs.append(
-                    Tx(self.d.matcher, self._ch.address, data, TRADE_GAS_LIMIT, "backstop unwind")
-                )
-        receipts = self.transport.send_all(txs, timestamp_s=timestamp_s)
-        if receipts:
-            self.ledger.pull()
-        insolvent = []
-        for account in self.traders:
-            state = mirror.accounts[account]
-            if state.has_positions:
-                continue
-            if mirror.health(account, dict(prices_e18)).equity_wad < 0:
-                data = self.transport.codec.encode("Clearinghouse", "resolveInsolvency", account)
-                insolvent.append(
-                    Tx(self.d.owner, self._ch.address, data, TRADE_GAS_LIMIT, "resolve insolvency")
-                )
-        resolved = self.transport.send_all(insolvent, timestamp_s=timestamp_s)
-        if resolved:
-            self.ledger.pull()
-        return [r.gas_used for r in (*receipts, *resolved)]
+    def call(self, to: str, data: bytes) -> bytes:
+        return self.transport.call_all([(to, "0x" + data.hex())])[0]
+
+    def send(self, calls: Sequence[Call]) -> list[bool]:
+        txs = [Tx(c.sender, c.to, "0x" + c.data.hex(), TRADE_GAS_LIMIT, c.action) for c in calls]
+        receipts = self.transport.send_all(txs, timestamp_s=self.now_s())
+        self.gas_used.extend(r.gas_used for r in receipts)
+        return [True] * len(receipts)
