@@ -24,6 +24,14 @@ library MarginMath {
         return int256((uint256(a) * b + d - 1) / d);
     }
 
+    /// @dev ceil(a * b / d) for signed `a` and `b`: a payment rounds up, a receipt (negative) down.
+    function mulDivCeilSigned(int256 a, int256 b, uint256 d) internal pure returns (int256) {
+        int256 product = a * b;
+        // Signed division truncates toward zero: already the ceiling for a negative product.
+        if (product <= 0) return product / int256(d);
+        return (product - 1) / int256(d) + 1;
+    }
+
     /// @dev ceil(a * b / d) for unsigned values.
     function mulDivUp(uint256 a, uint256 b, uint256 d) internal pure returns (uint256) {
         return (a * b + d - 1) / d;
