@@ -18,6 +18,7 @@ from offchain.chain.client import Client, wad
 from offchain.chain.deploy import Roles
 from offchain.errors import ContractRevert
 from offchain.risk.funding import WAD, FundingMarket, owed
+from offchain.risk.health import trade_cash_change_wad
 
 ETH = 0
 ETH_E18 = 3_000 * WAD
@@ -298,6 +299,8 @@ def test_i26_conservation__random_trades_waits_and_parameter_changes(
         for a in accounts:
             system.deposit(a, "USDC", 10_000_000, mint=True)
         sizes = dict.fromkeys(accounts, 0)
+        cash_before = sum(system.account(a)["cash_wad"] for a in accounts)
+        trade_cash = 0
         receipts = []
         for op, i, j, size, premium_bps in ops:
             if op == "trade" and i != j and size != 0:
@@ -307,6 +310,8 @@ def test_i26_conservation__random_trades_waits_and_parameter_changes(
                 )
                 sizes[accounts[i]] += wad(size)
                 sizes[accounts[j]] -= wad(size)
+                trade_cash += trade_cash_change_wad(wad(size), price)
+                trade_cash += trade_cash_change_wad(-wad(size), price)
             elif op == "wait":
                 advance(system, 600 * (i + 1) * (j + 1))
             elif op == "configure":
@@ -333,3 +338,6 @@ def test_i26_conservation__random_trades_waits_and_parameter_changes(
         ]
         dust = sum(amounts)
         assert 0 <= dust < max(1, len(amounts))
+        # I4: the accounts' cash moved by the trades' cash flows and lost exactly the dust.
+        cash_after = sum(system.account(a)["cash_wad"] for a in accounts)
+        assert cash_after == cash_before + trade_cash - dust
