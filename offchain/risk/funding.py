@@ -3,11 +3,16 @@ with Solidity's rounding, so a mirror rebuilt from `FundingAccrued` events agree
 
 A market's state is what `FundingAccrued` reports (index, rate in force, premium average) plus
 the block time of that event; `PremiumSampled` sets the held premium; `FundingConfigured` the cap
-and the averaging window. Pure: no I/O."""
+and the averaging window. `funding_provision_usd` is the engine's funding provision in initial
+margin, vectorised over all accounts. Pure: no I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+
+import numpy as np
+
+from offchain.risk.checks import FloatArray
 
 WAD = 10**18
 BPS = 10**4
@@ -75,3 +80,31 @@ def owed(size_wad: int, index_wad: int, last_index_wad: int) -> int:
     """What a position owes since it last settled: > 0 it pays (rounded up), < 0 it receives
     (rounded down), so settlements never pay out more than they take in (I26)."""
     return ceil_div_signed(size_wad * (index_wad - last_index_wad), WAD)
+
+
+def funding_provision_usd(
+    sizes: FloatArray,
+    prices_usd: FloatArray,
+    rate_per_interval: FloatArray,
+    cap_per_interval: FloatArray,
+    window_s: FloatArray,
+    horizon_s: float,
+) -> FloatArray:
+    """The funding each account can owe before its margin is next updated, `horizon_s` from now:
+    the initial-margin provision (Paradex holds 8 h of funding inside IM). Vectorised over
+    accounts × markets (`sizes` in base units, signed); per market the rate in force and its cap
+    (fractions per 8 h) and the premium's averaging window.
+
+    A position pays at the rate in force in its paying direction (longs when it is positive),
+    and over the horizon the rate can move toward the other side by at most the cap times the
+    window's share of the horizon (the average moves by that weight, SPEC I29), never past the
+    cap. A receiver is provisioned for the part of that move that would make it pay."""
+    direction = np.sign(sizes)
+    paying_now = np.maximum(direction * rate_per_interval[None, :], 0.0)
+    move = cap_per_interval * np.minimum(1.0, horizon_s / window_s)
+    paying = np.minimum(cap_per_interval[None, :], paying_now + move[None, :])
+    receiving_now = np.maximum(-direction * rate_per_interval[None, :], 0.0)
+    paying = np.where(receiving_now > 0, np.maximum(move[None, :] - receiving_now, 0.0), paying)
+    notional = np.abs(sizes) * prices_usd[None, :]
+    per_position = notional * paying * (horizon_s / FUNDING_INTERVAL_S)
+    return np.asarray(per_position.sum(axis=1), dtype=np.float64)

@@ -141,5 +141,6 @@ _STATE_EVENTS = frozenset(
         "InsolvencyResolved",
         "CollateralConfigured",
         "MarketConfigured",
+        "FundingSettled",  # cash and the position's funding index (the market's own is read live)
     }
 )
