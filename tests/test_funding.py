@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from offchain.chain.client import Client, wad
 from offchain.chain.deploy import Roles
 from offchain.errors import ContractRevert
+from offchain.ops.views import account_view
 from offchain.risk.funding import WAD, FundingMarket, owed
 from offchain.risk.health import trade_cash_change_wad
 
@@ -234,6 +235,31 @@ def test_i28_closed_account_neither_pays_nor_receives(
     )
     [accrued] = events(system, r, "FundingAccrued")
     assert system.ch.functions.fundingIndexOf(trader, ETH).call() == accrued["indexWad"]
+
+
+def test_account_view__shows_the_funding_owed_that_health_already_counts(
+    system: Client, trader: str, maker: str, keeper: str
+) -> None:
+    """I26: `marginsync account` shows what the positions owe, exactly the gap between the
+    contract's equity and the same book without funding."""
+    fund_pair(system, trader, maker)
+    system.trade("ETH-PERP", trader, maker, wad(10), ETH_E18)
+    system.trade("ETH-PERP", trader, maker, wad(1), band_edge())
+    advance(system, 3 * 3600)
+    r = settle_funding(system, maker, keeper)
+    [accrued] = events(system, r, "FundingAccrued")
+    advance(system, 4 * 3600)
+    rpc(system, "evm_mine")
+    now = int(system.chain.w3.eth.get_block("latest")["timestamp"])
+    model = FundingMarket(
+        index_wad=accrued["indexWad"],
+        rate_e18=accrued["rateE18"],
+        last_accrual=accrued["accruedAt"],
+    )
+    expected = owed(wad(11), model.index_at(now, ETH_E18), 0)
+    assert expected > 0
+    assert account_view(system, trader).funding_owed_usd == expected / WAD
+    assert account_view(system, maker).funding_owed_usd < 0  # the short is owed
 
 
 # ---------------------------------------------------------------------------- I27
