@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from offchain.chain.client import Client, wad
 from offchain.chain.deploy import Roles
+from offchain.chain.mirror import AccountMirror
 from offchain.errors import ContractRevert
 from offchain.ops.views import account_view
 from offchain.risk.funding import WAD, FundingMarket, owed
@@ -260,6 +261,34 @@ def test_account_view__shows_the_funding_owed_that_health_already_counts(
     assert expected > 0
     assert account_view(system, trader).funding_owed_usd == expected / WAD
     assert account_view(system, maker).funding_owed_usd < 0  # the short is owed
+
+
+def test_i17_mirror__funding_settled_in_trades_liquidations_and_settles__rebuilt_from_events(
+    system: Client, trader: str, maker: str, keeper: str, roles: Roles, others: list[str]
+) -> None:
+    """I17: every account's cash and funding index, and every market's index, rebuilt from
+    events alone equal the contract's, after funding settled by trades, by `settleFunding`, and
+    by a liquidation (account and backstop)."""
+    fund_pair(system, maker, keeper)
+    system.deposit(trader, "USDC", 3_400, mint=True)
+    system.deposit(others[0], "USDC", 100_000, mint=True)
+    system.trade("ETH-PERP", trader, maker, wad(10), ETH_E18)
+    system.trade("ETH-PERP", others[0], maker, wad(3), band_edge())
+    advance(system, 3 * 3600)
+    settle_funding(system, maker, keeper)
+    advance(system, 5 * 3600)
+    system.trade("ETH-PERP", others[0], maker, -wad(1), ETH_E18)
+    advance(system, 3 * 3600)
+    system.set_price("ETH", 2_900)
+    system.liquidate(keeper, trader, "ETH-PERP")
+    settle_funding(system, others[0], keeper)
+    mirror = AccountMirror(system.chain, system.ch.address, system.d.insurance_fund, system.d.block)
+    mirror.sync()
+    for who in (trader, maker, keeper, others[0], roles.insurance_fund):
+        assert mirror.accounts[who].cash_wad == system.account(who)["cash_wad"], who
+        on_chain = system.ch.functions.fundingIndexOf(who, ETH).call()
+        assert mirror.accounts[who].funding_index.get(ETH, 0) == on_chain, who
+    assert mirror.funding[ETH].index_wad != 0
 
 
 # ---------------------------------------------------------------------------- I27
