@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import assert_revert, rollback, rpc, send_fast
+from helpers import assert_revert, make_stale, rollback, rpc, send_fast
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -289,6 +289,43 @@ def test_i17_mirror__funding_settled_in_trades_liquidations_and_settles__rebuilt
         on_chain = system.ch.functions.fundingIndexOf(who, ETH).call()
         assert mirror.accounts[who].funding_index.get(ETH, 0) == on_chain, who
     assert mirror.funding[ETH].index_wad != 0
+
+
+def test_i28_settle_funding__oracle_stale__settles_at_the_routers_quote(
+    system: Client, trader: str, maker: str, keeper: str
+) -> None:
+    """I28 with S4: settling needs no usable price; the index accrues at the broken feed's low
+    quote, as liquidation values the market (I18)."""
+    fund_pair(system, trader, maker)
+    system.trade("ETH-PERP", trader, maker, wad(10), ETH_E18)
+    system.trade("ETH-PERP", trader, maker, wad(1), band_edge())
+    advance(system, 3 * 3600)
+    settle_funding(system, maker, keeper)
+    make_stale(system, "ETH")
+    assert system.router.functions.tryPriceE18(ETH).call()[1] != 0  # not usable
+    r = settle_funding(system, trader, keeper)
+    [settled] = events(system, r, "FundingSettled")
+    assert settled["amountWad"] > 0
+
+
+def test_i28_settle_funding__less_than_a_wei_due__leaves_the_claim_accruing(
+    system: Client, trader: str, maker: str, keeper: str, others: list[str]
+) -> None:
+    """I28: a one-wei short is owed less than a wei: settling moves nothing and keeps its index,
+    so the claim goes on accruing instead of being rounded away at every call."""
+    fund_pair(system, trader, maker)
+    system.deposit(others[0], "USDC", 100_000, mint=True)
+    system.trade("ETH-PERP", trader, maker, -1, ETH_E18)
+    system.trade("ETH-PERP", others[0], maker, wad(1), band_edge())  # longs will pay
+    advance(system, 3 * 3600)
+    settle_funding(system, maker, keeper)
+    advance(system, 300)  # at 2% per 8 h on 3,000 USD: 0.625 USD per unit, under a wei on 1 wei
+    before = system.ch.functions.fundingIndexOf(trader, ETH).call()
+    r = settle_funding(system, trader, keeper)
+    [accrued] = events(system, r, "FundingAccrued")
+    assert 0 < accrued["indexWad"] - before < WAD  # owed: ⌈−1 · Δ / 1e18⌉ = 0
+    assert events(system, r, "FundingSettled") == []
+    assert system.ch.functions.fundingIndexOf(trader, ETH).call() == before
 
 
 # ---------------------------------------------------------------------------- I27
