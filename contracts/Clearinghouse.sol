@@ -8,16 +8,18 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {ClearinghouseBase} from "./ClearinghouseBase.sol";
-import {IClearinghouse, ILiquidation} from "./interfaces/IClearinghouse.sol";
+import {IClearinghouse, IFunding, ILiquidation} from "./interfaces/IClearinghouse.sol";
 import {IAttestationVerifier} from "./interfaces/IAttestationVerifier.sol";
 import {IMarginProofs} from "./interfaces/IMarginProofs.sol";
 import {IOracleRouter} from "./interfaces/IOracleRouter.sol";
 import {MarginMath} from "./libraries/MarginMath.sol";
 import {LiquidationModule} from "./modules/LiquidationModule.sol";
+import {FundingModule} from "./modules/FundingModule.sol";
 
 /// @title Clearinghouse
 /// @notice Holds collateral, records perpetual positions and enforces margin (see IClearinghouse).
-/// Liquidation lives in `LiquidationModule`, reached by `delegatecall` on this contract's storage.
+/// Liquidation lives in `LiquidationModule`, funding in `FundingModule`, both reached by
+/// `delegatecall` on this contract's storage.
 /// `ClearinghouseBase` comes first among the bases so that its storage layout is the module's.
 contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
@@ -30,6 +32,8 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
     // All storage is declared in ClearinghouseBase, shared with the modules; none here.
     /// @inheritdoc IClearinghouse
     ILiquidation public immutable liquidationModule;
+    /// @inheritdoc IClearinghouse
+    IFunding public immutable fundingModule;
 
     // ================================================================ CONSTRUCTOR
     /// @dev The module must have been deployed with the same oracle and insurance fund: its
@@ -41,12 +45,17 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
         uint128 quoteDepositCap,
         address insuranceFund_,
         LiquidationConfig memory liquidation_,
-        LiquidationModule liquidationModule_
+        LiquidationModule liquidationModule_,
+        FundingModule fundingModule_
     ) ClearinghouseBase(oracle_, insuranceFund_) Ownable(owner_) {
         if (liquidationModule_.oracle() != oracle_ || liquidationModule_.insuranceFund() != insuranceFund_) {
             revert ModuleMismatch(address(liquidationModule_));
         }
+        if (fundingModule_.oracle() != oracle_ || fundingModule_.insuranceFund() != insuranceFund_) {
+            revert ModuleMismatch(address(fundingModule_));
+        }
         liquidationModule = liquidationModule_;
+        fundingModule = fundingModule_;
         _listCollateral(quoteToken, 0, uint16(MarginMath.BPS), quoteDepositCap);
         _configureLiquidation(liquidation_);
     }
@@ -144,6 +153,17 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
         _delegate(address(liquidationModule), 0);
     }
 
+    /// @inheritdoc IFunding
+    /// @dev Delegated; the module holds the reentrancy lock.
+    function settleFunding(address, uint256) external returns (int256) {
+        _delegate(address(fundingModule), 0);
+    }
+
+    /// @inheritdoc IFunding
+    function configureFunding(uint256, uint16, uint32) external onlyOwner {
+        _delegate(address(fundingModule), 0);
+    }
+
     /// @inheritdoc ILiquidation
     /// @dev Delegated; the module asks this contract for its owner.
     function setMarginProofs(IMarginProofs) external {
@@ -221,6 +241,12 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
         }
 
         (uint256 oraclePrice, bool priced) = _checkBand(marketId, m, priceE18, t.reduces && k.reduces);
+        _callModule(
+            abi.encodeCall(
+                FundingModule.onTrade,
+                (marketId, taker, t.sizeBefore, maker, k.sizeBefore, priceE18, oraclePrice, priced)
+            )
+        );
         _checkSide(taker, t, m, priceE18, oraclePrice, priced);
         _checkSide(maker, k, m, priceE18, oraclePrice, priced);
         emit TradeSettled(marketId, taker, maker, takerSizeDelta, priceE18, t.sizeAfter, k.sizeAfter, t.nonce, k.nonce);
@@ -266,6 +292,7 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
         _configureMarket(
             marketId, m, imBps, mmBps, liquidationPenaltyBps, priceBandBps, maxPositionSize, openInterestCap
         );
+        _callModule(abi.encodeCall(FundingModule.onMarketListed, (marketId)));
     }
 
     /// @inheritdoc IClearinghouse
@@ -344,6 +371,11 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
     /// @inheritdoc IClearinghouse
     function position(address account_, uint256 marketId) external view returns (int256) {
         return _positions[account_][marketId];
+    }
+
+    /// @inheritdoc IClearinghouse
+    function fundingIndexOf(address account_, uint256 marketId) external view returns (int256) {
+        return _fundingIndexOf[account_][marketId];
     }
 
     /// @inheritdoc IClearinghouse
@@ -577,6 +609,16 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
             switch ok
             case 0 { revert(ptr, returndatasize()) }
             default { return(ptr, returndatasize()) }
+        }
+    }
+
+    /// @dev Runs a funding module hook on this contract's storage and returns (reverts bubble up).
+    function _callModule(bytes memory data) internal {
+        (bool ok, bytes memory reply) = address(fundingModule).delegatecall(data);
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(add(reply, 0x20), mload(reply))
+            }
         }
     }
 

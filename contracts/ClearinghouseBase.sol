@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IAttestationVerifier} from "./interfaces/IAttestationVerifier.sol";
-import {IClearinghouseBase} from "./interfaces/IClearinghouse.sol";
+import {IClearinghouseBase, IFunding} from "./interfaces/IClearinghouse.sol";
 import {IMarginProofs} from "./interfaces/IMarginProofs.sol";
 import {IOracleRouter} from "./interfaces/IOracleRouter.sol";
 import {MarginMath} from "./libraries/MarginMath.sol";
@@ -53,6 +53,15 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
     /// `MarketConfig` each). A copy of those `MarketConfig` fields, written only with them
     /// (`_setMarketRisk`, from the clearinghouse's market configuration).
     uint40[MAX_MARKETS] internal _marketRisk;
+    // Funding (IFunding): per market, and the index each position last settled at.
+    mapping(uint256 marketId => IFunding.FundingMarket) internal _funding;
+    mapping(address account => mapping(uint256 marketId => int256 indexWad)) internal _fundingIndexOf;
+
+    /// @dev Funding rates are quoted per this interval; caps and windows are bounded (IFunding).
+    uint256 internal constant FUNDING_INTERVAL = 8 hours;
+    uint256 internal constant MAX_FUNDING_RATE_BPS = 1000;
+    uint256 internal constant MIN_PREMIUM_WINDOW = 60;
+    uint256 internal constant MAX_PREMIUM_WINDOW = 1 days;
 
     /// @dev The prices one health computation uses, by oracle asset id (SPEC I18): `lowE18` values
     /// what an account holds (collateral, longs), `highE18` what it owes (shorts) and its
@@ -116,18 +125,32 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
         uint256 mm;
         for (uint256 mask = a.marketMask; mask != 0; mask &= mask - 1) {
             uint256 marketId = MarginMath.lowestBit(mask);
-            (uint256 asset, uint256 imBps, uint256 mmBps) = _marketRiskOf(marketId);
+            // One word, unpacked where used (`_marketRiskOf`'s layout): the funding term leaves
+            // no stack room for the three fields apart.
+            uint256 risk = _marketRisk[marketId];
+            uint256 asset = uint8(risk);
             int256 size = _positions[account_][marketId];
-            uint256 high = p.highE18[asset];
             marketAssetMask |= 1 << asset;
-            equity += size.mulDivFloor(size > 0 ? p.lowE18[asset] : high, MarginMath.WAD);
+            equity += _positionValue(account_, marketId, size, p.lowE18[asset], p.highE18[asset]);
+            uint256 high = p.highE18[asset];
             uint256 absSize = size.abs();
-            im += absSize.mulDivUp(high * imBps, MarginMath.WAD * MarginMath.BPS);
-            mm += absSize.mulDivUp(high * mmBps, MarginMath.WAD * MarginMath.BPS);
+            im += absSize.mulDivUp(high * uint16(risk >> 8), MarginMath.WAD * MarginMath.BPS);
+            mm += absSize.mulDivUp(high * uint16(risk >> 24), MarginMath.WAD * MarginMath.BPS);
         }
         h.equityWad = equity;
         h.initialMarginWad = im;
         h.maintenanceMarginWad = mm;
+    }
+
+    /// @dev A position's term of equity: its mark (a long at the low price, a short at the high)
+    /// less the funding it owes since it last settled (I26), counted before it settles.
+    function _positionValue(address account_, uint256 marketId, int256 size, uint256 low, uint256 high)
+        internal
+        view
+        returns (int256)
+    {
+        return size.mulDivFloor(size > 0 ? low : high, MarginMath.WAD)
+            - _fundingOwed(account_, marketId, size, _fundingIndexNow(marketId, low));
     }
 
     /// @dev The verifier's price argument: one price per set bit of `marketAssetMask`, ascending.
@@ -187,6 +210,67 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
             p.lowE18[asset] = uint128(quote);
             p.highE18[asset] = quote >> 128;
         }
+    }
+
+    // ================================================================ INTERNAL: FUNDING
+    /// @dev The market's index now: the stored index plus the rate in force since the last accrual,
+    /// at `priceE18` (IFunding). A view and an accrual in the same block give the same value.
+    function _fundingIndexNow(uint256 marketId, uint256 priceE18) internal view returns (int256) {
+        IFunding.FundingMarket storage f = _funding[marketId];
+        uint256 last = f.lastAccrual;
+        // A transaction never runs before an accrual already mined, but an `eth_call` may be given
+        // an older block time: the views answer the index as it stands rather than revert.
+        int256 elapsed = block.timestamp > last ? int256(block.timestamp - last) : int256(0);
+        return f.indexWad + priceE18.toInt256() * f.rateE18 * elapsed / int256(FUNDING_INTERVAL * MarginMath.WAD);
+    }
+
+    /// @dev What the position owes at `indexWad` since it last settled: the payer's share rounds
+    /// up, the receiver's down, so settlements never pay out more than they take in (I26).
+    function _fundingOwed(address account_, uint256 marketId, int256 size, int256 indexWad)
+        internal
+        view
+        returns (int256)
+    {
+        return size.mulDivCeilSigned(indexWad - _fundingIndexOf[account_][marketId], MarginMath.WAD);
+    }
+
+    /// @dev Accrues the market's index to now at `priceE18`, folds the held premium into its
+    /// average by the time it stood, and sets the clamped rate in force from now on (I29).
+    function _accrueFunding(uint256 marketId, uint256 priceE18) internal returns (int256 indexWad) {
+        IFunding.FundingMarket storage f = _funding[marketId];
+        indexWad = _fundingIndexNow(marketId, priceE18);
+        if (block.timestamp <= f.lastAccrual) return indexWad;
+        uint256 elapsed = block.timestamp - f.lastAccrual;
+        uint256 window = f.premiumWindowS;
+        int256 ema = f.premiumEmaE18;
+        ema += (f.lastPremiumE18 - ema) * int256(elapsed < window ? elapsed : window) / int256(window);
+        int256 rate = _clampedRate(ema, f.maxRateBps);
+        f.indexWad = indexWad.toInt128();
+        f.rateE18 = int64(rate);
+        f.lastAccrual = uint40(block.timestamp);
+        f.premiumEmaE18 = int64(ema);
+        emit IFunding.FundingAccrued(marketId, indexWad, rate, ema, block.timestamp);
+    }
+
+    /// @dev The average premium clamped to ±`maxRateBps` per interval (I29).
+    function _clampedRate(int256 premiumE18, uint256 maxRateBps) internal pure returns (int256) {
+        int256 cap = int256(maxRateBps * (MarginMath.WAD / MarginMath.BPS));
+        return premiumE18 > cap ? cap : premiumE18 < -cap ? -cap : premiumE18;
+    }
+
+    /// @dev Settles what a position of `size` owes at `indexWad` (the market accrued to now) into
+    /// cash, and records the index. Call before any change of the position's size, with its size
+    /// before the change: a position just opened starts at the current index (I28).
+    function _settleFunding(address account_, uint256 marketId, int256 size, int256 indexWad)
+        internal
+        returns (int256 amountWad)
+    {
+        amountWad = _fundingOwed(account_, marketId, size, indexWad);
+        _fundingIndexOf[account_][marketId] = indexWad;
+        if (amountWad == 0) return 0;
+        Account storage a = _accounts[account_];
+        a.cashWad = (a.cashWad - amountWad).toInt128();
+        emit IFunding.FundingSettled(account_, marketId, indexWad, amountWad);
     }
 
     // ================================================================ INTERNAL: HELPERS

@@ -305,10 +305,12 @@ class Keeper:
             if broken:
                 # Valued at the quotes, and no attestation is in force meanwhile (I18, S2).
                 low = {**prices, **{a: self._quoted[a][0] for a in broken}}
-                h = self.mirror.health(account, low, {a: self._quoted[a][1] for a in broken})
+                h = self.mirror.health(
+                    account, low, {a: self._quoted[a][1] for a in broken}, now=now
+                )
                 mm = h.maintenance_margin_wad
             else:
-                h = self.mirror.health(account, prices)
+                h = self.mirror.health(account, prices, now=now)  # funding owed by now counts
                 mm = self.mirror.maintenance_in_force(
                     account, h.initial_margin_wad, h.maintenance_margin_wad, prices, now
                 )

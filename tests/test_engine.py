@@ -562,3 +562,44 @@ def test_run__streaming_price_moves__each_move_attested_and_progress_printed(
     assert record.sequence == applied[0]
     assert record.prices_e18[0] == 3_121_200 * 10**15
     assert record.key_epoch == engine.verifier.functions.keyEpoch().call()
+
+
+# ---------------------------------------------------------------------------- funding
+def test_once__funding_owed__out_of_equity_and_provisioned_in_initial_margin(
+    system: Client, make_engine, open_position, others: list[str]
+) -> None:
+    """I26: the engine counts the funding an account owes as the contract does (out of equity,
+    before anyone settles it), and adds what it can owe before its attestation expires to IM."""
+    payer = open_position(size=10, collateral_usd=50_000)
+    for who in others[:2]:
+        system.deposit(who, "USDC", 1_000_000, mint=True)
+    oracle = system.price_e18("ETH")
+    system.trade("ETH-PERP", others[0], others[1], 10**18, oracle * 10_200 // 10_000)
+    w3 = system.chain.w3
+    for hours in (2, 8):
+        w3.provider.make_request("evm_increaseTime", [hours * 3_600])  # type: ignore[arg-type]
+        for feed in system.feeds.values():
+            answer = feed.functions.latestRoundData().call()[1]
+            system.chain.send(feed.functions.setAnswer(answer), system.d.owner, "republish")
+        if hours == 2:  # anyone's settlement makes the held premium the rate in force
+            system.chain.send(system.fn("settleFunding", others[0], 0), others[0], "poke")
+    now = int(w3.eth.get_block("latest")["timestamp"])
+    engine = make_engine(clock=lambda: float(now))
+    once(engine, ticks(ts=float(now)))
+    book = engine.book
+    i = book.index[payer.trader.lower()]
+    px = np.array([PRICES[s] for s in book.symbols])
+    # The engine's pass may have mined blocks: compare at the block the contract is read at.
+    block = w3.eth.get_block("latest")
+    owed, provision = book.funding_usd(px, int(block["timestamp"]), 300.0)
+    cash = system.account(payer.trader)["cash_wad"]
+    equity = system.ch.functions.accountHealth(payer.trader).call(block_identifier=block["number"])[
+        0
+    ]
+    exact_owed = cash + 10 * oracle - equity
+    assert exact_owed > 0
+    assert owed[i] == pytest.approx(exact_owed / 1e18, rel=1e-9)
+    # Paying 2% per 8 h on 30,000 USD: 300 s of it, and the rate cannot rise past the cap.
+    assert provision[i] == pytest.approx(30_000 * 0.02 * 300 / 28_800, rel=1e-6)
+    maker = book.index[payer.maker.lower()]
+    assert provision[maker] == 0.0  # a receiver at the cap cannot be made to pay within 300 s

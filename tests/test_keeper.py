@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from helpers import rpc, send_fast
+
 from offchain.chain.client import MAX_UINT, Client
 from offchain.keeper import Keeper
 
@@ -56,3 +58,31 @@ def test_two_keepers__same_account_same_block__one_wins_other_fails_cheaply(
     assert loser["gasUsed"] < 100_000  # fails on the NoPosition check, before any heavy work
     assert system.position(opened.trader, "ETH-PERP") == 0
     assert system.position(system.d.insurance_fund, "ETH-PERP") == opened.size_wad
+
+
+def test_keeper_step__funding_owed_not_yet_settled__ranks_and_liquidates_the_payer(
+    system: Client, open_position, keeper: str, others: list[str]
+) -> None:
+    """I26: funding counts in equity before it settles, in the keeper's mirror as in the
+    contract. A long that owes a day of funding at the cap, settled by nobody, is ranked and
+    liquidated although prices never moved."""
+    payer = open_position(size=10, collateral_usd=3_100)
+    for who in others[:2]:
+        system.deposit(who, "USDC", 1_000_000, mint=True)
+    oracle = system.price_e18("ETH")
+    system.trade("ETH-PERP", others[0], others[1], 10**18, oracle * 10_200 // 10_000)  # band edge
+    for hours in (2, 20):
+        rpc(system, "evm_increaseTime", hours * 3_600)
+        for feed in system.feeds.values():  # the feeds publish again: prices stay usable
+            send_fast(
+                system.chain,
+                feed.functions.setAnswer(feed.functions.latestRoundData().call()[1]),
+                system.d.owner,
+            )
+        if hours == 2:  # anyone's settlement makes the held premium the rate in force (2% / 8 h)
+            system.chain.send(system.fn("settleFunding", others[0], 0), keeper, "poke")
+    assert (
+        system.health(payer.trader).equity_wad < system.health(payer.trader).maintenance_margin_wad
+    )
+    done = Keeper(system, keeper).step()
+    assert [d.account for d in done] == [payer.trader]

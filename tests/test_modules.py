@@ -15,11 +15,14 @@ CODE_SIZE_LIMIT = 24_576  # EIP-170
 ROOM_TO_GROW = 4_096  # issue 8.7: funding, insurance/ADL, proof-gated liquidation, certificates
 
 
-def test_deployed_code__clearinghouse_leaves_4_kb_and_the_module_fits(system: Client) -> None:
+def test_deployed_code__clearinghouse_leaves_4_kb_and_the_modules_fit(system: Client) -> None:
     w3 = system.chain.w3
-    module = system.ch.functions.liquidationModule().call()
     assert len(w3.eth.get_code(system.ch.address)) <= CODE_SIZE_LIMIT - ROOM_TO_GROW
-    assert len(w3.eth.get_code(module)) <= CODE_SIZE_LIMIT - ROOM_TO_GROW
+    for module in (
+        system.ch.functions.liquidationModule().call(),
+        system.ch.functions.fundingModule().call(),
+    ):
+        assert len(w3.eth.get_code(module)) <= CODE_SIZE_LIMIT - ROOM_TO_GROW
 
 
 def test_constructor__module_with_another_insurance_fund__reverts_module_mismatch(
@@ -40,9 +43,34 @@ def test_constructor__module_with_another_insurance_fund__reverts_module_mismatc
             roles.insurance_fund,
             SystemSpec().liquidation.as_tuple(),
             module.address,
+            system.ch.functions.fundingModule().call(),
             sender=roles.owner,
         )
     assert_revert(e.value, "ModuleMismatch", module=module.address)
+
+
+def test_constructor__funding_module_with_another_insurance_fund__reverts_module_mismatch(
+    system: Client, roles: Roles, trader: str
+) -> None:
+    """The funding module settles the backstop's funding at its own `insuranceFund`: one built for
+    another deployment would settle the wrong account."""
+    funding = system.chain.deploy(
+        "FundingModule", system.router.address, trader, sender=roles.owner
+    )
+    with pytest.raises(ContractRevert) as e:
+        system.chain.deploy(
+            "Clearinghouse",
+            roles.owner,
+            system.router.address,
+            system.tokens["USDC"].address,
+            10**18,
+            roles.insurance_fund,
+            SystemSpec().liquidation.as_tuple(),
+            system.ch.functions.liquidationModule().call(),
+            funding.address,
+            sender=roles.owner,
+        )
+    assert_revert(e.value, "ModuleMismatch", module=funding.address)
 
 
 def test_view_delegate__called_from_outside__reverts_only_self(system: Client, trader: str) -> None:

@@ -4,6 +4,8 @@ SPEC "Accounting model": `offchain.risk.health.health` mirrors `Clearinghouse._h
 Random collateral mixes (odd amounts of USDC, WETH, WBTC), random long and short sizes with odd
 wei, negative cash, and prices from the bottom to the top of the router's bounds. States are built
 cheaply: many accounts per chain state, many price moves per set of positions, every read batched.
+Funding included (I26): trades inside the band set a premium, hours pass between price moves, and
+the mirror's index is rebuilt from the clearinghouse's funding events (`AccountMirror`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from helpers import _abi_type, read_many, rollback
 
 from offchain.chain import Chain
 from offchain.chain.client import MAX_UINT, Client
+from offchain.chain.mirror import AccountMirror
 from offchain.risk.health import (
     AccountState,
     CollateralParams,
@@ -102,12 +105,22 @@ def read_states(system: Client, accounts: list[str]) -> dict[str, AccountState]:
         reads += [_encode(ch, "account", who)]
         reads += [_encode(ch, "collateralBalance", who, c) for c in (1, 2)]
         reads += [_encode(ch, "position", who, m) for m in range(3)]
+        reads += [_encode(ch, "fundingIndexOf", who, m) for m in range(3)]
     values = read_many(system.chain, reads)
     states = {}
     for i, who in enumerate(accounts):
-        account, weth, wbtc, *positions = values[i * 6 : i * 6 + 6]
-        states[who] = AccountState(account[0], {1: weth, 2: wbtc}, dict(enumerate(positions)))
+        account, weth, wbtc, *rest = values[i * 9 : i * 9 + 9]
+        positions, indices = dict(enumerate(rest[:3])), dict(enumerate(rest[3:]))
+        states[who] = AccountState(account[0], {1: weth, 2: wbtc}, positions, indices)
     return states
+
+
+def funding_indices(system: Client, prices: dict[int, int]) -> dict[int, int]:
+    """Each market's funding index as a view at the latest block sees it, rebuilt from events."""
+    mirror = AccountMirror(system.chain, system.ch.address, system.d.insurance_fund, system.d.block)
+    mirror.sync()
+    now = int(system.chain.w3.eth.get_block("latest")["timestamp"])
+    return mirror.funding_indices(prices, now)
 
 
 def set_answers(system: Client, answers: list[int]) -> None:
@@ -119,19 +132,20 @@ def set_answers(system: Client, answers: list[int]) -> None:
 
 def compare(
     system: Client, states: dict[str, AccountState], params: dict[str, Any]
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """Asserts accountHealth and isLiquidatable equal the mirror's for every account at the
-    current prices. Returns (accounts compared, of which liquidatable)."""
+    current prices. Returns (accounts compared, of which liquidatable, of which owe funding)."""
     ch = system.ch
     views = [_encode(system.router, "priceE18", a) for a in range(3)]
     for who in states:
         views += [_encode(ch, "accountHealth", who), _encode(ch, "isLiquidatable", who)]
     got = read_many(system.chain, views)
     prices = dict(enumerate(got[:3]))
-    liquidatable = 0
+    funding = funding_indices(system, prices)
+    liquidatable = owing = 0
     for i, (who, state) in enumerate(states.items()):
         on_chain, on_chain_liquidatable = got[3 + 2 * i], got[4 + 2 * i]
-        mirrored = health(state, params["collaterals"], params["markets"], prices)
+        mirrored = health(state, params["collaterals"], params["markets"], prices, None, funding)
         expected = (
             mirrored.equity_wad,
             mirrored.initial_margin_wad,
@@ -140,7 +154,8 @@ def compare(
         assert tuple(on_chain) == expected, (who, state, prices)
         assert on_chain_liquidatable == mirrored.liquidatable
         liquidatable += mirrored.liquidatable
-    return len(states), liquidatable
+        owing += mirrored != health(state, params["collaterals"], params["markets"], prices)
+    return len(states), liquidatable, owing
 
 
 # ---------------------------------------------------------------------------- the tests
@@ -162,7 +177,7 @@ def test_health_mirror__random_collateral_positions_and_prices__equals_account_h
             send(chain, _encode(system.tokens[symbol], "approve", ch.address, MAX_UINT), who)
     send(chain, _encode(ch, "deposit", counterparty, 0, 10**9 * 10**6), counterparty)
 
-    compared = liquidatable = negative_cash = 0
+    compared = liquidatable = negative_cash = owing = 0
     for _ in range(ROUNDS):
         with rollback(chain):
             entry = read_many(chain, [_encode(system.router, "priceE18", a) for a in range(3)])
@@ -181,6 +196,13 @@ def test_health_mirror__random_collateral_positions_and_prices__equals_account_h
                     price = oracle + (oracle * 200 // BPS) * rng.randint(-BPS, BPS) // BPS
                     trade = _encode(ch, "settleTrade", market_id, who, counterparty, size, price)
                     send(chain, trade, system.d.matcher)
+            # An hour later anyone's settlement accrues each market: the premiums the trades left
+            # become rates in force, and from here on funding accrues with every price move.
+            rpc(system, "evm_increaseTime", 3_600)
+            set_answers(system, [e // 10**10 for e in entry])
+            for market_id in range(3):
+                poke = _encode(ch, "settleFunding", counterparty, market_id)
+                send(chain, poke, system.d.matcher)
             states = read_states(system, everyone)
             negative_cash += sum(s.cash_wad < 0 for s in states.values())
 
@@ -190,13 +212,15 @@ def test_health_mirror__random_collateral_positions_and_prices__equals_account_h
                     random_answer(rng, answers[a], params["lowest"][a], params["highest"][a])
                     for a in range(3)
                 ]
+                rpc(system, "evm_increaseTime", rng.randint(0, 4 * 3_600))  # funding accrues
                 set_answers(system, answers)
-                n, k = compare(system, states, params)
-                compared, liquidatable = compared + n, liquidatable + k
+                n, k, f = compare(system, states, params)
+                compared, liquidatable, owing = compared + n, liquidatable + k, owing + f
     assert compared >= 400
     # The states were varied, not all alike: some under water, some on borrowed cash.
     assert 0 < liquidatable < compared
     assert negative_cash > 0
+    assert owing > compared // 2  # funding moved most accounts' equity (I26)
 
 
 def test_health_mirror__one_wei_sizes_max_positions_and_bound_prices__equals_account_health(
@@ -337,9 +361,12 @@ def test_health_mirror__broken_feeds_quoted__equals_account_health_to_the_wei(
             break_feeds(system, scenario)
             lows, highs = mirrored_quotes(system)
             assert lows != highs, scenario
+            funding = funding_indices(system, lows)
             got = read_many(chain, [_encode(ch, "accountHealth", who) for who in states])
             for (who, state), on_chain in zip(states.items(), got, strict=True):
-                mirrored = health(state, params["collaterals"], params["markets"], lows, highs)
+                mirrored = health(
+                    state, params["collaterals"], params["markets"], lows, highs, funding
+                )
                 expected = (
                     mirrored.equity_wad,
                     mirrored.initial_margin_wad,

@@ -223,6 +223,84 @@ interface ILiquidation is IClearinghouseBase {
     function previewLiquidation(address account, uint256 marketId) external view returns (LiquidationPreview memory);
 }
 
+/// @title IFunding
+/// @notice Perpetual funding: the clearinghouse's funding module, reached through the
+/// clearinghouse's address (SPEC I26–I29).
+///
+/// Formula. Every market keeps a premium sample: each trade settled while the oracle is usable
+/// sets `lastPremiumE18 = (tradePrice − oracle) / oracle`, and that premium is held until the
+/// next trade. A time-weighted average folds the held premium in at every accrual:
+/// `premiumEma += (lastPremium − premiumEma) · min(Δt, premiumWindowS) / premiumWindowS`, so a
+/// premium counts in proportion to how long it stood, and one wash trade at the band edge that
+/// the next trade replaces moves the average by a sliver (THREATS I04). The rate in force is the
+/// average clamped to ±`maxRateBps` per `FUNDING_INTERVAL` (8 h). The cumulative index (USD per
+/// whole unit of base, 1e18-scaled; it rises when longs pay) grows lazily, O(1) per touch:
+/// `index += price · rate · Δt / (8 h · 1e18)`, with the rate set at the previous accrual and the
+/// market's oracle price of the accrual (for a broken feed the router's low quote, as liquidation
+/// values it). A position of signed size `s` whose last index is `i0` owes
+/// `⌈s · (index − i0) / 1e18⌉` (positive: it pays; negative: it receives, rounded down): it counts
+/// in equity in the one health function before it settles, and settles into cash on every
+/// position change of the account in that market (trade, liquidation first), and on
+/// `settleFunding`. Defaults at listing: 2% per 8 h (Paradex BTC/ETH, Hyperliquid's 4%/h is
+/// looser) and a one-hour window (dYdX v4's hourly mean).
+///
+/// Trust assumptions: matchers settle real trades (a matcher's wash trades at the band edge move
+/// the premium only while they stand, and the rate never beyond its cap); the owner sets the cap
+/// and window within hard bounds (`maxRateBps` ≤ 1,000, window 60 s–1 day). The oracle price that
+/// scales the index is the one health already trusts.
+interface IFunding is IClearinghouseBase {
+    // ================================================================ TYPES
+    /// @notice One market's funding state: two storage slots, rebuilt off-chain from the events.
+    /// @param indexWad Cumulative funding per 1e18 of base (USD wad) at `lastAccrual`; longs pay
+    /// as it rises, shorts receive.
+    /// @param rateE18 Clamped rate per 8 h (1e18 = 100%) in force since `lastAccrual`.
+    /// @param premiumEmaE18 Time-weighted average of the held trade premium, at `lastAccrual`.
+    /// @param lastPremiumE18 Premium of the last trade settled with a usable oracle price.
+    struct FundingMarket {
+        int128 indexWad;
+        int64 rateE18;
+        uint40 lastAccrual;
+        int64 premiumEmaE18;
+        int64 lastPremiumE18;
+        uint16 maxRateBps;
+        uint32 premiumWindowS;
+    }
+
+    // ================================================================ ERRORS
+    error InvalidFundingConfig(uint256 maxRateBps, uint256 premiumWindowS);
+    error NothingToSettle(address account, uint256 marketId);
+
+    // ================================================================ EVENTS
+    /// @notice The market's index accrued to `indexWad` at `accruedAt` (this block's timestamp);
+    /// `rateE18` is in force from then on, from the average premium `premiumEmaE18`.
+    event FundingAccrued(
+        uint256 indexed marketId, int256 indexWad, int256 rateE18, int256 premiumEmaE18, uint256 accruedAt
+    );
+
+    /// @notice A trade with a usable oracle price set the held premium.
+    event PremiumSampled(uint256 indexed marketId, int256 premiumE18);
+
+    /// @notice `account` settled its funding in `marketId` up to `indexWad`: its cash fell by
+    /// `amountWad` (negative: it received). These events are the funding ledger: Σ amountWad over a
+    /// market is what payers paid less what receivers received, which once every position has
+    /// settled to one index is the protocol's rounding dust, ≥ 0 (I26).
+    event FundingSettled(address indexed account, uint256 indexed marketId, int256 indexWad, int256 amountWad);
+
+    event FundingConfigured(uint256 indexed marketId, uint256 maxRateBps, uint256 premiumWindowS);
+
+    // ================================================================ ACTIONS
+    /// @notice Accrues `marketId` and settles `account`'s funding there into its cash (I26).
+    /// Permissionless: it moves nothing but what the account already owes or is owed, which
+    /// health counts anyway. Needs no usable price (a broken feed is quoted, I18). Reverts
+    /// `NothingToSettle` when the account has no position in the market.
+    function settleFunding(address account, uint256 marketId) external returns (int256 amountWad);
+
+    /// @notice Owner only. Accrues the index at the old rate first, so funding already accrued is
+    /// never repriced (I27); the new cap applies from now on. Reverts `InvalidFundingConfig`
+    /// unless `maxRateBps` ≤ 1,000 and 60 ≤ `premiumWindowS` ≤ 86,400.
+    function configureFunding(uint256 marketId, uint16 maxRateBps, uint32 premiumWindowS) external;
+}
+
 /// @title IClearinghouse
 /// @notice Multi-asset collateral, perpetual positions and liquidations, all priced from one
 /// oracle router. Units: `...Wad` amounts are USD with 18 decimals; `...E18` prices are USD per whole
@@ -230,8 +308,9 @@ interface ILiquidation is IClearinghouseBase {
 /// token `amount`s are in the token's own decimals.
 ///
 /// Accounting model: every account has one signed `cashWad` (its quote balance: quote deposits,
-/// trade cash flows at the trade price, penalties and rewards). A position is only its signed size,
-/// so equity = Σ collateral × price × weight + cashWad + Σ size × oraclePrice. Realised PnL is
+/// trade cash flows at the trade price, penalties and rewards, settled funding). A position is its
+/// signed size and the funding index it last settled at, so equity = Σ collateral × price × weight
+/// + cashWad + Σ (size × oraclePrice − funding owed) (IFunding). Realised PnL is
 /// therefore settled into the quote balance on every trade, and unrealised PnL is the mark of the
 /// open size. Every sum rounds against the account (values down, requirements up).
 ///
@@ -254,7 +333,7 @@ interface ILiquidation is IClearinghouseBase {
 /// to settle risk-reducing trades at fair prices; the guardian may pause risk-increasing actions
 /// only; the quote token is worth exactly 1 USD. Nobody, owner included, can move an account's
 /// collateral except the account itself (withdraw) and liquidation or insolvency resolution.
-interface IClearinghouse is ILiquidation {
+interface IClearinghouse is ILiquidation, IFunding {
     // ================================================================ ERRORS
     error NotMatcher(address caller);
     error NotGuardian(address caller);
@@ -414,6 +493,13 @@ interface IClearinghouse is ILiquidation {
     // ================================================================ VIEWS
     /// @notice The module every `ILiquidation` function is delegated to.
     function liquidationModule() external view returns (ILiquidation);
+
+    /// @notice The module `settleFunding` and `configureFunding` (IFunding) are delegated to.
+    function fundingModule() external view returns (IFunding);
+
+    /// @notice The funding index `account`'s position in `marketId` last settled at (IFunding).
+    /// A market's index, rate and premium are in its `FundingAccrued` events.
+    function fundingIndexOf(address account, uint256 marketId) external view returns (int256 indexWad);
 
     function collateral(uint256 assetId) external view returns (CollateralConfig memory);
 

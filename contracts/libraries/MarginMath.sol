@@ -23,6 +23,14 @@ library MarginMath {
         return int256(mulDivUp(uint256(a), b, d));
     }
 
+    /// @dev ceil(a * b / d) for signed `a` and `b`: a payment rounds up, a receipt (negative) down.
+    function mulDivCeilSigned(int256 a, int256 b, uint256 d) internal pure returns (int256) {
+        int256 product = a * b;
+        // Signed division truncates toward zero: already the ceiling for a negative product.
+        if (product <= 0) return product / int256(d);
+        return (product - 1) / int256(d) + 1;
+    }
+
     /// @dev ceil(a * b / d) for unsigned values: the floor, plus one when the division leaves a
     /// remainder (then d > 1 and the floor is below 2^255, so the increment cannot overflow; and
     /// unlike `(a * b + d - 1) / d`, no product near 2^256 reverts on the rounding term).

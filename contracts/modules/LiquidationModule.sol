@@ -28,6 +28,7 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         int256 cashChangeWad;
         uint256 penaltyWad;
         uint256 keeperRewardWad;
+        int256 fundingIndexWad;
     }
 
     // ================================================================ CONSTRUCTOR
@@ -51,11 +52,15 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         // The sequencer and this market's own price are required (C07, I14); any other broken
         // feed is quoted against the account (I18), so it cannot shield this market.
         Prices memory p = _readPrices(_priceMask(a), 1 << m.oracleAsset);
+        LiquidationStep memory step;
+        // I28: funding first. Settling moves what health already counts into cash.
+        step.fundingIndexWad = _accrueFunding(marketId, p.lowE18[m.oracleAsset]);
+        _settleFunding(account_, marketId, size, step.fundingIndexWad);
+        a = _accounts[account_];
         Health memory h = _healthAt(account_, a, p);
         if (h.equityWad >= h.maintenanceMarginWad.toInt256()) {
             revert AccountHealthy(account_, h.equityWad, h.maintenanceMarginWad);
         }
-        LiquidationStep memory step;
         step.priceE18 = p.lowE18[m.oracleAsset];
         step.sizeBefore = size;
         (step.closeSize,) = _closeSize(size, step.priceE18, h);
@@ -182,8 +187,9 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
 
         uint128 openInterest = _openInterestAfter(m.openInterestLong, step.sizeBefore, step.sizeAfter);
         uint64 backstopNonce;
-        (backstopNonce, openInterest) =
-            _moveToBackstop(marketId, -delta, step.priceE18, step.penaltyWad - step.keeperRewardWad, openInterest);
+        (backstopNonce, openInterest) = _moveToBackstop(
+            marketId, -delta, step.priceE18, step.penaltyWad - step.keeperRewardWad, openInterest, step.fundingIndexWad
+        );
         _markets[marketId].openInterestLong = openInterest;
         if (step.keeperRewardWad != 0) _creditCash(msg.sender, step.keeperRewardWad);
         emit Liquidate(
@@ -268,18 +274,20 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
             - delta.mulDivCeil(priceE18, MarginMath.WAD);
     }
 
-    /// @dev The backstop (insurance fund account) takes `delta` at the oracle price and is paid
-    /// `insuranceCutWad`. Exempt from position caps: it must always be able to absorb. Returns its
+    /// @dev The backstop (insurance fund account) settles its funding in the market (I28), takes
+    /// `delta` at the oracle price and is paid `insuranceCutWad`. Exempt from position caps: it must always be able to absorb. Returns its
     /// nonce and the market's open interest after its side.
     function _moveToBackstop(
         uint256 marketId,
         int256 delta,
         uint256 priceE18,
         uint256 insuranceCutWad,
-        uint128 openInterest
+        uint128 openInterest,
+        int256 fundingIndexWad
     ) internal returns (uint64 nonce, uint128 openInterestAfter) {
-        Account memory b = _accounts[insuranceFund];
         int256 sizeBefore = _positions[insuranceFund][marketId];
+        _settleFunding(insuranceFund, marketId, sizeBefore, fundingIndexWad);
+        Account memory b = _accounts[insuranceFund];
         int256 sizeAfter = sizeBefore + delta;
         _positions[insuranceFund][marketId] = sizeAfter;
         b.cashWad = (b.cashWad - delta.mulDivCeil(priceE18, MarginMath.WAD) + insuranceCutWad.toInt256()).toInt128();

@@ -15,6 +15,17 @@ case the seven others', as the first liquidations after a price move do in a rea
 Anvil's call tracer: the transaction's intrinsic and calldata cost, the oracle router's frame (its
 feed calls included, `of_which_feed_calls`), the verifier's frame, and the clearinghouse with its
 module (their reads, writes, event and arithmetic, and the cold-account cost of each call).
+
+Funding (IFunding), in two twin markets: in A2 a trade above the index left a premium, so funding
+accrues and positions owe it; in A3 every trade was at the index, so the same code runs with
+nothing to move (rate 0). Each `funding_overhead_*` is the A2 action less its A3 twin, same shape:
+what accruing the index and settling non-zero funding (new slot values and events) costs. The
+fixed part that runs in both (the module call on a trade, the funding slots read by health) is
+in every figure here and is measured against the contracts before funding in the README.
+* `settle_trade_open_with_funding`: a new account opens in A2 an hour after the last accrual:
+  the index accrues, the maker settles, the new position's index slot is written from zero.
+* `settle_funding`: `settleFunding` of an account in A2 that owes an hour of funding.
+* `funding_overhead_trade`, `funding_overhead_liquidation`: as above.
 """
 
 from __future__ import annotations
@@ -35,7 +46,12 @@ from offchain.models import MarketSpec, OracleAssetSpec, SystemSpec
 from offchain.settings import Settings
 
 # Goals with the verifier wired in.
-GOALS = {"liquidate_1_position": 130_000, "liquidate_8_positions": 230_000}
+GOALS = {
+    "liquidate_1_position": 130_000,
+    "liquidate_8_positions": 230_000,
+    "funding_overhead_trade": 5_000,
+    "funding_overhead_liquidation": 5_000,
+}
 # Aave v3 `liquidationCall`, average in its own test report, for comparison.
 AAVE_V3_LIQUIDATION_AVG = 265_700
 CODE_SIZE_LIMIT = 24_576  # EIP-170
@@ -153,12 +169,78 @@ def gas_parts(client: Client, receipt: Any) -> dict[str, int]:
     return parts
 
 
+def measure_funding(client: Client, maker: str, keeper: str, accounts: list[str]) -> dict[str, int]:
+    """Funding's gas, in the twin markets A2 (funding due) and A3 (none); see the module doc."""
+    payer, twin, holder, newcomer, first_payer, first_twin = accounts[:6]
+    client.deposit(maker, "USDC", 10_000_000, mint=True)  # trades in A2 and A3 only
+    gas: dict[str, int] = {}
+
+    def used(receipt: Any) -> int:
+        return int(receipt["gasUsed"])
+
+    def later(hours: int, price: int = 90) -> None:
+        # Time passes; every feed publishes again (its heartbeat is an hour), and the new rounds
+        # are recorded (I19) before anything is measured, so no twin pays for the other's.
+        client.chain.w3.provider.make_request("evm_increaseTime", [hours * 3_600])  # type: ignore[arg-type]
+        for a in client.d.assets:
+            client.set_price(a.symbol, price if a.symbol in ("A2", "A3") else 90)
+        every = (1 << len(client.d.assets)) - 1
+        client.chain.send(client.router.functions.readQuotes(every, 0), maker, "record rounds")
+
+    def settle_funding(account: str, market: str) -> Any:
+        fn = client.ch.functions.settleFunding(account, client.d.market(market).id)
+        return client.chain.send(fn, maker, "settle funding")
+
+    index = client.price_e18("A2")
+    above = index * 101 // 100  # A2 trades 1% above the index, so its premium stands
+    # The twin pays at the open what the payer's premium costs it, so both fall alike.
+    for who, usd in (
+        (payer, 1_100),
+        (twin, 1_010),
+        (first_payer, 1_100),
+        (first_twin, 1_010),
+        (holder, 1_100),
+        (newcomer, 1_100),
+    ):
+        client.deposit(who, "USDC", usd, mint=True)
+    client.trade("A2-PERP", holder, maker, wad(10), above)
+    later(1)
+    settle_funding(maker, "A2-PERP")  # the premium becomes the rate in force (1% per 8 h)
+    later(1)  # A2's index has moved: positions opened from now on start at a non-zero index
+    for p, t in ((payer, twin), (first_payer, first_twin)):
+        client.trade("A2-PERP", p, maker, wad(100), above)
+        client.trade("A3-PERP", t, maker, wad(100), index)
+    later(1)
+    gas["settle_trade_open_with_funding"] = used(
+        client.trade("A2-PERP", newcomer, maker, wad(1), above)
+    )
+    later(1)
+    with_funding = used(client.trade("A2-PERP", payer, maker, wad(1), above))
+    gas["funding_overhead_trade"] = with_funding - used(
+        client.trade("A3-PERP", twin, maker, wad(1), index)
+    )
+    gas["settle_funding"] = used(settle_funding(newcomer, "A2-PERP"))
+    later(1, price=85)  # the twins fall below maintenance, partially closed alike
+    # The first liquidation in a market opens the backstop's position there (its index slot is
+    # written from zero, ≈ 20k once per market): not measured.
+    client.liquidate(keeper, first_payer, "A2-PERP")
+    client.liquidate(keeper, first_twin, "A3-PERP")
+    later(1, price=85)
+    with_funding = used(client.liquidate(keeper, payer, "A2-PERP"))
+    gas["funding_overhead_liquidation"] = with_funding - used(
+        client.liquidate(keeper, twin, "A3-PERP")
+    )
+    return gas
+
+
 def code_sizes(client: Client) -> dict[str, int]:
     """Deployed bytecode sizes in bytes of the clearinghouse and its module."""
     module = client.ch.functions.liquidationModule().call()
+    funding = client.ch.functions.fundingModule().call()
     return {
         "clearinghouse_bytes": len(client.chain.w3.eth.get_code(client.ch.address)),
         "liquidation_module_bytes": len(client.chain.w3.eth.get_code(module)),
+        "funding_module_bytes": len(client.chain.w3.eth.get_code(funding)),
     }
 
 
@@ -172,7 +254,7 @@ def run(json_path: Path | None = None, console: Console | None = None) -> dict[s
     parts: dict[str, dict[str, int]] = {}
     for label, verifier in configs.items():
         console.print(f"bench gas ({label}): starting Anvil and deploying an 8-market system…")
-        with Anvil(accounts=12) as node:
+        with Anvil(accounts=16) as node:
             chain = Chain.connect(Settings(rpc_url=node.url))
             d = deploy_system(
                 chain, bench_spec(verifier=verifier), Roles.from_accounts(chain.accounts)
@@ -180,6 +262,9 @@ def run(json_path: Path | None = None, console: Console | None = None) -> dict[s
             client = Client(chain, d)
             receipts: dict[str, Any] = {}
             gas_by[label] = measure(client, chain.accounts[4:9], receipts)
+            gas_by[label] |= measure_funding(
+                client, chain.accounts[15], chain.accounts[7], chain.accounts[9:15]
+            )
             sizes = code_sizes(client)
             if verifier:
                 parts = {case: gas_parts(client, receipts[case]) for case in LIQUIDATION_PARTS}
@@ -220,7 +305,8 @@ def run(json_path: Path | None = None, console: Console | None = None) -> dict[s
         console.print(f"{case} (with verifier): {shares}")
     console.print(
         f"deployed bytes: clearinghouse {sizes['clearinghouse_bytes']:,}, liquidation module "
-        f"{sizes['liquidation_module_bytes']:,} (limit {CODE_SIZE_LIMIT:,})"
+        f"{sizes['liquidation_module_bytes']:,}, funding module "
+        f"{sizes['funding_module_bytes']:,} (limit {CODE_SIZE_LIMIT:,})"
     )
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)

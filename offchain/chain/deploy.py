@@ -92,14 +92,15 @@ def deploy_system(
         )
     asset_id_of = {a.symbol: a.id for a in assets}
 
-    progress("collateral tokens, clearinghouse and its liquidation module")
+    progress("collateral tokens, clearinghouse and its liquidation and funding modules")
     tokens = [
         chain.deploy("MockERC20", f"Mock {c.symbol}", c.symbol, c.decimals, sender=owner)
         for c in spec.collaterals
     ]
     quote = spec.collaterals[0]
-    # The clearinghouse checks that its module shares its oracle and insurance fund.
+    # The clearinghouse checks that its modules share its oracle and insurance fund.
     module = chain.deploy("LiquidationModule", router.address, roles.insurance_fund, sender=owner)
+    funding = chain.deploy("FundingModule", router.address, roles.insurance_fund, sender=owner)
     clearinghouse = chain.deploy(
         "Clearinghouse",
         owner,
@@ -109,6 +110,7 @@ def deploy_system(
         roles.insurance_fund,
         spec.liquidation.as_tuple(),
         module.address,
+        funding.address,
         sender=owner,
     )
     fns = clearinghouse.functions

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from web3.types import RPCEndpoint
 
 from offchain.chain.bindings import Chain, ChainReorganised, Event
+from offchain.risk.funding import FundingMarket
 from offchain.risk.health import (
     AccountState,
     CollateralParams,
@@ -37,9 +38,12 @@ class MirroredAccount:
     nonce: int = 0
     balances: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     positions: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    funding_index: dict[int, int] = field(default_factory=dict)
 
     def state(self) -> AccountState:
-        return AccountState(self.cash_wad, dict(self.balances), dict(self.positions))
+        return AccountState(
+            self.cash_wad, dict(self.balances), dict(self.positions), dict(self.funding_index)
+        )
 
     @property
     def has_positions(self) -> bool:
@@ -62,6 +66,7 @@ class AccountMirror:
         "_weights",
         "_oracle_assets",
         "_market_assets",
+        "funding",
     )
 
     def __init__(
@@ -79,6 +84,7 @@ class AccountMirror:
         self._weights: dict[int, int] = {}
         self._oracle_assets: dict[int, int] = {}
         self._market_assets: dict[int, int] = {}
+        self.funding: dict[int, FundingMarket] = {}
         self.from_block = from_block
         self.rewinds = 0
         self._tips: list[tuple[int, str | None]] = []  # (head, its hash) of each sync
@@ -171,12 +177,30 @@ class AccountMirror:
         return None if not block else str(block["hash"])
 
     def health(
-        self, account: str, prices_e18: dict[int, int], high_e18: dict[int, int] | None = None
+        self,
+        account: str,
+        prices_e18: dict[int, int],
+        high_e18: dict[int, int] | None = None,
+        now: int | None = None,
     ) -> Health:
-        """`risk.health` of the mirrored account (`high_e18`: broken feeds' high quotes)."""
+        """`risk.health` of the mirrored account (`high_e18`: broken feeds' high quotes), with
+        the funding its positions owe at block time `now` (default: as of the last accrual)."""
         return health(
-            self.accounts[account].state(), self.collaterals, self.markets, prices_e18, high_e18
+            self.accounts[account].state(),
+            self.collaterals,
+            self.markets,
+            prices_e18,
+            high_e18,
+            self.funding_indices(prices_e18, now),
         )
+
+    def funding_indices(self, prices_e18: dict[int, int], now: int | None = None) -> dict[int, int]:
+        """Each market's funding index at block time `now` and its (low) price, as health sees."""
+        return {
+            m: f.index_at(f.last_accrual if now is None else now, prices_e18[asset])
+            for m, f in self.funding.items()
+            if (asset := self._market_assets.get(m)) is not None and asset in prices_e18
+        }
 
     def apply(self, e: Event) -> None:
         a = e.args
@@ -201,6 +225,39 @@ class AccountMirror:
     def _on_MarketConfigured(self, a: dict[str, int]) -> None:
         market = a["marketId"]
         self.markets[market] = MarketParams(self._market_assets[market], a["imBps"], a["mmBps"])
+
+    # ------------------------------------------------------------------ funding (IFunding)
+    def _on_FundingConfigured(self, a: dict[str, int]) -> None:
+        f = self.funding.get(a["marketId"], FundingMarket())
+        self.funding[a["marketId"]] = replace(
+            f, max_rate_bps=a["maxRateBps"], premium_window_s=a["premiumWindowS"]
+        )
+
+    def _on_FundingAccrued(self, a: dict[str, int]) -> None:
+        f = self.funding.get(a["marketId"], FundingMarket())
+        self.funding[a["marketId"]] = replace(
+            f,
+            index_wad=a["indexWad"],
+            rate_e18=a["rateE18"],
+            premium_ema_e18=a["premiumEmaE18"],
+            last_accrual=a["accruedAt"],
+        )
+
+    def _on_PremiumSampled(self, a: dict[str, int]) -> None:
+        f = self.funding[a["marketId"]]
+        self.funding[a["marketId"]] = replace(f, last_premium_e18=a["premiumE18"])
+
+    def _on_FundingSettled(self, a: dict[str, int]) -> None:
+        acct = self.accounts[str(a["account"])]
+        acct.cash_wad -= a["amountWad"]
+        acct.funding_index[a["marketId"]] = a["indexWad"]
+
+    def _settled_to_index(self, market: int, *accounts: MirroredAccount) -> None:
+        """After a position change each side stands at the market's index, settled or not (a
+        position opened from zero settles nothing and emits no `FundingSettled`)."""
+        f = self.funding.get(market)
+        for acct in accounts:
+            acct.funding_index[market] = 0 if f is None else f.index_wad
 
     # ------------------------------------------------------------------ balances
     def _quote_scale(self) -> int:
@@ -228,6 +285,7 @@ class AccountMirror:
         taker.positions[market] = a["takerSizeAfter"]
         maker.positions[market] = a["makerSizeAfter"]
         taker.nonce, maker.nonce = a["takerNonce"], a["makerNonce"]
+        self._settled_to_index(market, taker, maker)
 
     def _on_Liquidate(self, a: dict[str, int]) -> None:
         market, delta, price = a["marketId"], a["sizeDelta"], a["priceE18"]
@@ -239,6 +297,7 @@ class AccountMirror:
         fund.cash_wad += trade_cash_change_wad(-delta, price) + penalty - reward
         fund.positions[market] -= delta
         fund.nonce = a["backstopNonce"]
+        self._settled_to_index(market, acct, fund)
         self.accounts[str(a["keeper"])].cash_wad += reward
 
     def _on_CollateralSeized(self, a: dict[str, int]) -> None:

@@ -181,6 +181,9 @@ def _print_account(client: Client, address: str) -> None:
                 p.market, f"{p.size:+,.6g}", f"{p.price_usd:,.2f}", f"{p.notional_usd:,.2f}", liq
             )
         console.print(table)
+    if v.funding_owed_usd:
+        side = "owes" if v.funding_owed_usd > 0 else "is owed"
+        console.print(f"funding: {side} ${abs(v.funding_owed_usd):,.2f} (counted in equity)")
     source = "attested" if v.attested else "static"
     health = f"{v.health:.3f}" if v.health is not None else "-"
     console.print(

@@ -48,6 +48,9 @@ class AccountView:
     static_im_usd: float
     static_mm_usd: float
     attested: bool
+    # Funding the positions owe since they last settled, already out of equity (I26); None when
+    # a feed is broken (the contract then values at quotes and the difference is not funding).
+    funding_owed_usd: float | None = None
 
     @property
     def health(self) -> float | None:
@@ -131,6 +134,8 @@ def account_view(client: Client, address: str) -> AccountView:
         static.initial_margin_wad / WAD,
         static.maintenance_margin_wad / WAD,
         attested,
+        # `static` counts no funding: the contract's equity is lower by exactly what is owed.
+        (static.equity_wad - h.equity_wad) / WAD if len(known) == len(prices) else None,
     )
 
 

@@ -10,7 +10,9 @@ the account holds at the low end, what it owes and its requirements at the high 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from offchain.risk.funding import owed
 
 WAD = 10**18
 BPS = 10_000
@@ -33,11 +35,13 @@ class MarketParams:
 
 @dataclass(frozen=True)
 class AccountState:
-    """`balances` excludes the quote token, which is `cash_wad`. Zero entries are allowed."""
+    """`balances` excludes the quote token, which is `cash_wad`. Zero entries are allowed.
+    `funding_index` is the index each position last settled its funding at (IFunding)."""
 
     cash_wad: int
     balances: Mapping[int, int]
     positions: Mapping[int, int]
+    funding_index: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,13 @@ def health(
     markets: Mapping[int, MarketParams],
     prices_e18: Mapping[int, int],
     high_e18: Mapping[int, int] | None = None,
+    funding_index_wad: Mapping[int, int] | None = None,
 ) -> Health:
     """The static health at `prices_e18`, by oracle asset id. `high_e18` gives the high end of a
     broken feed's quote (SPEC I18), with `prices_e18` its low end; assets it omits (every usable
-    feed) are valued at their price."""
+    feed) are valued at their price. `funding_index_wad` is each market's funding index now
+    (`FundingMarket.index_at`, at the low price): what a position owes since its last settlement
+    comes out of equity (I26); markets it omits owe nothing."""
     high = {**prices_e18, **(high_e18 or {})}
     equity = state.cash_wad
     for asset_id, amount in state.balances.items():
@@ -81,6 +88,9 @@ def health(
         up = high[m.oracle_asset]
         mark = prices_e18[m.oracle_asset] if size > 0 else up
         equity += (size * mark) // WAD  # floor toward -inf, as MarginMath.mulDivFloor
+        if funding_index_wad is not None and market_id in funding_index_wad:
+            last = state.funding_index.get(market_id, 0)
+            equity -= owed(size, funding_index_wad[market_id], last)
         im += ceil_div(abs(size) * up * m.im_bps, WAD * BPS)
         mm += ceil_div(abs(size) * up * m.mm_bps, WAD * BPS)
     return Health(equity, im, mm)

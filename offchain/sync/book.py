@@ -16,6 +16,7 @@ import numpy as np
 from offchain.attest import Batch
 from offchain.chain.attestations import RING_SIZE, BatchRecord
 from offchain.risk import Instruments, Positions, RiskConfig, RiskEngine
+from offchain.risk.funding import FundingMarket, funding_provision_usd
 from offchain.sync import policy
 from offchain.sync.mirror import EngineMirror
 from offchain.sync.policy import BoolArray, FloatArray
@@ -66,6 +67,7 @@ class Book:
         sizes = np.zeros((n, len(market_ids)))
         balances = np.zeros((n, len(coll_ids)))
         cash = np.zeros(n)
+        funding_last = np.zeros((n, len(market_ids)))
         nonces = np.zeros(n, dtype=np.int64)
         rows, cols, vals = [], [], []
         for i, a in enumerate(accounts):
@@ -75,6 +77,7 @@ class Book:
             for mid, size in st.positions.items():
                 if size:
                     sizes[i, col[mid]] = size / 1e18
+                    funding_last[i, col[mid]] = st.funding_index.get(mid, 0) / 1e18
                     rows.append(i)
                     cols.append(col[mid])
                     vals.append(size / 1e18)
@@ -82,6 +85,7 @@ class Book:
                 if amount and cid in ccol:
                     balances[i, ccol[cid]] = amount / 10 ** m.collaterals[cid].decimals
         self.sizes, self.balances, self.cash, self.nonces = sizes, balances, cash, nonces
+        self.funding_last = funding_last
         self.nonce_list = [m.accounts[a].nonce for a in accounts]
         market_asset = np.array([m.markets[mid].oracle_asset for mid in market_ids], dtype=np.intp)
         self.market_asset = market_asset
@@ -153,6 +157,31 @@ class Book:
             self.att_im[i] = e.im_micro_usd / 1e6
             self.att_mm[i] = e.mm_micro_usd / 1e6
 
+    def funding_usd(
+        self, px: FloatArray, now: int, horizon_s: float
+    ) -> tuple[FloatArray, FloatArray]:
+        """Per account: the funding it owes by block time `now`, which the contract already takes
+        out of equity (I26), and what it can owe within `horizon_s` more, the provision the
+        engine adds to initial margin (`risk.funding.funding_provision_usd`)."""
+        markets = [self.mirror.funding.get(mid, FundingMarket()) for mid in self.market_ids]
+        market_px = px[self.market_asset]
+        index_now = np.array(
+            [
+                f.index_at(now, usd_to_e18(float(p))) / 1e18
+                for f, p in zip(markets, market_px, strict=True)
+            ]
+        )
+        owed = (self.sizes * (index_now[None, :] - self.funding_last)).sum(axis=1)
+        provision = funding_provision_usd(
+            self.sizes,
+            market_px,
+            np.array([f.rate_e18 / 1e18 for f in markets]),
+            np.array([f.max_rate_bps / 1e4 for f in markets]),
+            np.array([max(f.premium_window_s, 1) for f in markets], dtype=np.float64),
+            horizon_s,
+        )
+        return np.asarray(owed, dtype=np.float64), provision
+
     def policy_inputs(
         self,
         px: FloatArray,
@@ -160,14 +189,18 @@ class Book:
         fresh_im: FloatArray,
         fresh_mm: FloatArray,
         now: int,
+        funding_owed: FloatArray | None = None,
     ) -> policy.PolicyInputs:
         """What the policy compares, per account: fresh, static and attested requirements (the
-        latter's standing from the one S1 rule, `AttestationMirror.view`), equity, eligibility."""
+        latter's standing from the one S1 rule, `AttestationMirror.view`), equity (less the
+        funding owed, as the contract counts it), eligibility."""
         market_px = px[self.market_asset]
         abs_notional = np.abs(self.sizes) * market_px
         static_im = abs_notional @ self.im_rate
         static_mm = abs_notional @ self.mm_rate
         equity = self.cash + self.sizes @ market_px
+        if funding_owed is not None:
+            equity = equity - funding_owed
         if self.balances.shape[1]:
             equity = equity + self.balances @ (px[self.coll_asset] * self.coll_weight)
         attestations = self.mirror.attestations

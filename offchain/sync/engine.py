@@ -313,7 +313,11 @@ class Engine:
         assert book.risk is not None
         result = book.risk.tick(px, now_s, with_greeks=False)
         chain_now = math.floor(guards.chain_now())
-        inputs = book.policy_inputs(px, accepted, result.im_usd, result.mm_usd, chain_now)
+        # Funding: what accounts owe by now leaves equity (I26); what they can owe until their
+        # attestation expires is provisioned in initial margin.
+        owed, provision = book.funding_usd(px, chain_now, guards.policy_config.max_age_s)
+        im_usd = result.im_usd + provision
+        inputs = book.policy_inputs(px, accepted, im_usd, result.mm_usd, chain_now, owed)
         report.blocked_accounts = int((book.has_positions & book.needs(accepted)).sum())
         selection = policy.select(inputs, guards.policy_config)
         report.selected, report.deferred = len(selection), selection.deferred
@@ -335,9 +339,7 @@ class Engine:
         for start in range(0, len(selection), guards.max_batch):
             chunk = selection.indices[start : start + guards.max_batch]
             try:
-                row = self.batcher.make(
-                    book, chunk, result.im_usd, result.mm_usd, px, chain_now, tick_at
-                )
+                row = self.batcher.make(book, chunk, im_usd, result.mm_usd, px, chain_now, tick_at)
             except SignerUnavailable as exc:
                 guards.halt("signer", str(exc))
                 report.halted = guards.halted

@@ -118,5 +118,6 @@ _STATE_EVENTS = frozenset(
         "InsolvencyResolved",
         "CollateralConfigured",
         "MarketConfigured",
+        "FundingSettled",  # cash and the position's funding index (the market's own is read live)
     }
 )
