@@ -370,12 +370,12 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
 
     /// @inheritdoc IClearinghouse
     function position(address account_, uint256 marketId) external view returns (int256) {
-        return _positions[account_][marketId];
+        return _positions[account_][marketId].size;
     }
 
     /// @inheritdoc IClearinghouse
     function fundingIndexOf(address account_, uint256 marketId) external view returns (int256) {
-        return _fundingIndexOf[account_][marketId];
+        return _positions[account_][marketId].fundingIndexWad;
     }
 
     /// @inheritdoc IClearinghouse
@@ -439,7 +439,7 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
         internal
         returns (SideChange memory s)
     {
-        s.sizeBefore = _positions[account_][marketId];
+        s.sizeBefore = _positions[account_][marketId].size;
         s.sizeAfter = s.sizeBefore + delta;
         // Reducing: moves toward zero without crossing it.
         s.reduces = s.sizeBefore != 0 && (s.sizeBefore > 0) != (delta > 0) && delta.abs() <= s.sizeBefore.abs();
@@ -455,7 +455,7 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
             }
         }
         s.cashChangeWad = -delta.mulDivCeil(priceE18, MarginMath.WAD);
-        _positions[account_][marketId] = s.sizeAfter;
+        _positions[account_][marketId].size = s.sizeAfter.toInt128();
         a.cashWad = (a.cashWad + s.cashChangeWad).toInt128();
         a.positionNonce += 1;
         if (s.sizeAfter == 0) a.marketMask &= ~uint32(1 << marketId);

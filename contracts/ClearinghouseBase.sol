@@ -46,16 +46,22 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
     mapping(uint256 marketId => MarketConfig) internal _markets;
     mapping(address matcher => bool) public isMatcher;
     mapping(address account => Account) internal _accounts;
-    mapping(address account => mapping(uint256 marketId => int256 size)) internal _positions;
+    /// @dev A position and the funding index it last settled at share one slot, so the health
+    /// loop's read of a position and a trade's writes of both cost one slot, not two (I26).
+    struct Position {
+        int128 size;
+        int128 fundingIndexWad;
+    }
+
+    mapping(address account => mapping(uint256 marketId => Position)) internal _positions;
     mapping(address account => mapping(uint256 assetId => uint256 amount)) internal _balances;
     /// @dev What the health loop reads of each market, `oracleAsset | imBps << 8 | mmBps << 24`,
     /// six markets to a slot: an account in n markets pays ⌈n/6⌉ cold slots for them, not n (one
     /// `MarketConfig` each). A copy of those `MarketConfig` fields, written only with them
     /// (`_setMarketRisk`, from the clearinghouse's market configuration).
     uint40[MAX_MARKETS] internal _marketRisk;
-    // Funding (IFunding): per market, and the index each position last settled at.
+    // Funding (IFunding) per market; each position's last index lives in its `Position`.
     mapping(uint256 marketId => IFunding.FundingMarket) internal _funding;
-    mapping(address account => mapping(uint256 marketId => int256 indexWad)) internal _fundingIndexOf;
 
     /// @dev Funding rates are quoted per this interval; caps and windows are bounded (IFunding).
     uint256 internal constant FUNDING_INTERVAL = 8 hours;
@@ -129,7 +135,7 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
             // no stack room for the three fields apart.
             uint256 risk = _marketRisk[marketId];
             uint256 asset = uint8(risk);
-            int256 size = _positions[account_][marketId];
+            int256 size = _positions[account_][marketId].size;
             marketAssetMask |= 1 << asset;
             equity += _positionValue(account_, marketId, size, p.lowE18[asset], p.highE18[asset]);
             uint256 high = p.highE18[asset];
@@ -231,7 +237,7 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
         view
         returns (int256)
     {
-        return size.mulDivCeilSigned(indexWad - _fundingIndexOf[account_][marketId], MarginMath.WAD);
+        return size.mulDivCeilSigned(indexWad - _positions[account_][marketId].fundingIndexWad, MarginMath.WAD);
     }
 
     /// @dev Accrues the market's index to now at `priceE18`, folds the held premium into its
@@ -266,7 +272,7 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
         returns (int256 amountWad)
     {
         amountWad = _fundingOwed(account_, marketId, size, indexWad);
-        _fundingIndexOf[account_][marketId] = indexWad;
+        _positions[account_][marketId].fundingIndexWad = indexWad.toInt128();
         if (amountWad == 0) return 0;
         Account storage a = _accounts[account_];
         a.cashWad = (a.cashWad - amountWad).toInt128();

@@ -28,7 +28,7 @@ contract FundingModule is IFunding, ClearinghouseBase, ReentrancyGuardTransient 
     /// @inheritdoc IFunding
     function settleFunding(address account_, uint256 marketId) external nonReentrant returns (int256 amountWad) {
         MarketConfig storage m = _listedMarket(marketId);
-        int256 size = _positions[account_][marketId];
+        int256 size = _positions[account_][marketId].size;
         if (size == 0) revert NothingToSettle(account_, marketId);
         (uint256 priceE18,) = _readPrice(m.oracleAsset, false);
         int256 indexWad = _accrueFunding(marketId, priceE18);

@@ -45,7 +45,7 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         if (account_ == insuranceFund) revert BackstopNotLiquidatable(account_);
         if (maxCloseSize == 0) revert ZeroAmount();
         MarketConfig memory m = _listedMarket(marketId);
-        int256 size = _positions[account_][marketId];
+        int256 size = _positions[account_][marketId].size;
         if (size == 0) revert NoPosition(account_, marketId);
 
         Account memory a = _accounts[account_];
@@ -135,7 +135,7 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         returns (LiquidationPreview memory preview)
     {
         MarketConfig memory m = _markets[marketId];
-        int256 size = _positions[account_][marketId];
+        int256 size = _positions[account_][marketId].size;
         if (account_ == insuranceFund) preview.status = PreviewStatus.BACKSTOP;
         else if (!m.listed) preview.status = PreviewStatus.UNKNOWN_MARKET;
         else if (size == 0) preview.status = PreviewStatus.NO_POSITION;
@@ -179,7 +179,7 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         int256 delta = step.sizeBefore > 0 ? -step.closeSize.toInt256() : step.closeSize.toInt256();
         step.sizeAfter = step.sizeBefore + delta;
         step.cashChangeWad = -delta.mulDivCeil(step.priceE18, MarginMath.WAD);
-        _positions[account_][marketId] = step.sizeAfter;
+        _positions[account_][marketId].size = step.sizeAfter.toInt128();
         a.cashWad = (a.cashWad + step.cashChangeWad - step.penaltyWad.toInt256()).toInt128();
         a.positionNonce += 1;
         if (step.sizeAfter == 0) a.marketMask &= ~uint32(1 << marketId);
@@ -285,11 +285,11 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         uint128 openInterest,
         int256 fundingIndexWad
     ) internal returns (uint64 nonce, uint128 openInterestAfter) {
-        int256 sizeBefore = _positions[insuranceFund][marketId];
+        int256 sizeBefore = _positions[insuranceFund][marketId].size;
         _settleFunding(insuranceFund, marketId, sizeBefore, fundingIndexWad);
         Account memory b = _accounts[insuranceFund];
         int256 sizeAfter = sizeBefore + delta;
-        _positions[insuranceFund][marketId] = sizeAfter;
+        _positions[insuranceFund][marketId].size = sizeAfter.toInt128();
         b.cashWad = (b.cashWad - delta.mulDivCeil(priceE18, MarginMath.WAD) + insuranceCutWad.toInt256()).toInt128();
         b.positionNonce += 1;
         if (sizeAfter == 0) b.marketMask &= ~uint32(1 << marketId);
