@@ -223,11 +223,15 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
     /// at `priceE18` (IFunding). A view and an accrual in the same block give the same value.
     function _fundingIndexNow(uint256 marketId, uint256 priceE18) internal view returns (int256) {
         IFunding.FundingMarket storage f = _funding[marketId];
-        uint256 last = f.lastAccrual;
-        // A transaction never runs before an accrual already mined, but an `eth_call` may be given
-        // an older block time: the views answer the index as it stands rather than revert.
-        int256 elapsed = block.timestamp > last ? int256(block.timestamp - last) : int256(0);
+        int256 elapsed = int256(_fundingElapsed(f));
         return f.indexWad + priceE18.toInt256() * f.rateE18 * elapsed / int256(FUNDING_INTERVAL * MarginMath.WAD);
+    }
+
+    /// @dev Seconds since the last accrual; zero, not a revert, when a call's environment is
+    /// older than the last accrual (a node may simulate `eth_call` at its own clock's time).
+    function _fundingElapsed(IFunding.FundingMarket storage f) internal view returns (uint256) {
+        uint256 last = f.lastAccrual;
+        return block.timestamp > last ? block.timestamp - last : 0;
     }
 
     /// @dev What the position owes at `indexWad` since it last settled: the payer's share rounds
@@ -245,8 +249,8 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
     function _accrueFunding(uint256 marketId, uint256 priceE18) internal returns (int256 indexWad) {
         IFunding.FundingMarket storage f = _funding[marketId];
         indexWad = _fundingIndexNow(marketId, priceE18);
-        if (block.timestamp <= f.lastAccrual) return indexWad;
-        uint256 elapsed = block.timestamp - f.lastAccrual;
+        uint256 elapsed = _fundingElapsed(f);
+        if (elapsed == 0) return indexWad;
         uint256 window = f.premiumWindowS;
         int256 ema = f.premiumEmaE18;
         ema += (f.lastPremiumE18 - ema) * int256(elapsed < window ? elapsed : window) / int256(window);

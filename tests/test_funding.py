@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from helpers import assert_revert, make_stale, rollback, rpc, send_fast
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from offchain.chain.client import Client, wad
@@ -328,6 +328,26 @@ def test_i28_settle_funding__less_than_a_wei_due__leaves_the_claim_accruing(
     assert system.ch.functions.fundingIndexOf(trader, ETH).call() == before
 
 
+def test_health_views__simulated_before_the_last_accrual__see_no_accrual_instead_of_reverting(
+    system: Client, trader: str, maker: str
+) -> None:
+    """I20's promise for the health views holds with funding: a node simulating a call at a time
+    before the market's last accrual (its own clock, a block override) gets an answer."""
+    fund_pair(system, trader, maker)
+    advance(system, 60)  # the feeds' rounds, then the trade's accrual 100 s later
+    feeds_at = int(system.chain.w3.eth.get_block("latest")["timestamp"])
+    rpc(system, "evm_setNextBlockTimestamp", feeds_at + 100)
+    r = system.trade("ETH-PERP", trader, maker, wad(10), ETH_E18)
+    call = {
+        "to": system.ch.address,
+        "data": system.fn("accountHealth", trader)._encode_transaction_data(),
+    }
+    earlier = {"time": hex(block_time(system, r) - 50)}  # after the rounds, before the accrual
+    reply = rpc(system, "eth_call", call, "latest", {}, earlier)
+    assert "error" not in reply, reply
+    assert reply["result"] == rpc(system, "eth_call", call, "latest")["result"]
+
+
 # ---------------------------------------------------------------------------- I27
 
 
@@ -380,6 +400,21 @@ OPS = st.lists(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(ops=OPS)
+# One walk sure to move money: a premium, time for it to become the rate, settlements, a cap
+# change, a reversal at a discount, more time.
+@example(
+    ops=[
+        ("trade", 0, 1, 10, BAND_BPS),
+        ("trade", 2, 3, -7, 50),
+        ("wait", 1, 2, 0, 0),
+        ("settle", 0, 0, 0, 0),
+        ("wait", 2, 2, 0, 0),
+        ("configure", 1, 0, 0, 0),
+        ("trade", 1, 2, 4, -150),
+        ("wait", 1, 1, 0, 0),
+        ("settle", 3, 0, 0, 0),
+    ]
+)
 def test_i26_conservation__random_trades_waits_and_parameter_changes(
     system: Client, roles: Roles, others: list[str], keeper: str, ops: list[tuple[Any, ...]]
 ) -> None:
@@ -430,6 +465,9 @@ def test_i26_conservation__random_trades_waits_and_parameter_changes(
         ]
         dust = sum(amounts)
         assert 0 <= dust < max(1, len(amounts))
+        if ops[0] == ("trade", 0, 1, 10, BAND_BPS):  # the explicit walk: funding did move
+            assert any(a > 0 for a in amounts)
+            assert any(a < 0 for a in amounts)
         # I4: the accounts' cash moved by the trades' cash flows and lost exactly the dust.
         cash_after = sum(system.account(a)["cash_wad"] for a in accounts)
         assert cash_after == cash_before + trade_cash - dust

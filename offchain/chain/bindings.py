@@ -44,6 +44,11 @@ from offchain.errors import (
 )
 from offchain.settings import Settings
 
+# Funding accrues at most once per block per market (IFunding): a node that estimates at the
+# latest block's time, where an accrual just happened, prices the cheap path, and the block that
+# includes the transaction may accrue and settle (≈ 30k more gas). Unused gas is not charged.
+ACCRUAL_HEADROOM_GAS = 60_000
+
 
 class Artifacts:
     """ABIs and bytecode from ape's build manifest (`.build/__local__.json`)."""
@@ -211,7 +216,7 @@ class Chain:
         sender_address = checksum(sender)
         params: dict[str, Any] = {"from": sender_address, "value": value}
         try:
-            params["gas"] = gas or int(fn.estimate_gas(params) * 12 // 10) + 10_000
+            params["gas"] = gas or int(fn.estimate_gas(params) * 12 // 10) + ACCRUAL_HEADROOM_GAS
         except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
             raise self._revert(exc, action, _abi_of(fn)) from exc
         local = self._local.get(sender_address)

@@ -43,14 +43,15 @@ class FundingMarket:
     premium_window_s: int = DEFAULT_PREMIUM_WINDOW_S
 
     def index_at(self, now: int, price_e18: int) -> int:
-        """The index a view or an accrual at `now` sees (`_fundingIndexNow`)."""
-        elapsed = now - self.last_accrual
+        """The index a view or an accrual at `now` sees (`_fundingIndexNow`); a `now` before the
+        last accrual sees no accrual (`_fundingElapsed`)."""
+        elapsed = max(0, now - self.last_accrual)
         return self.index_wad + tdiv(price_e18 * self.rate_e18 * elapsed, FUNDING_INTERVAL_S * WAD)
 
     def accrue(self, now: int, price_e18: int) -> FundingMarket:
         """`_accrueFunding`: the index to now, the held premium folded into the average by the
         time it stood, and the clamped rate in force from now on."""
-        elapsed = now - self.last_accrual
+        elapsed = max(0, now - self.last_accrual)
         if elapsed == 0:
             return self
         weight = min(elapsed, self.premium_window_s)
