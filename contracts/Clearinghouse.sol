@@ -57,7 +57,7 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
         liquidationModule = liquidationModule_;
         fundingModule = fundingModule_;
         _listCollateral(quoteToken, 0, uint16(MarginMath.BPS), quoteDepositCap);
-        _configureLiquidation(liquidation_);
+        _callModule(address(liquidationModule_), abi.encodeCall(LiquidationModule.configureLiquidation, (liquidation_)));
     }
 
     modifier onlyGuardian() {
@@ -242,6 +242,7 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
 
         (uint256 oraclePrice, bool priced) = _checkBand(marketId, m, priceE18, t.reduces && k.reduces);
         _callModule(
+            address(fundingModule),
             abi.encodeCall(
                 FundingModule.onTrade,
                 (marketId, taker, t.sizeBefore, maker, k.sizeBefore, priceE18, oraclePrice, priced)
@@ -292,7 +293,7 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
         _configureMarket(
             marketId, m, imBps, mmBps, liquidationPenaltyBps, priceBandBps, maxPositionSize, openInterestCap
         );
-        _callModule(abi.encodeCall(FundingModule.onMarketListed, (marketId)));
+        _callModule(address(fundingModule), abi.encodeCall(FundingModule.onMarketListed, (marketId)));
     }
 
     /// @inheritdoc IClearinghouse
@@ -311,9 +312,10 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
         );
     }
 
-    /// @inheritdoc IClearinghouse
-    function configureLiquidation(LiquidationConfig calldata config) external onlyOwner {
-        _configureLiquidation(config);
+    /// @inheritdoc ILiquidation
+    /// @dev Delegated: the module validates and stores (the constructor's first call too).
+    function configureLiquidation(LiquidationConfig calldata) external onlyOwner {
+        _delegate(address(liquidationModule), 0);
     }
 
     /// @inheritdoc IClearinghouse
@@ -575,27 +577,6 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
         );
     }
 
-    function _configureLiquidation(LiquidationConfig memory c) internal {
-        if (
-            c.closeFactorBps == 0 || c.closeFactorBps > MarginMath.BPS || c.fullLiquidationHealthBps > MarginMath.BPS
-                || c.keeperShareBps > MarginMath.BPS || c.maxPositionsPerAccount == 0
-                || c.maxPositionsPerAccount > MAX_MARKETS
-        ) {
-            revert InvalidLiquidationConfig(
-                c.closeFactorBps, c.fullLiquidationHealthBps, c.keeperShareBps, c.maxPositionsPerAccount
-            );
-        }
-        _liquidation = c;
-        emit LiquidationConfigured(
-            c.closeFactorBps,
-            c.fullLiquidationHealthBps,
-            c.keeperShareBps,
-            c.maxPositionsPerAccount,
-            c.minPositionNotionalWad,
-            c.keeperRewardCapWad
-        );
-    }
-
     // ================================================================ INTERNAL: HELPERS
     /// @dev Runs `module` on this contract's storage with this call's data from `offset` on, and
     /// ends the call with the module's reply or revert.
@@ -612,9 +593,9 @@ contract Clearinghouse is IClearinghouse, ClearinghouseBase, Ownable2Step, Reent
         }
     }
 
-    /// @dev Runs a funding module hook on this contract's storage and returns (reverts bubble up).
-    function _callModule(bytes memory data) internal {
-        (bool ok, bytes memory reply) = address(fundingModule).delegatecall(data);
+    /// @dev Runs a module's hook on this contract's storage and returns (reverts bubble up).
+    function _callModule(address module, bytes memory data) internal {
+        (bool ok, bytes memory reply) = module.delegatecall(data);
         if (!ok) {
             assembly ("memory-safe") {
                 revert(add(reply, 0x20), mload(reply))

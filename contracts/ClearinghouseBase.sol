@@ -46,6 +46,7 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
     mapping(uint256 marketId => MarketConfig) internal _markets;
     mapping(address matcher => bool) public isMatcher;
     mapping(address account => Account) internal _accounts;
+
     /// @dev A position and the funding index it last settled at share one slot, so the health
     /// loop's read of a position and a trade's writes of both cost one slot, not two (I26).
     struct Position {

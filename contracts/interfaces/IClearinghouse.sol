@@ -140,6 +140,9 @@ interface IClearinghouseBase {
 /// way, so a fund holding collateral priced by a broken feed never stalls it.
 interface ILiquidation is IClearinghouseBase {
     // ================================================================ ERRORS
+    error InvalidLiquidationConfig(
+        uint256 closeFactorBps, uint256 fullLiquidationHealthBps, uint256 keeperShareBps, uint256 maxPositionsPerAccount
+    );
     error AccountHealthy(address account, int256 equityWad, uint256 maintenanceMarginWad);
     error LiquidationLeavesDust(uint256 remainingNotionalWad, uint256 minPositionNotionalWad);
     error LiquidationTooSmall(uint256 closeSize);
@@ -153,6 +156,16 @@ interface ILiquidation is IClearinghouseBase {
     // ================================================================ EVENTS
     /// @notice The proof registry that gates liquidations on attested requirements (SPEC I34).
     event MarginProofsSet(address indexed marginProofs);
+
+    /// @notice The liquidation parameters in force from now on (SPEC I9, I24, I30).
+    event LiquidationConfigured(
+        uint256 closeFactorBps,
+        uint256 fullLiquidationHealthBps,
+        uint256 keeperShareBps,
+        uint256 maxPositionsPerAccount,
+        uint256 minPositionNotionalWad,
+        uint256 keeperRewardCapWad
+    );
 
     /// @notice `account`'s position moves by `sizeDelta` to the backstop (which moves by −sizeDelta),
     /// at the oracle `priceE18`; the account pays `penaltyWad`, of which `keeperRewardWad` goes to
@@ -216,6 +229,12 @@ interface ILiquidation is IClearinghouseBase {
     /// both find healthy. An attested IM still applies in full: it can only block new risk, never
     /// take an account's funds. address(0) turns the gate off.
     function setMarginProofs(IMarginProofs marginProofs) external;
+
+    /// @notice Owner only. Sets the close factor, the full-liquidation health, the keeper's share,
+    /// the positions an account may hold, the dust floor and the reward cap; reverts
+    /// `InvalidLiquidationConfig` with the values when a share exceeds 100%, the close factor is 0,
+    /// or the position count is 0 or above the market count limit.
+    function configureLiquidation(LiquidationConfig calldata config) external;
 
     // ================================================================ VIEWS
     /// @notice What `liquidate(account, marketId, type(uint256).max)` would do now. Never reverts
@@ -344,9 +363,6 @@ interface IClearinghouse is ILiquidation, IFunding {
     error UnsupportedDecimals(address token, uint8 decimals);
     error InvalidCollateralConfig(uint256 weightBps, uint256 depositCap);
     error InvalidMarketConfig(uint256 imBps, uint256 mmBps, uint256 liquidationPenaltyBps, uint256 priceBandBps);
-    error InvalidLiquidationConfig(
-        uint256 closeFactorBps, uint256 fullLiquidationHealthBps, uint256 keeperShareBps, uint256 maxPositionsPerAccount
-    );
     error DepositCapExceeded(uint256 assetId, uint256 totalAfter, uint256 cap);
     error InsufficientBalance(uint256 assetId, uint256 balance, uint256 amount);
     error CollateralShortfall(uint256 assetId, uint256 heldBalance, uint256 trackedBalance);
@@ -375,14 +391,6 @@ interface IClearinghouse is ILiquidation, IFunding {
         uint256 priceBandBps,
         uint256 maxPositionSize,
         uint256 openInterestCap
-    );
-    event LiquidationConfigured(
-        uint256 closeFactorBps,
-        uint256 fullLiquidationHealthBps,
-        uint256 keeperShareBps,
-        uint256 maxPositionsPerAccount,
-        uint256 minPositionNotionalWad,
-        uint256 keeperRewardCapWad
     );
     event MatcherSet(address indexed matcher, bool allowed);
     event GuardianSet(address indexed guardian);
@@ -474,8 +482,6 @@ interface IClearinghouse is ILiquidation, IFunding {
         uint128 maxPositionSize,
         uint128 openInterestCap
     ) external;
-
-    function configureLiquidation(LiquidationConfig calldata config) external;
 
     function setMatcher(address matcher, bool allowed) external;
 

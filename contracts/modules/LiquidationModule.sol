@@ -126,6 +126,30 @@ contract LiquidationModule is ILiquidation, ClearinghouseBase, ReentrancyGuardTr
         emit MarginProofsSet(address(marginProofs_));
     }
 
+    /// @inheritdoc ILiquidation
+    /// @dev The clearinghouse checks the owner before it delegates here; its constructor delegates
+    /// here once, with the deployment's parameters.
+    function configureLiquidation(LiquidationConfig calldata c) external {
+        if (
+            c.closeFactorBps == 0 || c.closeFactorBps > MarginMath.BPS || c.fullLiquidationHealthBps > MarginMath.BPS
+                || c.keeperShareBps > MarginMath.BPS || c.maxPositionsPerAccount == 0
+                || c.maxPositionsPerAccount > MAX_MARKETS
+        ) {
+            revert InvalidLiquidationConfig(
+                c.closeFactorBps, c.fullLiquidationHealthBps, c.keeperShareBps, c.maxPositionsPerAccount
+            );
+        }
+        _liquidation = c;
+        emit LiquidationConfigured(
+            c.closeFactorBps,
+            c.fullLiquidationHealthBps,
+            c.keeperShareBps,
+            c.maxPositionsPerAccount,
+            c.minPositionNotionalWad,
+            c.keeperRewardCapWad
+        );
+    }
+
     // ================================================================ VIEWS
     /// @inheritdoc ILiquidation
     function previewLiquidation(address account_, uint256 marketId)
