@@ -281,7 +281,7 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
         if (amountWad == 0) return 0;
         Account storage a = _accounts[account_];
         a.cashWad = (a.cashWad - amountWad).toInt128();
-        emit IFunding.FundingSettled(account_, marketId, indexWad, amountWad);
+        emit IFunding.FundingSettled(account_, marketId, amountWad);
     }
 
     // ================================================================ INTERNAL: HELPERS

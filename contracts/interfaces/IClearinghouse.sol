@@ -299,11 +299,14 @@ interface IFunding is IClearinghouseBase {
     /// @notice A trade with a usable oracle price set the held premium.
     event PremiumSampled(uint256 indexed marketId, int256 premiumE18);
 
-    /// @notice `account` settled its funding in `marketId` up to `indexWad`: its cash fell by
-    /// `amountWad` (negative: it received). These events are the funding ledger: Σ amountWad over a
-    /// market is what payers paid less what receivers received, which once every position has
-    /// settled to one index is the protocol's rounding dust, ≥ 0 (I26).
-    event FundingSettled(address indexed account, uint256 indexed marketId, int256 indexWad, int256 amountWad);
+    /// @notice `account` settled its funding in `marketId` up to the market's index as it stands
+    /// (every settlement follows an accrual in the same transaction, so the index is the last
+    /// `FundingAccrued`'s: not repeated here, which keeps funding's marginal cost per settling side
+    /// to this one small log): its cash fell by `amountWad` (negative: it received). These events
+    /// are the funding ledger: Σ amountWad over a market is what payers paid less what receivers
+    /// received, which once every position has settled to one index is the protocol's rounding
+    /// dust, ≥ 0 (I26).
+    event FundingSettled(address indexed account, uint256 marketId, int256 amountWad);
 
     event FundingConfigured(uint256 indexed marketId, uint256 maxRateBps, uint256 premiumWindowS);
 

@@ -250,7 +250,9 @@ class AccountMirror:
     def _on_FundingSettled(self, a: dict[str, int]) -> None:
         acct = self.accounts[str(a["account"])]
         acct.cash_wad -= a["amountWad"]
-        acct.funding_index[a["marketId"]] = a["indexWad"]
+        # Settled to the market's index as it stands: the same transaction's `FundingAccrued`
+        # (or, in the block of an earlier accrual, that one's), already applied.
+        acct.funding_index[a["marketId"]] = self.funding.get(a["marketId"], FundingMarket()).index_wad
 
     def _settled_to_index(self, market: int, *accounts: MirroredAccount) -> None:
         """After a position change each side stands at the market's index, settled or not (a
