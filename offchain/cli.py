@@ -316,7 +316,9 @@ def _lab_options(f: F) -> F:
 @cli.command()
 @click.option(
     "--scenario",
-    type=click.Choice(["crash", "calm", "2020-03-12", "2022-11", "2025-10-10"]),
+    type=click.Choice(
+        ["crash", "calm", "2020-03-12", "2022-11", "2025-10-10", "crowded-long", "basis-blowout"]
+    ),
     default="crash",
     show_default=True,
 )

@@ -143,6 +143,24 @@ def test_lab__keeper_latency_sweep__reuses_generations_and_reports_every_point(
     assert "sweep" in report["plots"]
 
 
+def test_lab__crowded_long__funding_accrues_and_the_lab_agrees_with_the_chain(
+    tmp_path: Path,
+) -> None:
+    """The venue prints over the index, so a premium stands and longs pay (I26): every generation
+    pays funding, paid covers received (the protocol keeps the dust), and the lab's health view,
+    funding due counted, equals `accountHealth` to the wei."""
+    report = _lab(tmp_path, scenario="crowded-long", traders=8, steps=4, seed=3)
+    for key, g in report["generations"].items():
+        funding = g["funding"]
+        assert funding["paid"] > 0.0, key
+        assert funding["received"] > 0.0, key
+        assert funding["paid"] >= funding["received"], key
+        assert 0 <= funding["liquidations_from_funding"] <= g["liquidations"], key
+        assert g["checks"]["health_mismatches"] == 0, key
+        assert g["liquidations"] == g["checks"]["onchain_liquidate_events"], key
+        assert g["gas_detail"]["venue_trade"] > 0, key
+
+
 def test_run_lab__unknown_scenario__raises_config_error_naming_the_choices(
     tmp_path: Path,
 ) -> None:
@@ -160,6 +178,18 @@ def test_trader_population__same_seed__same_traders_within_the_static_leverage_c
     assert kinds == {"directional", "hedged"}
     assert any(p.collateral == "WETH" for p in plans)
     assert {leg.side for p in plans for leg in p.legs} == {1, -1}
+
+
+def test_lab_path__funding_scenarios__skew_the_population_and_print_inside_the_band() -> None:
+    crowded = lab_path("crowded-long", seed=1, steps=8, start_usd=START_USD)
+    blowout = lab_path("basis-blowout", seed=1, steps=8, start_usd=START_USD)
+    assert crowded.basis_bps[0] == blowout.basis_bps[0] == 0  # positions open at the index
+    assert min(crowded.basis_bps[1:]) > 0  # longs pay all along
+    assert min(blowout.basis_bps) < 0 == blowout.basis_bps[-1]  # shorts pay, then it closes
+    assert max(abs(b) for b in crowded.basis_bps + blowout.basis_bps) < 200  # the 2% band
+    longs = [p.legs[0].side > 0 for p in trader_population(4, 200, crowded.long_probability)]
+    assert sum(longs) > 0.8 * len(longs)
+    assert lab_path("calm", seed=1, steps=8, start_usd=START_USD).basis_bps == (0,) * 9
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

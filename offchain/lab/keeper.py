@@ -50,6 +50,11 @@ class Liquidation:
     penalty_wad: int
     keeper_reward_wad: int
     gas_used: int
+    # The account just before: equity and MM in force, and the funding it had paid since it
+    # opened (settled and due), which tells a liquidation funding caused (metrics.py).
+    equity_before_wad: int
+    mm_before_wad: int
+    funding_paid_wad: int
 
 
 class LabKeeper:
@@ -72,14 +77,15 @@ class LabKeeper:
         self.eth_asset = eth_asset
         self._ch = chain.contract("Clearinghouse", deployment.clearinghouse)
 
-    def candidates(self, prices_e18: Mapping[int, int]) -> list[tuple[int, str]]:
-        """(shortfall, account) of accounts below the MM in force, deepest first."""
+    def candidates(self, prices_e18: Mapping[int, int], now: int) -> list[tuple[int, str]]:
+        """(shortfall, account) of accounts below the MM in force at block time `now` (funding
+        due counted), deepest first."""
         mirror = self.ledger.mirror
         ranked: list[tuple[int, str]] = []
         for account, state in mirror.accounts.items():
             if account == self.d.insurance_fund or not state.has_positions:
                 continue
-            static = mirror.health(account, dict(prices_e18))
+            static = mirror.health(account, dict(prices_e18), now=now)
             _, mm = self.requirement(account, static, prices_e18)
             if static.equity_wad < mm:
                 ranked.append((mm - static.equity_wad, account))
@@ -101,7 +107,7 @@ class LabKeeper:
             )
             for account in traders
             if not mirror.accounts[account].has_positions
-            and mirror.health(account, dict(prices_e18)).equity_wad < 0
+            and mirror.health(account, dict(prices_e18), now=timestamp_s).equity_wad < 0
         ]
         receipts = self.transport.send_all(txs, timestamp_s=timestamp_s)
         if receipts:
@@ -118,7 +124,7 @@ class LabKeeper:
         positions = self.ledger.mirror.accounts
         while True:
             pairs: list[tuple[str, int]] = []
-            for _, account in self.candidates(prices_e18):
+            for _, account in self.candidates(prices_e18, timestamp_s):
                 untried = [
                     m
                     for m, s in sorted(positions[account].positions.items())
@@ -139,6 +145,9 @@ class LabKeeper:
                 ]
             )
             txs: list[Tx] = []
+            before = {
+                account: self._before(account, prices_e18, timestamp_s) for account, _ in pairs
+            }
             for (account, market_id), raw in zip(pairs, previews, strict=True):
                 preview = self.transport.codec.decode("Clearinghouse", "previewLiquidation", raw)[0]
                 p = Preview(*preview)
@@ -177,8 +186,19 @@ class LabKeeper:
                         penalty_wad=int(a["penaltyWad"]),
                         keeper_reward_wad=int(a["keeperRewardWad"]),
                         gas_used=gas_by_tx[event.tx_hash.lower()],
+                        **before[str(a["account"])],
                     )
                 )
+
+    def _before(self, account: str, prices_e18: Mapping[int, int], now: int) -> dict[str, int]:
+        """`Liquidation`'s view of the account before its liquidation (one per account a pass)."""
+        prices = dict(prices_e18)
+        static = self.ledger.mirror.health(account, prices, now=now)
+        return {
+            "equity_before_wad": static.equity_wad,
+            "mm_before_wad": self.requirement(account, static, prices)[1],
+            "funding_paid_wad": self.ledger.funding_paid_wad(account, prices, now),
+        }
 
 
 @dataclass

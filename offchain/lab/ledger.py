@@ -18,6 +18,7 @@ from offchain.chain.attestations import AttestationMirror
 from offchain.chain.mirror import AccountMirror
 from offchain.lab.transport import Transport
 from offchain.models import Deployment
+from offchain.risk.funding import owed
 
 
 class Ledger:
@@ -53,3 +54,27 @@ class Ledger:
 
     def named(self, name: str) -> Iterator[tuple[int, Event]]:
         return ((tick, e) for tick, e in self.events if e.name == name)
+
+    def funding_paid_wad(self, account: str, prices_e18: dict[int, int], now: int) -> int:
+        """Funding `account` has paid since it opened (< 0: received), at block time `now`: what
+        its `FundingSettled` events took from its cash plus what its positions owe unsettled,
+        which health already takes from its equity."""
+        settled = sum(
+            int(e.args["amountWad"])
+            for _, e in self.named("FundingSettled")
+            if str(e.args["account"]) == account
+        )
+        state = self.mirror.accounts[account]
+        indices = self.mirror.funding_indices(prices_e18, now)
+        due = sum(
+            owed(size, indices[m], state.funding_index.get(m, 0))
+            for m, size in state.positions.items()
+            if size and m in indices
+        )
+        return settled + due
+
+    def funding_flows_wad(self) -> tuple[int, int]:
+        """(paid, received) over every `FundingSettled` so far: positive amounts are paid,
+        negative ones received."""
+        amounts = [int(e.args["amountWad"]) for _, e in self.named("FundingSettled")]
+        return sum(a for a in amounts if a > 0), -sum(a for a in amounts if a < 0)

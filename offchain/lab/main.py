@@ -108,7 +108,7 @@ def run_lab(
     started = time.perf_counter()
     start_usd = {a.symbol: a.price_usd for a in SystemSpec().assets}
     path = lab_path(scenario, seed=seed, steps=steps, start_usd=start_usd)
-    plans = trader_population(seed, traders)
+    plans = trader_population(seed, traders, path.long_probability)
     run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + f"-lab-{scenario}-s{seed}"
     run_dir = settings.runs_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,12 @@ All money is USD. "Traders" excludes the market maker, the keeper and the insura
   the latter for every generation.
 * `gas` {engine, keepers}: Σ gas of attestation submissions; Σ gas of liquidations. Oracle
   updates, backstop operations and opening trades are under `gas_detail`.
+* `funding` {paid, received, liquidations_from_funding}: Σ of the positive `FundingSettled`
+  amounts (funding paid) and of the negative ones, negated (received), over every account,
+  after the lab settles every open position's funding in one block at the end, so paid ≥
+  received, the difference being the protocol's rounding dust (I26); and the liquidations of
+  accounts that had paid funding since they opened and would have been at or above their MM
+  without it (equity before the liquidation + funding paid, settled and due, ≥ MM in force).
 * `insurance_fund_end`: the insurance fund's equity at the end (cash, absorbed positions and
   seized collateral at the final oracle prices).
 """
@@ -87,6 +93,12 @@ def generation_metrics(run: GenerationRun) -> dict[str, Any]:
         sync_lag = keeper_lag
     gas_sum = {k: int(sum(v)) for k, v in sorted(run.gas.items())}
     updated = [s.accounts_updated for s in run.sync.values()]
+    from_funding = [
+        liq
+        for liq in run.liquidations
+        if liq.funding_paid_wad > 0
+        and liq.equity_before_wad + liq.funding_paid_wad >= liq.mm_before_wad
+    ]
 
     return {
         "label": g.label,
@@ -122,6 +134,11 @@ def generation_metrics(run: GenerationRun) -> dict[str, Any]:
             "accounts_updated_per_update_mean": round(float(np.mean(updated)), 1)
             if updated
             else 0.0,
+        },
+        "funding": {
+            "paid": _usd(run.funding_paid_wad),
+            "received": _usd(run.funding_received_wad),
+            "liquidations_from_funding": len(from_funding),
         },
         "insurance_fund_start": _usd(run.insurance_fund_start_wad),
         "insurance_fund_end": _usd(run.insurance_fund_end_wad),

@@ -6,7 +6,8 @@ rules (IM 10%), which is why gross leverage stays below 10x: a population that f
 generation's opening check.
 
 Mix (each trader drawn independently from one seeded generator):
-* directional traders (about 88%): one perp, long with probability 0.65, gross leverage log-normal
+* directional traders (about 88%): one perp, long with probability 0.65 (a scenario may skew
+  it: `crowded-long` uses 0.9), gross leverage log-normal
   around 4x clipped to [1.2x, 9.5x]; markets ETH 45% / BTC 35% / SOL 20%;
 * hedged pairs (about 12%): long ETH and short BTC of equal notional, 2x to 8x gross in total;
 * about 15% post WETH instead of USDC (counted at its 80% haircut, so a long ETH on WETH collateral
@@ -49,8 +50,11 @@ class TraderPlan:
         return sum(leg.leverage for leg in self.legs)
 
 
-def trader_population(seed: int, count: int) -> list[TraderPlan]:
-    """`count` traders drawn from `seed`; the same arguments give the same population."""
+def trader_population(
+    seed: int, count: int, long_probability: float = LONG_PROBABILITY
+) -> list[TraderPlan]:
+    """`count` traders drawn from `seed`, directional ones long with `long_probability` (a
+    scenario's skew); the same arguments give the same population."""
     rng = np.random.default_rng(seed)
     markets = list(MARKET_WEIGHTS)
     weights = np.array(list(MARKET_WEIGHTS.values()))
@@ -71,7 +75,7 @@ def trader_population(seed: int, count: int) -> list[TraderPlan]:
             )
             kind = "hedged"
         else:
-            side = 1 if u_side < LONG_PROBABILITY else -1
+            side = 1 if u_side < long_probability else -1
             legs = (Leg(market, side, round(leverage, 2)),)
             kind = "directional"
         plans.append(TraderPlan(f"trader-{i}", kind, collateral, collateral_usd, legs))

@@ -238,6 +238,9 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("sync lag p99 ms", "sync_lag_ms.p99"),
     ("gas: engine", "gas.engine"),
     ("gas: keepers", "gas.keepers"),
+    ("funding paid $", "funding.paid"),
+    ("funding received $", "funding.received"),
+    ("liquidations from funding", "funding.liquidations_from_funding"),
     ("insurance fund end $", "insurance_fund_end"),
     ("  gross debt absorbed $", "bad_debt_detail.debt_absorbed"),
 )

@@ -5,14 +5,17 @@ and the same clock: the opening block is mined at `CHAIN_START_S` and update k a
 `CHAIN_START_S + t_k` (the scenario's time), so oracle heartbeats and attestation ages run on the
 scenario's clock, and two runs with the same seed produce the same blocks, gas and events.
 
-Per update: the three oracle feeds move (one block); Gen 3's engine (the product's, see
-`generations.Gen3Engine`) polls them and, on its turn, recomputes and attests; the keeper (on its
-cadence) liquidates; the shipped backstop (`offchain.backstop`) takes what the insurance fund
-absorbed from its standing offer, unwinds it with the market maker and books the fund's loss, and
-the keeper resolves insolvencies; then every trader's equity, requirement in force and notional
-are recorded from the event mirror (no per-account reads). At the end the lab checks its
+Per update: the three oracle feeds move (one block); in the funding scenarios a venue then trades
+with the maker at the path's basis off the index, so a premium stands and funding accrues by the
+contract's rules; Gen 3's engine (the product's, see `generations.Gen3Engine`) polls the feeds
+and, on its turn, recomputes and attests; the keeper (on its cadence) liquidates; the shipped
+backstop (`offchain.backstop`) takes what the insurance fund absorbed from its standing offer,
+unwinds it with the market maker and books the fund's loss, and the keeper resolves
+insolvencies; then every trader's equity (funding due counted), requirement in force and
+notional are recorded from the event mirror (no per-account reads). At the end the lab checks its
 off-chain view against the chain once: the Liquidate events counted afresh and every trader's
-`accountHealth`.
+`accountHealth`, with funding due; then every open position settles its funding in one block, so
+the `FundingSettled` events are the whole funding ledger (paid ≥ received, I26).
 """
 
 from __future__ import annotations
@@ -47,7 +50,11 @@ FloatArray = NDArray[np.float64]
 CHAIN_START_S = 2_000_000_000
 # Dev accounts by role: 0-3 owner, matcher, guardian, insurance fund (deploy.Roles); then these.
 # (6 is unused: Gen 3's engine sends from its own submitter key, as `marginsync engine` does.)
+# After the traders: the backstop, then the venue flow that prints off the index.
 MAKER, KEEPER, FIRST_TRADER = 4, 5, 7
+# The venue's clip per market and update, and its (ample) USDC.
+VENUE_CLIP_USD = 10_000
+VENUE_CAPITAL_USD = 1_000_000
 # The backstop's capital, as a share of the maker's: enough to take a crash's absorbed book.
 BACKSTOP_CAPITAL_SHARE = 0.2
 MAX_TRADERS = 250
@@ -91,6 +98,8 @@ class GenerationRun:
     insurance_fund_start_wad: int
     insurance_fund_end_wad: int
     deficit_wad: int
+    funding_paid_wad: int  # Σ positive FundingSettled amounts (every account, settled at the end)
+    funding_received_wad: int  # −Σ negative ones
     onchain_liquidate_events: int
     onchain_deficit_wad: int
     health_mismatches: int
@@ -111,7 +120,7 @@ def run_generation(
     if len(plans) > MAX_TRADERS:
         raise ConfigError(f"{len(plans)} traders", f"the lab runs at most {MAX_TRADERS} traders")
     started = time.perf_counter()
-    with Anvil(accounts=FIRST_TRADER + len(plans) + 1, binary=settings.anvil_bin) as node:
+    with Anvil(accounts=FIRST_TRADER + len(plans) + 2, binary=settings.anvil_bin) as node:
         chain = Chain.connect(settings, rpc_url=node.url)
         roles = Roles.from_accounts(chain.accounts)
         spec = SystemSpec(attestation=AttestationSpec() if generation.attested else None)
@@ -148,6 +157,7 @@ class _Run:
         self.maker = chain.accounts[MAKER]
         self.traders = chain.accounts[FIRST_TRADER : FIRST_TRADER + len(plans)]
         self.backstop_account = chain.accounts[FIRST_TRADER + len(plans)]
+        self.venue = chain.accounts[FIRST_TRADER + len(plans) + 1]
         self.now_s = CHAIN_START_S
         self.gas: dict[str, list[int]] = defaultdict(list)
         self._ch = chain.contract("Clearinghouse", deployment.clearinghouse)
@@ -217,6 +227,8 @@ class _Run:
         setup_s = time.perf_counter() - started
         on_progress("positions opened")
         rows = [self._snapshot(points[0])]
+        # Each point's funding indices, so the held positions owe funding as the live ones do.
+        indices = [self.ledger.mirror.funding_indices(points[0], self.now_s)]
         held = [self.ledger.mirror.accounts[a].state() for a in self.traders]
         fund_start = self.ledger.mirror.health(self.d.insurance_fund, points[0]).equity_wad
         liquidations: list[Liquidation] = []
@@ -227,6 +239,7 @@ class _Run:
             self.ledger.tick = k
             prices = points[k]
             self._push_prices(prices, "oracle_update")
+            self._venue_trades(k, prices)
             tick_at = time.perf_counter()
             if self.engine is not None:
                 self.engine.poll()
@@ -248,15 +261,23 @@ class _Run:
                 )
             self.ledger.pull()
             rows.append(self._snapshot(prices))
+            indices.append(self.ledger.mirror.funding_indices(prices, self.now_s))
             on_progress(f"update {k}/{path.steps}: {len(liquidations)} liquidations")
 
         final = points[-1]
         mirror = self.ledger.mirror
+        onchain_liquidations, onchain_deficit, mismatches = self._check_against_chain(final)
+        # After the check (made with funding due): funding settled into cash from here on.
+        self._settle_all_funding()
+        funding_paid, funding_received = self.ledger.funding_flows_wad()
         equity, im, mm, notional = (np.array([r[i] for r in rows]) for i in range(4))
         hold = np.array(
             [
-                [health(s, mirror.collaterals, mirror.markets, p).equity_wad / WAD for s in held]
-                for p in points
+                [
+                    health(s, mirror.collaterals, mirror.markets, p, None, i).equity_wad / WAD
+                    for s in held
+                ]
+                for p, i in zip(points, indices, strict=True)
             ]
         )
         unhaircut = {
@@ -270,7 +291,6 @@ class _Run:
                 for a in self.traders
             ]
         )
-        onchain_liquidations, onchain_deficit, mismatches = self._check_against_chain(final)
         return GenerationRun(
             generation=self.g,
             traders=list(self.traders),
@@ -293,6 +313,8 @@ class _Run:
             insurance_fund_start_wad=fund_start,
             insurance_fund_end_wad=mirror.health(self.d.insurance_fund, final).equity_wad,
             deficit_wad=mirror.deficit_wad,
+            funding_paid_wad=funding_paid,
+            funding_received_wad=funding_received,
             onchain_liquidate_events=onchain_liquidations,
             onchain_deficit_wad=onchain_deficit,
             health_mismatches=mismatches,
@@ -357,6 +379,7 @@ class _Run:
         amounts: list[tuple[str, str, int]] = [
             (self.maker, "USDC", round(maker_usd * 1e6)),
             (self.backstop_account, "USDC", round(maker_usd * BACKSTOP_CAPITAL_SHARE * 1e6)),
+            (self.venue, "USDC", VENUE_CAPITAL_USD * 10**6),
         ]
         for trader, plan in zip(self.traders, self.plans, strict=True):
             if plan.collateral == "USDC":
@@ -426,13 +449,56 @@ class _Run:
         self.gas["settle_trade"].extend(r.gas_used for r in receipts)
         self.ledger.pull()
 
+    def _venue_trades(self, k: int, prices: dict[int, int]) -> None:
+        """The venue's prints at update `k`: one clip per market with the maker at the path's
+        basis off the index (inside the price band), buying on odd updates and selling on even
+        ones so its position stays within a clip. Each trade accrues the market's funding and
+        sets the held premium (IFunding). None where the basis is zero."""
+        basis_bps = self.path.basis_bps[k]
+        if basis_bps == 0:
+            return
+        side = 1 if k % 2 else -1
+        enc = self.transport.codec.encode
+        txs: list[Tx] = []
+        for market in self.d.markets:
+            index = prices[market.oracle_asset]
+            size = side * (VENUE_CLIP_USD * WAD * WAD // index)
+            price = index * (BPS + basis_bps) // BPS
+            data = enc(
+                "Clearinghouse", "settleTrade", market.id, self.venue, self.maker, size, price
+            )
+            txs.append(Tx(self.d.matcher, self._ch.address, data, TRADE_GAS_LIMIT, "venue print"))
+        receipts = self.transport.send_all(txs, timestamp_s=self.now_s)
+        self.gas["venue_trade"].extend(r.gas_used for r in receipts)
+        self.ledger.pull()
+
+    def _settle_all_funding(self) -> None:
+        """`settleFunding` for every open position, all in one block (so at one index)."""
+        enc = self.transport.codec.encode
+        txs = [
+            Tx(
+                self.chain.accounts[KEEPER],
+                self._ch.address,
+                enc("Clearinghouse", "settleFunding", account, market_id),
+                TRADE_GAS_LIMIT,
+                f"settle funding of {account[:10]} on market {market_id}",
+            )
+            for account, state in self.ledger.mirror.accounts.items()
+            for market_id, size in sorted(state.positions.items())
+            if size
+        ]
+        if txs:
+            receipts = self.transport.send_all(txs, timestamp_s=self.now_s)
+            self.gas["settle_funding"].extend(r.gas_used for r in receipts)
+            self.ledger.pull()
+
     def _snapshot(self, prices: dict[int, int]) -> tuple[list[float], ...]:
         """(equity, IM in force, MM in force, notional) of every trader, USD."""
         mirror = self.ledger.mirror
         markets = {m.id: m.oracle_asset for m in self.d.markets}
         equity, im, mm, notional = [], [], [], []
         for account in self.traders:
-            static = mirror.health(account, prices)
+            static = mirror.health(account, prices, now=self.now_s)
             req_im, req_mm = self.requirement(account, static, prices)
             gross = sum(
                 abs(size) * prices[markets[m]]
@@ -460,7 +526,7 @@ class _Run:
         for account, data in zip(self.traders, raw[:-1], strict=True):
             values = codec.decode("Clearinghouse", "accountHealth", data)[0]
             onchain = tuple(int(v) for v in values)
-            static = self.ledger.mirror.health(account, prices)
+            static = self.ledger.mirror.health(account, prices, now=self.now_s)
             expected = (static.equity_wad, *self.requirement(account, static, prices))
             mismatches += onchain != expected
         deficit = int(codec.decode("Clearinghouse", "deficitWad", raw[-1])[0])

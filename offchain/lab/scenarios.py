@@ -5,6 +5,12 @@
   crash templates by name. ETH takes the template's depth; BTC and SOL fall in the proportions of
   2020-03-12 (−35% and −50% when ETH fell 43%), with correlated noise on top.
 * `calm` is low-volatility correlated GBM at one-minute updates.
+* `crowded-long` and `basis-blowout` are the funding scenarios: calm GBM over two days, with a
+  venue whose trades print off the index (`basis_bps`, per update), so a premium stands and the
+  clearinghouse's funding accrues (IFunding). In `crowded-long` the population is 90% long and
+  every print is 1.5% over the index, so longs pay near the cap all along; in `basis-blowout` the
+  prints fall to 1.8% under the index for the middle half of the path (shorts pay), at the
+  index before and after. Both premiums sit inside the markets' 2% price band.
 
 Every path comes with a warm-up: the same market's calm history before the scenario starts, from
 which Gen 3's risk configuration takes its starting volatility, as an operator calibrates a new
@@ -21,6 +27,7 @@ import numpy as np
 
 from offchain.errors import ConfigError
 from offchain.feeds import CRASH_TEMPLATES, Scenario, crash_scenario, gbm
+from offchain.lab.population import LONG_PROBABILITY
 
 SYMBOLS = ("ETH", "BTC", "SOL")
 # Daily-return correlations of the majors, rounded; order = SYMBOLS.
@@ -30,12 +37,22 @@ DEPTH_RELATIVE_TO_ETH = {"ETH": 1.0, "BTC": 0.35 / 0.43, "SOL": 0.50 / 0.43}
 CALM_SIGMA_ANNUAL = {"ETH": 0.45, "BTC": 0.35, "SOL": 0.65}
 CALM_INTERVAL_S = 60.0
 WARMUP_STEPS = 60
+# The funding scenarios span two days (six 8-hour funding intervals) whatever the step count.
+FUNDING_DURATION_S = 48 * 3600.0
+CROWDED_LONG_PROBABILITY = 0.9
+CROWDED_PREMIUM_BPS = 150
+BLOWOUT_DISCOUNT_BPS = 180
 
 SCENARIOS: dict[str, str] = {
     "crash": "2020-03-12 crash (ETH −43% in a day; BTC −35%, SOL −50%)",
     "calm": "calm market: correlated GBM, σ ETH 45% / BTC 35% / SOL 65% a year, 1-minute updates",
     **{name: t.description for name, t in CRASH_TEMPLATES.items()},
+    "crowded-long": "crowded long squeezed: 90% of traders long, the venue prints 1.5% over the "
+    "index for two days (longs pay funding), calm prices",
+    "basis-blowout": "basis blow-out: the venue prints 1.8% under the index for the middle day "
+    "of two (shorts pay funding), calm prices",
 }
+FUNDING_SCENARIOS = ("crowded-long", "basis-blowout")
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,9 @@ class LabPath:
     path: Scenario  # steps + 1 points; point 0 is the opening state, ts from 0
     warmup: Scenario  # history ending at the opening prices, ts ≤ 0
     interval_s: float
+    # Per point, how far the venue's trades print from the index (bps; 0: no venue trades).
+    basis_bps: tuple[int, ...]
+    long_probability: float = LONG_PROBABILITY  # the population's directional skew
 
     @property
     def steps(self) -> int:
@@ -58,7 +78,27 @@ def lab_path(name: str, *, seed: int, steps: int, start_usd: Mapping[str, float]
     if steps < 2:
         raise ConfigError(f"steps = {steps}", "the lab needs at least 2 price updates")
     start = {s: float(start_usd[s]) for s in SYMBOLS}
-    if name == "calm":
+    basis_bps = (0,) * (steps + 1)
+    long_probability = LONG_PROBABILITY
+    if name in FUNDING_SCENARIOS:
+        interval_s = FUNDING_DURATION_S / steps
+        path = gbm(
+            start,
+            steps,
+            interval_s=interval_s,
+            sigma_annual=CALM_SIGMA_ANNUAL,
+            correlation=CORRELATION,
+            seed=seed,
+        )
+        if name == "crowded-long":
+            long_probability = CROWDED_LONG_PROBABILITY
+            basis_bps = (0,) + (CROWDED_PREMIUM_BPS,) * steps
+        else:
+            basis_bps = tuple(
+                -BLOWOUT_DISCOUNT_BPS if steps / 4 <= k < 3 * steps / 4 else 0
+                for k in range(steps + 1)
+            )
+    elif name == "calm":
         interval_s = CALM_INTERVAL_S
         path = gbm(
             start,
@@ -85,6 +125,8 @@ def lab_path(name: str, *, seed: int, steps: int, start_usd: Mapping[str, float]
         path=path,
         warmup=_warmup(start, interval_s, seed),
         interval_s=interval_s,
+        basis_bps=basis_bps,
+        long_probability=long_probability,
     )
 
 
