@@ -252,7 +252,8 @@ class AccountMirror:
         acct.cash_wad -= a["amountWad"]
         # Settled to the market's index as it stands: the same transaction's `FundingAccrued`
         # (or, in the block of an earlier accrual, that one's), already applied.
-        acct.funding_index[a["marketId"]] = self.funding.get(a["marketId"], FundingMarket()).index_wad
+        market = self.funding.get(a["marketId"], FundingMarket())
+        acct.funding_index[a["marketId"]] = market.index_wad
 
     def _settled_to_index(self, market: int, *accounts: MirroredAccount) -> None:
         """After a position change each side stands at the market's index, settled or not (a
