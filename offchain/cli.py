@@ -17,6 +17,7 @@ from rich.console import Console
 
 from offchain.chain import Chain, checksum
 from offchain.chain.client import Client, connect
+from offchain.chain.journal import default_journal
 from offchain.errors import ConfigError, MarginsyncError
 from offchain.models import Deployment, SystemSpec
 from offchain.ops.commands import COMMANDS
@@ -266,9 +267,7 @@ def keeper(
         )
     sender = chain.add_key(key) if key else checksum(address or chain.accounts[-1])
     require_funds(chain, sender, "keeper", KEEPER_GAS, key_env)
-    journal = journal_path or (
-        Path(".marginsync") / f"keeper-{chain.chain_id}-{chain.genesis_tag}-{sender}.sqlite"
-    )
+    journal = journal_path or default_journal("keeper", chain.chain_id, chain.genesis_tag, sender)
     journal.parent.mkdir(parents=True, exist_ok=True)
     config = KeeperConfig(
         max_per_round=max_per_round, min_profit_usd=min_profit_usd, max_fee_gwei=max_fee_gwei

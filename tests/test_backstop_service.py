@@ -3,19 +3,25 @@ with its own capital, unwinds it, and books what the fund lost (SPEC I25, I31; i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from helpers import fund, fund_absorbs, send_fast, usdc
 
-from offchain.backstop import Backstop, matcher_hedge, rank_for_adl
+from offchain.backstop import Backstop, Call, matcher_hedge, rank_for_adl
 from offchain.chain.client import Client, wad
+from offchain.chain.journal import TxState
 from offchain.ops.backstop import ChainWire, contracts_of, positions_from_events
 
 E18 = 10**18
 BPS = 10_000
+TAKE = "take the fund's offer on market 0"
 
 
-def make_backstop(system: Client, address: str, counterparty: str | None) -> Backstop:
+def make_backstop(
+    system: Client, address: str, counterparty: str | None, journal: Path | str = ":memory:"
+) -> Backstop:
     d = system.d
-    wire = ChainWire(system.chain, contracts_of(d))
+    wire = ChainWire(system.chain, contracts_of(d), address, journal)
     hedge = matcher_hedge(system.chain, d, address, counterparty) if counterparty else None
     return Backstop(
         system.chain, d, address, wire, hedge=hedge, accounts=positions_from_events(system.chain, d)
@@ -114,3 +120,52 @@ def test_rank_for_adl__opposite_accounts_above_im__by_equity_over_mm_then_addres
         "0xF": (0, 900, 0, 0),
     }
     assert rank_for_adl(wad(5), rows) == ["0xC", "0xA", "0xB"]
+
+
+def test_wire__killed_after_journaling_a_take__restart_settles_it_and_sends_nothing_again(
+    system: Client, trader: str, maker: str, keeper: str, others: list[str], tmp_path: Path
+) -> None:
+    # THREATS D09, issue 8: the backstop sends through the journaled TxSender. Its take is one
+    # row of its journal, mined. A process killed after journaling it, before it recorded the
+    # receipt (the row pending again), restarts on the same file: resuming finishes the row from
+    # its receipt and sends nothing, so the take stays one row and the key's nonce unmoved.
+    address, journal = others[1], tmp_path / "backstop.sqlite"
+    fund_absorbs(system, trader, maker, keeper, long=True)
+    fund(system, address, "USDC", usdc(50_000))
+    backstop = make_backstop(system, address, maker, journal)
+    assert isinstance(backstop.wire, ChainWire)
+
+    assert len(backstop.round().taken) == 1
+    (row,) = backstop.wire.sender.journal.rows(TAKE)
+    assert row.state is TxState.MINED
+    assert system.chain.w3.eth.get_transaction_receipt(row.mined_hash)["status"] == 1
+    backstop.wire.sender.journal.reopen(row.id)  # the kill: journaled, outcome not recorded
+    backstop.wire.sender.journal.close()
+    nonce = system.chain.w3.eth.get_transaction_count(address)
+
+    again = make_backstop(system, address, maker, journal)
+    assert isinstance(again.wire, ChainWire)
+
+    assert again.wire.sender.journal.rows(TAKE) == [row]
+    assert system.chain.w3.eth.get_transaction_count(address) == nonce
+    assert again.round().taken == []  # the fund's offer is gone: it was taken once
+    assert again.wire.sender.journal.rows(TAKE) == [row]
+    again.wire.sender.journal.close()
+
+
+def test_wire__take_that_would_revert__fails_its_preflight_and_sends_nothing(
+    system: Client, trader: str, maker: str, keeper: str, others: list[str]
+) -> None:
+    # A take another taker beat (here: more than the fund offers) reverts in its eth_estimateGas
+    # pre-flight: the round learns False, nothing is journaled, the key's nonce is unmoved.
+    address = others[1]
+    held = fund_absorbs(system, trader, maker, keeper, long=True)
+    fund(system, address, "USDC", usdc(50_000))
+    wire = ChainWire(system.chain, contracts_of(system.d), address)
+    offer = system.chain.contract("BackstopOffer", str(system.d.backstop_offer))
+    data = offer.encode_abi("take", [0, held + 1, system.price_e18("ETH")])
+    nonce = system.chain.w3.eth.get_transaction_count(address)
+
+    assert wire.send([Call(address, offer.address, bytes.fromhex(data[2:]), TAKE)]) == [False]
+    assert wire.sender.journal.rows() == []
+    assert system.chain.w3.eth.get_transaction_count(address) == nonce

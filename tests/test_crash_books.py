@@ -86,7 +86,7 @@ def test_crash__forty_percent_in_ten_steps_with_stale_feeds__assets_cover_claims
         system.chain,
         system.d,
         backstop_account,
-        ChainWire(system.chain, contracts_of(system.d)),
+        ChainWire(system.chain, contracts_of(system.d), backstop_account),
         hedge=matcher_hedge(system.chain, system.d, backstop_account, maker),
         accounts=positions_from_events(system.chain, system.d),
     )

@@ -178,7 +178,12 @@ class Chain:
         """The genesis block hash's first 12 hex digits. A restarted local chain keeps its chain
         id and contract addresses, so files of one chain (journals, outboxes) are named by this
         too, and a dead chain's transactions are never replayed on the new one."""
-        return bytes(self.w3.eth.get_block(0)["hash"]).hex()[:12]
+        return self.genesis_hash[2:14]
+
+    @cached_property
+    def genesis_hash(self) -> str:
+        """Block 0's hash (0x-hex), which a journal is bound to (see `Journal`)."""
+        return "0x" + bytes(self.w3.eth.get_block(0)["hash"]).hex()
 
     @cached_property
     def chain_id(self) -> int:
@@ -209,16 +214,22 @@ class Chain:
         except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
             raise self._revert(exc, action, _abi_of(fn)) from exc
 
+    def gas_limit(self, fn: Any, sender: str, action: str, *, value: int = 0) -> int:
+        """The pre-flight: the gas to send `fn` with (the estimate with headroom, see
+        `ACCRUAL_HEADROOM_GAS`). Raises `ContractRevert` if it would revert."""
+        params = {"from": checksum(sender), "value": value}
+        try:
+            return int(fn.estimate_gas(params) * 12 // 10) + ACCRUAL_HEADROOM_GAS
+        except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+            raise self._revert(exc, action, _abi_of(fn)) from exc
+
     def send(
         self, fn: Any, sender: str, action: str, *, gas: int | None = None, value: int = 0
     ) -> TxReceipt:
         """Pre-flight, sign, send, wait. Raises `ContractRevert`, sending nothing, if it fails."""
         sender_address = checksum(sender)
         params: dict[str, Any] = {"from": sender_address, "value": value}
-        try:
-            params["gas"] = gas or int(fn.estimate_gas(params) * 12 // 10) + ACCRUAL_HEADROOM_GAS
-        except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
-            raise self._revert(exc, action, _abi_of(fn)) from exc
+        params["gas"] = gas or self.gas_limit(fn, sender_address, action, value=value)
         local = self._local.get(sender_address)
         if local is None:
             tx_hash = self._send_unlocked(fn, params)

@@ -21,6 +21,12 @@ from offchain.chain.store import SqliteStore
 from offchain.errors import ConfigError
 
 
+def default_journal(role: str, chain_id: int, genesis_tag: str, address: str) -> Path:
+    """Where a service keeps its key's journal unless told (`--journal`): one file per role,
+    key and chain, named by the genesis too, so a restarted local chain starts a new one."""
+    return Path(".marginsync") / f"{role}-{chain_id}-{genesis_tag}-{checksum(address)}.sqlite"
+
+
 class TxState(StrEnum):
     PENDING = "pending"  # journaled; broadcast at least once (or about to be)
     MINED = "mined"  # a receipt with status 1

@@ -1,9 +1,11 @@
 """`marginsync backstop`: the insurance fund's backstop as a service (`offchain/backstop.py`),
-sending through the pre-flighted sender, hedging on the development venue."""
+sending through the journaled transaction sender (`TxSender`), hedging on the development
+venue."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,26 +14,61 @@ from rich.console import Console
 from offchain.backstop import Backstop, BackstopConfig, BackstopReport, Call, matcher_hedge
 from offchain.chain import Chain, checksum
 from offchain.chain.client import Client, connect
+from offchain.chain.journal import Journal, TxState, default_journal
 from offchain.chain.mirror import AccountMirror
-from offchain.errors import ConfigError, ContractRevert, TransactionFailed
+from offchain.chain.sender import TxSender
+from offchain.chain.signers import tx_signer_for
+from offchain.errors import ConfigError, ContractRevert, SendRejected, TransactionFailed
 from offchain.models import WAD, Deployment
 from offchain.ops.heartbeat import BackstopStatus, Heartbeat
 from offchain.ops.venue import DEV_MAKER, require_signer
 from offchain.settings import Settings
 
 console = Console(soft_wrap=True)
+# How long a round waits for one of its transactions, as `Chain.send` does; the sender bumps a
+# stuck one meanwhile, and one still unmined is journaled and settled by a later round.
+WAIT_S = 120.0
 
 
 class ChainWire:
-    """The backstop's calls as `eth_call`s and its transactions through `Chain.send` (pre-flight,
-    sign or unlocked send, wait): a take another taker beat fails its pre-flight, nothing sent."""
+    """The backstop's calls as `eth_call`s and its transactions through the one transaction
+    sender (`TxSender`: nonces, EIP-1559 fees and bumps, a write-ahead journal, same-bytes
+    retries), each pre-flighted with `eth_estimateGas` and waited for, so a round still learns
+    which went through. A take another taker beat fails its pre-flight: nothing is sent. A call
+    from another key (the development venue's matcher hedging) goes through `Chain.send`, as
+    every other call of that venue does: a second sender counting that key's nonces beside
+    `Chain.send` would race it."""
 
-    def __init__(self, chain: Chain, contracts: dict[str, str]) -> None:
+    def __init__(
+        self,
+        chain: Chain,
+        contracts: dict[str, str],
+        address: str,
+        journal: Path | str = ":memory:",
+        *,
+        wait_s: float = WAIT_S,
+    ) -> None:
+        """`journal`: the SQLite write-ahead journal of `address`'s transactions; what a
+        previous process journaled is settled (or re-broadcast byte for byte) here, before any
+        new transaction (THREATS D09). In memory, a restart cannot tell what was sent."""
         self.chain = chain
+        self.address = str(checksum(address))
+        self.wait_s = wait_s
         self._contracts: dict[str, Any] = {
-            str(checksum(address)).lower(): chain.contract(name, address)
-            for name, address in contracts.items()
+            str(checksum(a)).lower(): chain.contract(name, a) for name, a in contracts.items()
         }
+        self.sender = TxSender(
+            chain.w3,
+            tx_signer_for(chain, self.address),
+            Journal(
+                journal, chain_id=chain.chain_id, sender=self.address, genesis=chain.genesis_hash
+            ),
+            chain_id=chain.chain_id,
+        )
+        for outcome in self.sender.resume():
+            console.print(
+                f"backstop: journaled {outcome.purpose} at nonce {outcome.nonce}: {outcome.state}"
+            )
 
     def call(self, to: str, data: bytes) -> bytes:
         return bytes(self.chain.w3.eth.call({"to": checksum(to), "data": data}))
@@ -41,12 +78,31 @@ class ChainWire:
         for c in calls:
             fn, args = self._contracts[c.to.lower()].decode_function_input(c.data)
             try:
-                self.chain.send(fn(**args), c.sender, c.action)
-                out.append(True)
-            except (ContractRevert, TransactionFailed) as exc:
+                if checksum(c.sender) != self.address:
+                    self.chain.send(fn(**args), c.sender, c.action)
+                    out.append(True)
+                else:
+                    out.append(self._send(c, self.chain.gas_limit(fn(**args), c.sender, c.action)))
+            except (ContractRevert, TransactionFailed, SendRejected) as exc:
                 console.print(f"backstop: {c.action} did not go through: {exc}")
                 out.append(False)
         return out
+
+    def _send(self, c: Call, gas: int) -> bool:
+        """Journals and sends `c`, then waits for its outcome (and settles any other)."""
+        p = self.sender.send(c.to, c.data, gas, purpose=c.action)
+        mined = False
+        for o in self.sender.wait(self.wait_s):
+            if (o.nonce, o.purpose) == (p.nonce, p.purpose) and o.state is TxState.MINED:
+                mined = True
+            elif o.state is not TxState.MINED:
+                console.print(f"backstop: {o.purpose} did not go through: {o.state} {o.tx_hash}")
+        if not mined and p.id in {q.id for q in self.sender.in_flight}:
+            console.print(
+                f"backstop: {c.action} not mined after {self.wait_s:g} s; journaled, "
+                "it settles in a later round"
+            )
+        return mined
 
 
 def contracts_of(d: Deployment) -> dict[str, str]:
@@ -84,6 +140,13 @@ def positions_from_events(chain: Chain, d: Deployment) -> Callable[[], list[str]
     help="Share of the free margin (equity - IM) one round may commit.",
 )
 @click.option("--status-every", "status_every_s", type=click.FloatRange(min=0), default=10.0)
+@click.option(
+    "--journal",
+    "journal_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite write-ahead journal [default: .marginsync/backstop-<chain>-<address>.sqlite].",
+)
 @click.pass_context
 def backstop(
     ctx: click.Context,
@@ -93,6 +156,7 @@ def backstop(
     no_hedge: bool,
     capital_use_bps: int,
     status_every_s: float,
+    journal_path: Path | None,
 ) -> None:
     """Take over what the insurance fund absorbed (its standing offer), unwind it, book its loss."""
     settings: Settings = ctx.obj
@@ -108,11 +172,15 @@ def backstop(
     address = require_signer(
         client, given or accounts[BACKSTOP_INDEX], "backstop", "give a key or an unlocked account"
     )
+    journal = journal_path or default_journal(
+        "backstop", chain.chain_id, chain.genesis_tag, address
+    )
+    journal.parent.mkdir(parents=True, exist_ok=True)
     b = Backstop(
         chain,
         d,
         address,
-        ChainWire(chain, contracts_of(d)),
+        ChainWire(chain, contracts_of(d), address, journal),
         hedge=None if no_hedge else matcher_hedge(chain, d, address, DEV_MAKER),
         config=BackstopConfig(capital_use_bps=capital_use_bps),
         accounts=positions_from_events(chain, d),
