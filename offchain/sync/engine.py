@@ -144,7 +144,7 @@ class Engine:
             journal_path(outbox_path),
             chain_id=chain.chain_id,
             sender=str(submitter_key.address),
-            genesis="0x" + bytes(chain.w3.eth.get_block(0)["hash"]).hex(),
+            genesis=chain.genesis_hash,
         )
         sender = TxSender(
             chain.w3, LocalTxSigner(submitter_key), journal, chain_id=chain.chain_id, policy=fees

@@ -104,7 +104,7 @@ class ProofWorker:
             journal_path,
             chain_id=chain.chain_id,
             sender=str(key.address),
-            genesis="0x" + bytes(chain.w3.eth.get_block(0)["hash"]).hex(),
+            genesis=chain.genesis_hash,
         )
         self.sender = TxSender(chain.w3, LocalTxSigner(key), journal, chain_id=chain.chain_id)
         self.landed: list[ProofLanded] = []
