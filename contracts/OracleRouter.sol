@@ -315,7 +315,9 @@ contract OracleRouter is IOracleRouter, Ownable2Step {
             ? (r.priceE18, r.updatedAt)
             : (uint256(last.priceE18), uint256(last.updatedAt));
         if (price == 0) return Quote(r.status, cfg.minPriceE18, cfg.maxPriceE18);
-        uint256 drift = (block.timestamp - updatedAt) * cfg.outageDriftBpsPerHour;
+        // A transaction never runs before a round already recorded, but an `eth_call` may be given
+        // an older block time: the never-reverting views then count the round as just published.
+        uint256 drift = (block.timestamp > updatedAt ? block.timestamp - updatedAt : 0) * cfg.outageDriftBpsPerHour;
         q.lowE18 = drift >= HOUR_BPS ? 0 : price.mulDivDown(HOUR_BPS - drift, HOUR_BPS);
         q.highE18 = price.mulDivUp(HOUR_BPS + drift, HOUR_BPS);
         if (q.lowE18 < cfg.minPriceE18) q.lowE18 = cfg.minPriceE18;

@@ -297,6 +297,25 @@ def test_broken_feed_quote__widens_with_the_outage_and_stays_in_the_bounds(
     assert router.quotes(1 << 5).call()[1] == [(NON_POSITIVE, MIN_E18, MAX_E18)]
 
 
+def test_broken_feed_quote__simulated_before_its_last_round__answers_instead_of_reverting(
+    system: Client, hostile: Contract
+) -> None:
+    """# I18 / I20: a node may simulate an `eth_call` at an older time than the last round the
+    router recorded (its own clock, a block override); the broken feed's quote then counts the
+    round as just published (no drift) rather than underflowing its age."""
+    _modes(system, hostile, NORMAL, REVERT)
+    price, _, at = system.router.functions.lastRound(BTC).call()
+    quotes = system.router.functions.quotes(1 << BTC)
+    call = {"to": system.router.address, "data": quotes._encode_transaction_data()}
+    earlier = {"time": hex(at - 600)}
+    reply = rpc(system, "eth_call", call, "latest", {}, earlier)
+    assert "error" not in reply, reply
+    [(status, low, high)] = quotes.call(block_identifier="latest")[1]
+    rpc(system, "evm_mine", at)  # the same quote at the round's own time: no drift either
+    assert reply["result"] == rpc(system, "eth_call", call, "latest")["result"]
+    assert status == CALL_FAILED and low <= price <= high
+
+
 # ---------------------------------------------------------------------------- C06 starvation
 def test_feed_call__failing_without_its_full_gas__reverts_feed_call_starved(
     system: Client, hostile: Contract
