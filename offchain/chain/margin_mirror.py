@@ -70,10 +70,7 @@ class MarginMirror(AccountMirror):
     ) -> int:
         """The MM `_healthAt` uses for `account` at block time `now`."""
         state = self.accounts[account]
-        mask = 0
-        for market_id, size in state.positions.items():
-            if size:
-                mask |= 1 << self.markets[market_id].oracle_asset
+        mask = self.market_asset_mask(account)
         if mask == 0 or self.attestor is None or int(self.attestor, 16) == 0:
             return static_mm_wad
         if self._unknown("attestor", self.attestor, self.verifier):

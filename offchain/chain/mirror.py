@@ -194,6 +194,15 @@ class AccountMirror:
             self.funding_indices(prices_e18, now),
         )
 
+    def market_asset_mask(self, account: str) -> int:
+        """The oracle assets of the account's open positions, as a bit mask: the prices the
+        verifier's S1 check is asked at (`_marketPrices`), one bit per asset."""
+        mask = 0
+        for market_id, size in self.accounts[account].positions.items():
+            if size:
+                mask |= 1 << self._market_assets[market_id]
+        return mask
+
     def funding_indices(self, prices_e18: dict[int, int], now: int | None = None) -> dict[int, int]:
         """Each market's funding index at block time `now` and its (low) price, as health sees."""
         return {

@@ -164,7 +164,6 @@ class _Run:
         self._feeds = {a.id: chain.contract("MockAggregator", a.feed) for a in deployment.assets}
         self._decimals = {a.id: a.feed_decimals for a in deployment.assets}
         self._asset_id = {a.symbol: a.id for a in deployment.assets}
-        self._market_asset = {m.id: m.oracle_asset for m in deployment.markets}
         self.engine: Gen3Engine | None = None  # built once the chain runs on the lab's clock
         self.keeper = LabKeeper(
             chain=chain,
@@ -192,10 +191,7 @@ class _Run:
         """(IM, MM) in wad that `Clearinghouse._healthAt` uses now: the one S1 rule's answer."""
         static_im, static_mm = static.initial_margin_wad, static.maintenance_margin_wad
         state = self.ledger.mirror.accounts[account]
-        market_mask = 0
-        for market_id, size in state.positions.items():
-            if size:
-                market_mask |= 1 << self._market_asset[market_id]
+        market_mask = self.ledger.mirror.market_asset_mask(account)
         if not self.g.attested or market_mask == 0:
             return static_im, static_mm
         found = self.ledger.attestations.requirement_in_force(
