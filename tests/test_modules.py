@@ -25,14 +25,19 @@ def test_deployed_code__clearinghouse_leaves_4_kb_and_the_modules_fit(system: Cl
         assert len(w3.eth.get_code(module)) <= CODE_SIZE_LIMIT - ROOM_TO_GROW
 
 
+@pytest.mark.parametrize("artifact", ["LiquidationModule", "FundingModule"])
 def test_constructor__module_with_another_insurance_fund__reverts_module_mismatch(
-    system: Client, roles: Roles, trader: str
+    system: Client, roles: Roles, trader: str, artifact: str
 ) -> None:
-    """The module's oracle and insurance fund are immutables in its own code: a module built for
-    another deployment would liquidate into the wrong backstop."""
-    module = system.chain.deploy(
-        "LiquidationModule", system.router.address, trader, sender=roles.owner
-    )
+    """Each module's oracle and insurance fund are immutables in its own code: a liquidation
+    module built for another deployment would liquidate into the wrong backstop, a funding
+    module would settle the wrong account's funding."""
+    module = system.chain.deploy(artifact, system.router.address, trader, sender=roles.owner)
+    modules = {
+        "LiquidationModule": system.ch.functions.liquidationModule().call(),
+        "FundingModule": system.ch.functions.fundingModule().call(),
+    }
+    modules[artifact] = module.address
     with pytest.raises(ContractRevert) as e:
         system.chain.deploy(
             "Clearinghouse",
@@ -42,35 +47,11 @@ def test_constructor__module_with_another_insurance_fund__reverts_module_mismatc
             10**18,
             roles.insurance_fund,
             SystemSpec().liquidation.as_tuple(),
-            module.address,
-            system.ch.functions.fundingModule().call(),
+            modules["LiquidationModule"],
+            modules["FundingModule"],
             sender=roles.owner,
         )
     assert_revert(e.value, "ModuleMismatch", module=module.address)
-
-
-def test_constructor__funding_module_with_another_insurance_fund__reverts_module_mismatch(
-    system: Client, roles: Roles, trader: str
-) -> None:
-    """The funding module settles the backstop's funding at its own `insuranceFund`: one built for
-    another deployment would settle the wrong account."""
-    funding = system.chain.deploy(
-        "FundingModule", system.router.address, trader, sender=roles.owner
-    )
-    with pytest.raises(ContractRevert) as e:
-        system.chain.deploy(
-            "Clearinghouse",
-            roles.owner,
-            system.router.address,
-            system.tokens["USDC"].address,
-            10**18,
-            roles.insurance_fund,
-            SystemSpec().liquidation.as_tuple(),
-            system.ch.functions.liquidationModule().call(),
-            funding.address,
-            sender=roles.owner,
-        )
-    assert_revert(e.value, "ModuleMismatch", module=funding.address)
 
 
 def test_view_delegate__called_from_outside__reverts_only_self(system: Client, trader: str) -> None:

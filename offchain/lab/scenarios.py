@@ -80,8 +80,9 @@ def lab_path(name: str, *, seed: int, steps: int, start_usd: Mapping[str, float]
     start = {s: float(start_usd[s]) for s in SYMBOLS}
     basis_bps = (0,) * (steps + 1)
     long_probability = LONG_PROBABILITY
-    if name in FUNDING_SCENARIOS:
-        interval_s = FUNDING_DURATION_S / steps
+    if name in FUNDING_SCENARIOS or name == "calm":
+        # Calm prices; the funding scenarios stretch them over six funding intervals.
+        interval_s = CALM_INTERVAL_S if name == "calm" else FUNDING_DURATION_S / steps
         path = gbm(
             start,
             steps,
@@ -93,21 +94,11 @@ def lab_path(name: str, *, seed: int, steps: int, start_usd: Mapping[str, float]
         if name == "crowded-long":
             long_probability = CROWDED_LONG_PROBABILITY
             basis_bps = (0,) + (CROWDED_PREMIUM_BPS,) * steps
-        else:
+        elif name == "basis-blowout":
             basis_bps = tuple(
                 -BLOWOUT_DISCOUNT_BPS if steps / 4 <= k < 3 * steps / 4 else 0
                 for k in range(steps + 1)
             )
-    elif name == "calm":
-        interval_s = CALM_INTERVAL_S
-        path = gbm(
-            start,
-            steps,
-            interval_s=interval_s,
-            sigma_annual=CALM_SIGMA_ANNUAL,
-            correlation=CORRELATION,
-            seed=seed,
-        )
     else:
         template = CRASH_TEMPLATES["2020-03-12" if name == "crash" else name]
         interval_s = template.duration_s / steps

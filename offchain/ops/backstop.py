@@ -77,12 +77,13 @@ class ChainWire:
         out = []
         for c in calls:
             fn, args = self._contracts[c.to.lower()].decode_function_input(c.data)
+            bound = fn(**args)
             try:
                 if checksum(c.sender) != self.address:
-                    self.chain.send(fn(**args), c.sender, c.action)
+                    self.chain.send(bound, c.sender, c.action)
                     out.append(True)
                 else:
-                    out.append(self._send(c, self.chain.gas_limit(fn(**args), c.sender, c.action)))
+                    out.append(self._send(c, self.chain.gas_limit(bound, c.sender, c.action)))
             except (ContractRevert, TransactionFailed, SendRejected) as exc:
                 console.print(f"backstop: {c.action} did not go through: {exc}")
                 out.append(False)
