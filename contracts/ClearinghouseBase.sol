@@ -136,11 +136,11 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
             // no stack room for the three fields apart.
             uint256 risk = _marketRisk[marketId];
             uint256 asset = uint8(risk);
-            int256 size = _positions[account_][marketId].size;
+            Position memory pos = _positions[account_][marketId]; // size and index: one read
             marketAssetMask |= 1 << asset;
-            equity += _positionValue(account_, marketId, size, p.lowE18[asset], p.highE18[asset]);
+            equity += _positionValue(pos, marketId, p.lowE18[asset], p.highE18[asset]);
             uint256 high = p.highE18[asset];
-            uint256 absSize = size.abs();
+            uint256 absSize = int256(pos.size).abs();
             im += absSize.mulDivUp(high * uint16(risk >> 8), MarginMath.WAD * MarginMath.BPS);
             mm += absSize.mulDivUp(high * uint16(risk >> 24), MarginMath.WAD * MarginMath.BPS);
         }
@@ -151,13 +151,14 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
 
     /// @dev A position's term of equity: its mark (a long at the low price, a short at the high)
     /// less the funding it owes since it last settled (I26), counted before it settles.
-    function _positionValue(address account_, uint256 marketId, int256 size, uint256 low, uint256 high)
+    function _positionValue(Position memory pos, uint256 marketId, uint256 low, uint256 high)
         internal
         view
         returns (int256)
     {
+        int256 size = pos.size;
         return size.mulDivFloor(size > 0 ? low : high, MarginMath.WAD)
-            - _fundingOwed(account_, marketId, size, _fundingIndexNow(marketId, low));
+            - _fundingOwed(size, pos.fundingIndexWad, _fundingIndexNow(marketId, low));
     }
 
     /// @dev The verifier's price argument: one price per set bit of `marketAssetMask`, ascending.
@@ -235,14 +236,11 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
         return block.timestamp > last ? block.timestamp - last : 0;
     }
 
-    /// @dev What the position owes at `indexWad` since it last settled: the payer's share rounds
-    /// up, the receiver's down, so settlements never pay out more than they take in (I26).
-    function _fundingOwed(address account_, uint256 marketId, int256 size, int256 indexWad)
-        internal
-        view
-        returns (int256)
-    {
-        return size.mulDivCeilSigned(indexWad - _positions[account_][marketId].fundingIndexWad, MarginMath.WAD);
+    /// @dev What a position of `size` owes at `indexWad` since it last settled at `settledIndexWad`:
+    /// the payer's share rounds up, the receiver's down, so settlements never pay out more than
+    /// they take in (I26).
+    function _fundingOwed(int256 size, int256 settledIndexWad, int256 indexWad) internal pure returns (int256) {
+        return size.mulDivCeilSigned(indexWad - settledIndexWad, MarginMath.WAD);
     }
 
     /// @dev Accrues the market's index to now at `priceE18`, folds the held premium into its
@@ -276,8 +274,9 @@ abstract contract ClearinghouseBase is IClearinghouseBase {
         internal
         returns (int256 amountWad)
     {
-        amountWad = _fundingOwed(account_, marketId, size, indexWad);
-        _positions[account_][marketId].fundingIndexWad = indexWad.toInt128();
+        Position storage pos = _positions[account_][marketId];
+        amountWad = _fundingOwed(size, pos.fundingIndexWad, indexWad);
+        pos.fundingIndexWad = indexWad.toInt128();
         if (amountWad == 0) return 0;
         Account storage a = _accounts[account_];
         a.cashWad = (a.cashWad - amountWad).toInt128();

@@ -28,13 +28,14 @@ contract FundingModule is IFunding, ClearinghouseBase, ReentrancyGuardTransient 
     /// @inheritdoc IFunding
     function settleFunding(address account_, uint256 marketId) external nonReentrant returns (int256 amountWad) {
         MarketConfig storage m = _listedMarket(marketId);
-        int256 size = _positions[account_][marketId].size;
+        Position memory pos = _positions[account_][marketId];
+        int256 size = pos.size;
         if (size == 0) revert NothingToSettle(account_, marketId);
         (uint256 priceE18,) = _readPrice(m.oracleAsset, false);
         int256 indexWad = _accrueFunding(marketId, priceE18);
         // Less than a wei to receive: the claim keeps accruing at the old index (and every
         // index change a mirror must know about comes with an event).
-        if (_fundingOwed(account_, marketId, size, indexWad) == 0) return 0;
+        if (_fundingOwed(size, pos.fundingIndexWad, indexWad) == 0) return 0;
         return _settleFunding(account_, marketId, size, indexWad);
     }
 
