@@ -476,3 +476,18 @@ def test_s3_a_withdrawal_bundled_with_an_attestation_still_works_on_a_linked_ven
         wad(2_000),
         wad(1_500),
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "bits"),
+    [("im_wad", 2**112, 112), ("pledged_wad", 2**128, 128), ("prices_e18", (2**128,), 128)],
+    ids=["im", "pledged", "price"],
+)
+def test_a_certificate_beyond_the_stored_widths_is_refused(
+    book: Linked, trader: str, field: str, value: object, bits: int
+) -> None:
+    # The applied entry is packed (5·10^15 USD of requirement, prices below 2^128): a value
+    # beyond is refused, never truncated.
+    c = book.with_view(book.certificate(trader, 1), 0, **{field: value})
+    err = _revert(book.clients[0], book.submit_fn(0, c), trader)
+    assert_revert(err, "SafeCastOverflowedUintDowncast", bits=bits, value=2**bits)
