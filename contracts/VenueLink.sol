@@ -111,7 +111,7 @@ contract VenueLink is IVenueLink, Ownable2Step {
         stored.imWad = own.imWad.toUint112();
         stored.mmWad = own.mmWad.toUint112();
         stored.pledgedWad = own.pledgedWad.toUint128();
-        stored.priceAssetMask = own.priceAssetMask;
+        stored.priceAssetMask = own.priceAssetMask.toUint32();
         uint128[] storage prices = stored.pricesE18;
         while (prices.length > assets) {
             prices.pop();

@@ -88,8 +88,9 @@ interface IVenueLink {
 
     /// @notice What an account's last certificate left here: its own entry, and the key epoch it
     /// was verified under. Four slots and the prices (two a slot), so the in-force check reads
-    /// little: amounts up to 2^112 wad (5·10^15 USD), prices up to 2^128 (`submitCertificate`
-    /// reverts `SafeCastOverflowedUintDowncast` beyond).
+    /// little: amounts below 2^112 wad (5·10^15 USD) and 2^128, prices below 2^128, asset ids
+    /// below 32 as the oracle router's (`submitCertificate` reverts
+    /// `SafeCastOverflowedUintDowncast` beyond).
     struct AppliedCertificate {
         uint64 sequence;
         uint64 issuedAt;
@@ -99,7 +100,7 @@ interface IVenueLink {
         uint112 imWad;
         uint112 mmWad;
         uint128 pledgedWad;
-        uint256 priceAssetMask;
+        uint32 priceAssetMask;
         uint128[] pricesE18;
     }
 

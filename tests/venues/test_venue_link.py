@@ -479,15 +479,20 @@ def test_s3_a_withdrawal_bundled_with_an_attestation_still_works_on_a_linked_ven
 
 
 @pytest.mark.parametrize(
-    ("field", "value", "bits"),
-    [("im_wad", 2**112, 112), ("pledged_wad", 2**128, 128), ("prices_e18", (2**128,), 128)],
-    ids=["im", "pledged", "price"],
+    ("changes", "bits", "value"),
+    [
+        ({"im_wad": 2**112}, 112, 2**112),
+        ({"pledged_wad": 2**128}, 128, 2**128),
+        ({"prices_e18": (2**128,)}, 128, 2**128),
+        ({"price_asset_mask": 2**32 | 1, "prices_e18": (wad(3_000),) * 2}, 32, 2**32 | 1),
+    ],
+    ids=["im", "pledged", "price", "asset-id-32"],
 )
 def test_a_certificate_beyond_the_stored_widths_is_refused(
-    book: Linked, trader: str, field: str, value: object, bits: int
+    book: Linked, trader: str, changes: dict[str, object], bits: int, value: int
 ) -> None:
-    # The applied entry is packed (5·10^15 USD of requirement, prices below 2^128): a value
-    # beyond is refused, never truncated.
-    c = book.with_view(book.certificate(trader, 1), 0, **{field: value})
+    # The applied entry is packed (5·10^15 USD of requirement, prices below 2^128, the oracle
+    # router's 32 asset ids): a value beyond is refused, never truncated.
+    c = book.with_view(book.certificate(trader, 1), 0, **changes)
     err = _revert(book.clients[0], book.submit_fn(0, c), trader)
-    assert_revert(err, "SafeCastOverflowedUintDowncast", bits=bits, value=2**bits)
+    assert_revert(err, "SafeCastOverflowedUintDowncast", bits=bits, value=value)
