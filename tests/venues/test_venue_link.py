@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from conftest import Linked
 from helpers import _batch, _entry, _revert, _sign, assert_revert, fund, rpc, send_fast, usdc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from linked_venues import Linked
 
 from offchain.chain.client import Client, wad
 from offchain.committee.bls import dev_secret_keys

@@ -7,8 +7,8 @@ The book: on venue 0 the trader is 10 ETH long at 3000 with 5000 USDC (static IM
 from __future__ import annotations
 
 import pytest
-from conftest import Linked
 from helpers import _batch, _entry, _sign, fund, rpc, send_fast, usdc
+from linked_venues import Linked
 
 from offchain.chain.attestations import InForce
 from offchain.chain.client import wad

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from conftest import Linked
 from helpers import _revert, assert_revert, send_fast, usdc
+from linked_venues import Linked
 from web3.contract import Contract
 
 from offchain.link.messages import OrderKind, claim_id, order_digest
