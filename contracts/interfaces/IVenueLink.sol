@@ -123,7 +123,8 @@ interface IVenueLink {
     /// @notice A committee-signed order on one pledge held here. `kind`: 1 RELEASE (pay the
     /// remaining amount back to the account), 2 CLAIM (pay `amount` to venue `toVenue`'s claim
     /// receiver, once per `claimId`), 3 MOVE (the pledge now favours `toVenue`; `amount` is the
-    /// whole remaining amount). `orderDigest` is the BLS message.
+    /// whole remaining amount). Fields a kind does not use are signed but ignored. `orderDigest`
+    /// is the BLS message; an order executes at most once (`executedOrders`).
     /// @param claimId keccak256(abi.encode(claimingChainId, account, deficitBlock, deficitLogIndex)).
     struct Order {
         bytes32 linkId;
