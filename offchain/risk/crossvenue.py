@@ -132,20 +132,25 @@ class Allocation:
 
 
 def global_view(book: Book, prices_usd: FloatArray, params: CrossVenueParams) -> GlobalView:
-    """X1: tiers on the whole book's gross exposure, scaled by the exposure the hedge leaves."""
-    prices = as_float_array("prices_usd", prices_usd, ndim=1)
-    n_accounts, _, n_markets = book.sizes.shape
-    if prices.shape != (n_markets,) or params.tiers.floor_usd.shape[0] != n_markets:
+    """X1: tiers on the whole book's gross exposure, scaled by the exposure the hedge leaves.
+
+    `prices_usd` is venues × markets: each venue's legs are valued at that venue's price (only
+    the prices of markets an account holds on a venue matter: the rest may be anything finite).
+    """
+    prices = as_float_array("prices_usd", prices_usd, ndim=2)
+    n_accounts, n_venues, n_markets = book.sizes.shape
+    if prices.shape != (n_venues, n_markets) or params.tiers.floor_usd.shape[0] != n_markets:
         raise RiskInputError(
-            f"prices ({prices.shape[0]}) and tiers ({params.tiers.floor_usd.shape[0]}) need one "
-            f"row per common market ({n_markets})"
+            f"prices {prices.shape} must be venues × markets ({n_venues}, {n_markets}) and the "
+            f"tiers ({params.tiers.floor_usd.shape[0]} rows) one row per common market"
         )
-    net = np.abs(book.sizes.sum(axis=1))  # (A, M)
-    gross = np.abs(book.sizes).sum(axis=1)
+    notional = book.sizes * prices[None, :, :]  # (A, V, M) signed USD
+    net = np.abs(notional.sum(axis=1))  # (A, M)
+    gross = np.abs(notional).sum(axis=1)
     exposure = net + params.hedge_haircut * (gross - net)
     kept = np.divide(exposure, gross, out=np.zeros_like(gross), where=gross > 0)
     market: IntArray = np.tile(np.arange(n_markets, dtype=np.intp), n_accounts)
-    im, mm = tiered_margin((gross * prices).ravel(), market, params.tiers)
+    im, mm = tiered_margin(gross.ravel(), market, params.tiers)
     equity = book.equity_wad.sum(axis=1) + book.pledged_wad.sum(axis=1)
     return GlobalView(
         equity_wad=wad_array(equity),

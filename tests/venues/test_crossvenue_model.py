@@ -27,11 +27,15 @@ from offchain.risk.crossvenue import (
 # The default tiers (IM 10% / MM 6.5% below $1M, 15% / 9.75% to $5M), one common market: ETH.
 TIERS = TierSchedule.build([[0.0, 1e6, 5e6]], [[0.10, 0.15, 0.25]], [[0.065, 0.0975, 0.1625]])
 PARAMS = CrossVenueParams(TIERS)
-ETH = np.array([2_000.0])
 
 
 def usd(x: float) -> int:
     return int(Decimal(str(x)) * WAD)
+
+
+def eth(b: Book | int) -> np.ndarray:
+    """ETH at $2,000 on every venue."""
+    return np.full((b if isinstance(b, int) else b.n_venues, 1), 2_000.0)
 
 
 def in_usd(wad: int) -> float:
@@ -60,7 +64,7 @@ def book(
 def test_split_leverage__two_venues_each_under_a_tier__margined_as_one() -> None:  # X1
     # $800k long on each venue: each is below the $1M floor alone, the $1.6M book is above it.
     b = book([[400.0], [400.0]], equity=[100_000.0, 100_000.0])
-    view = global_view(b, ETH, PARAMS)
+    view = global_view(b, eth(b), PARAMS)
     assert in_usd(view.im_wad[0]) == pytest.approx(100_000 + 0.15 * 600_000)  # not 2 × $80k
     allocation = allocate(b, view)
     assert all(allocation.im_in_force_wad[0] > b.static_im_wad[0])  # X2: tightening is free
@@ -68,17 +72,17 @@ def test_split_leverage__two_venues_each_under_a_tier__margined_as_one() -> None
 
 def test_hedge_across_venues__keeps_the_haircut_of_the_pair() -> None:  # X1
     b = book([[100.0], [-100.0]], equity=[30_000.0, 30_000.0])
-    view = global_view(b, ETH, PARAMS)
+    view = global_view(b, eth(b), PARAMS)
     assert in_usd(view.im_wad[0]) == pytest.approx(
         0.2 * 0.10 * 400_000
     )  # 80% offset of the hedged pair
-    unhedged = global_view(book([[100.0], [100.0]], [30_000.0] * 2), ETH, PARAMS)
+    unhedged = global_view(book([[100.0], [100.0]], [30_000.0] * 2), eth(2), PARAMS)
     assert in_usd(unhedged.im_wad[0]) == pytest.approx(0.10 * 400_000)
 
 
 def test_clamp__without_pledges__never_below_standalone() -> None:  # X2
     b = book([[100.0], [-100.0]], equity=[30_000.0, 30_000.0])
-    allocation = allocate(b, global_view(b, ETH, PARAMS))
+    allocation = allocate(b, global_view(b, eth(b), PARAMS))
     assert all(allocation.im_wad[0] < b.static_im_wad[0])  # the model would loosen...
     assert list(allocation.im_in_force_wad[0]) == list(b.static_im_wad[0])  # ...X2 does not
 
@@ -111,7 +115,7 @@ def test_pledges_suffice__zero_disagreement(
     # Whenever the pledges in each venue's favour cover what its clamp would add to the
     # allocation, every venue holding a position has the whole book's verdict.
     b = book([[s] for s in sizes], equity, pledged)
-    view = global_view(b, ETH, PARAMS)
+    view = global_view(b, eth(b), PARAMS)
     alloc = allocate(b, view)
     assume(all(b.pledged_wad[0] >= b.static_mm_wad[0] - alloc.mm_wad[0]))
     assert list(alloc.mm_in_force_wad[0]) == list(alloc.mm_wad[0])
@@ -121,7 +125,7 @@ def test_pledges_suffice__zero_disagreement(
 def test_without_pledges__a_hedged_leg_disagrees() -> None:  # X2's price, X5's reason
     # ETH fell: the long leg's venue is below its standalone MM, the whole book is fine.
     b = book([[100.0], [-100.0]], equity=[5_000.0, 60_000.0])
-    view = global_view(b, ETH, PARAMS)
+    view = global_view(b, eth(b), PARAMS)
     assert view.healthy[0]
     assert disagreement(b, view, allocate(b, view))[0]
 
@@ -147,7 +151,7 @@ def crash_book(pledges: Pledges) -> Book:
 def test_rebalance__moves_surplus_to_the_venue_that_would_liquidate() -> None:  # X5
     pledges = pledge_table([(7, 1, 2, 3_000.0), (8, 2, 1, 10_000.0), (9, 1, 2, 20_000.0)])
     b = crash_book(pledges)
-    view = global_view(b, ETH, PARAMS)
+    view = global_view(b, eth(b), PARAMS)
     allowance = wad_array([[0, usd(1e6), usd(1e6)]])
     moves = rebalance(b, view, pledges, allowance)
     # Venue 0 needs $13k − $5k = $8k: pledge 8 ($10k, held on 2, for 1) is the smallest that
@@ -161,7 +165,7 @@ def test_rebalance__moves_surplus_to_the_venue_that_would_liquidate() -> None:  
 def test_rebalance__never_beyond_the_cap() -> None:  # X5
     pledges = pledge_table([(8, 2, 1, 10_000.0), (9, 1, 2, 3_000.0)])
     b = crash_book(pledges)
-    view = global_view(b, ETH, PARAMS)
+    view = global_view(b, eth(b), PARAMS)
     # Venue 2's VenueLink lets the committee move $9,999: not pledge 8. Pledge 9 ($3k) fits the
     # cap on venue 1 but does not cover the need alone; it moves, and nothing more.
     moves = rebalance(b, view, pledges, wad_array([[0, usd(5_000.0), usd(9_999.0)]]))
@@ -174,7 +178,7 @@ def test_rebalance__unhealthy_book__moves_nothing() -> None:  # X5 never props u
     pledges = pledge_table([(8, 2, 1, 2_000.0)])
     b = book([[100.0], [-100.0], [0.0]], equity=[0.0, 0.0, 0.0])
     b = Book(b.sizes, b.equity_wad, b.static_im_wad, b.static_mm_wad, pledges.in_favour(1, 3))
-    view = global_view(b, ETH, PARAMS)
+    view = global_view(b, eth(b), PARAMS)
     assert not view.healthy[0]
     assert rebalance(b, view, pledges, wad_array([[usd(1e6)] * 3])) == []
 
