@@ -32,7 +32,8 @@ from typing import Any
 from offchain.chain.journal import TxState
 from offchain.chain.sender import TxSender
 from offchain.committee.aggregator import Aggregator, Signer
-from offchain.errors import ContractRevert, QuorumNotReached
+from offchain.errors import QuorumNotReached
+from offchain.link.delivery import VenueDelivery
 from offchain.link.messages import Certificate, Order, certificate_digest, order_digest
 from offchain.link.orders import claims, order_json, releases
 from offchain.link.view import Built, CertificateProposal, LinkView, assets_of, certificate_slot
@@ -94,13 +95,17 @@ class LinkEngine:
         self.view = view
         self.aggregator = aggregator
         self.members = members
-        self.senders = list(senders)
+        self.venues = [
+            VenueDelivery(v.mirror.chain, v.link, v.oracle_router, v.assets, sender)
+            for v, sender in zip(view.venues, senders, strict=True)
+        ]
         self.config = config or LinkEngineConfig()
         self.cached_sets = cached_sets
         self.clock = clock
         self.known: dict[tuple[str, int], Built] = {}  # what we certified, by (account, seq)
         self.withheld: dict[str, set[tuple[int, int]]] = {}
         self.lags: list[Lag] = []
+        self.gas_used: list[int] = []  # of every certificate and order applied, on any venue
         self._accounts: dict[str, _Account] = {}
         self._excluded = {v.mirror.insurance_fund for v in view.venues}
 
@@ -109,8 +114,10 @@ class LinkEngine:
         report = StepReport()
         self.view.sync()
         seen_at = self.clock()
-        prices = [self._prices(v) for v in range(len(self.view.venues))]
-        now = min(self._block_time(v) for v in range(len(self.view.venues)))
+        for venue in self.venues:
+            venue.new_step()
+        prices = [venue.prices() for venue in self.venues]
+        now = min(venue.block_time() for venue in self.venues)
         due = self._due(prices, now, seen_at)
         report.due = len(due)
         if due:
@@ -207,13 +214,10 @@ class LinkEngine:
             return []
         self.known[(account, cert.sequence)] = built
         sent = []
-        for v, venue in enumerate(self.view.venues):
-            fn = self._link(v).functions.submitCertificate(
-                cert.as_abi(), signed.signer_bitmap, signed.signature
-            )
-            pending = self._send(v, fn, f"certificate:{account}:{cert.sequence}")
+        for v, venue in enumerate(self.venues):
+            pending = venue.submit(cert, signed.signer_bitmap, signed.signature)
             if pending is None:
-                report.refused[account] = f"refused on chain {venue.chain_id}"
+                report.refused[account] = f"refused on chain {venue.chain.chain_id}"
             else:
                 sent.append((v, pending))
         return sent
@@ -222,9 +226,10 @@ class LinkEngine:
         """Waits for every venue's receipts; records the lag of every certificate applied on
         every venue, and what it certified."""
         outcomes: dict[tuple[int, str], Any] = {}
-        for v, sender in enumerate(self.senders):
-            for o in sender.wait(self.config.confirm_timeout_s):
+        for v, venue in enumerate(self.venues):
+            for o in venue.wait(self.config.confirm_timeout_s):
                 outcomes[(v, o.purpose)] = o
+                self.gas_used.append(o.gas_used)
         applied = 0
         for cert, sent in pending:
             purpose = f"certificate:{cert.account}:{cert.sequence}"
@@ -249,8 +254,8 @@ class LinkEngine:
             if self._execute(holder, order):
                 done += 1
         if done:
-            for sender in self.senders:
-                sender.wait(self.config.confirm_timeout_s)
+            for venue in self.venues:
+                self.gas_used += [o.gas_used for o in venue.wait(self.config.confirm_timeout_s)]
         return done
 
     def _execute(self, holder: int, order: Order) -> bool:
@@ -268,40 +273,8 @@ class LinkEngine:
                 "no quorum for %s order on pledge %d: %s", order.kind.name, order.pledge_id, exc
             )
             return False
-        fn = self._link(holder).functions.executeOrder(
+        venue = self.venues[holder]
+        fn = venue.link.functions.executeOrder(
             order.as_abi(), signed.signer_bitmap, signed.signature
         )
-        return self._send(holder, fn, f"order:0x{digest.hex()}") is not None
-
-    # ------------------------------------------------------------------ chain
-    def _link(self, v: int) -> Any:
-        venue = self.view.venues[v]
-        return venue.mirror.chain.contract("VenueLink", venue.link)
-
-    def _send(self, v: int, fn: Any, purpose: str) -> Any:
-        """Pre-flights `fn` on venue v and sends it through its TxSender; None if it would
-        revert (its custom error is logged)."""
-        sender = self.senders[v]
-        chain = self.view.venues[v].mirror.chain
-        try:
-            gas = chain.gas_limit(fn, sender.address, purpose)
-        except ContractRevert as exc:
-            log.info("%s refused on chain %d: %s", purpose, self.view.venues[v].chain_id, exc)
-            return None
-        data = bytes.fromhex(fn._encode_transaction_data()[2:])
-        return sender.send(self.view.venues[v].link, data, gas, purpose=purpose)
-
-    def _prices(self, v: int) -> dict[int, int]:
-        """Venue v's oracle prices (1e18) of every asset it lists; an asset whose feed is broken
-        is left out (accounts holding it are not certified until it recovers)."""
-        venue = self.view.venues[v]
-        router = venue.mirror.chain.contract("OracleRouter", venue.oracle_router)
-        out = {}
-        for asset in venue.assets:
-            price, status = router.functions.tryPriceE18(asset).call()
-            if status == 0:
-                out[asset] = int(price)
-        return out
-
-    def _block_time(self, v: int) -> int:
-        return int(self.view.venues[v].mirror.chain.w3.eth.get_block("latest")["timestamp"])
+        return venue.execute(fn, f"order:0x{digest.hex()}") is not None

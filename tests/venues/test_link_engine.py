@@ -174,7 +174,7 @@ def test_g06_members_refuse_what_their_mirrors_do_not_rebuild(
     open_on(linked, 0, trader, 10, 20_000)
     engine.view.sync()
     now = int(linked.chains[0].w3.eth.get_block("latest")["timestamp"])
-    prices = [engine._prices(v) for v in range(3)]
+    prices = [venue.prices() for venue in engine.venues]
     book = engine.view.book([trader], prices, now)
     honest = engine.view.built(book, trader, 1, now, prices).certificate
     loose = linked.with_view(honest, 0, im_wad=0, mm_wad=0)
