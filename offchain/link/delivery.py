@@ -37,6 +37,11 @@ def submit_calldata(c: Certificate, signer_bitmap: int, signature: bytes) -> byt
     return SUBMIT_SELECTOR + abi_encode(SUBMIT_TYPES, [c.as_abi(), signer_bitmap, signature])
 
 
+def purpose_of(c: Certificate) -> str:
+    """The sender's purpose of a certificate's submission (the same on every venue)."""
+    return f"certificate:{c.account}:{c.sequence}"
+
+
 class VenueDelivery:
     """Reads and writes on one venue's chain for the engine."""
 
@@ -74,8 +79,7 @@ class VenueDelivery:
 
     def submit(self, c: Certificate, signer_bitmap: int, signature: bytes) -> Pending | None:
         data = submit_calldata(c, signer_bitmap, signature)
-        purpose = f"certificate:{c.account}:{c.sequence}"
-        return self._send(data, CERTIFICATE_GAS, purpose)
+        return self._send(data, CERTIFICATE_GAS, purpose_of(c))
 
     def execute(self, fn: Any, purpose: str) -> Pending | None:
         """A committee order (rare): pre-flighted with a gas estimate."""

@@ -15,6 +15,7 @@ checks one before it signs (`order_due`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from offchain.errors import SigningRefused
@@ -127,9 +128,52 @@ def order_from_json(data: Any) -> Order:
         raise SigningRefused(f"malformed order proposal: {exc}", "") from exc
 
 
+def moves(
+    view: LinkView, known: Known, planned: Mapping[tuple[int, int], int], now: int
+) -> list[tuple[int, Order]]:
+    """(holder venue, MOVE order) of every planned move (`(holder, pledge id)` → new target)
+    whose pledge is still ACTIVE, within its account's allowance, and counted nowhere."""
+    out = []
+    for (holder, pledge_id), to_venue in sorted(planned.items()):
+        p = view.venues[holder].mirror.link.pledges.get(pledge_id)
+        order = _order(view, holder, OrderKind.MOVE, pledge_id, now, to_venue=to_venue)
+        if p is not None and move_allowed(view, known, replace(order, amount=p.amount), now):
+            out.append((holder, replace(order, amount=p.amount)))
+    return out
+
+
+def move_allowed(view: LinkView, known: Known, order: Order, now: int) -> bool:
+    """A MOVE the contract would take (whole, ACTIVE, another venue, within the allowance) of a
+    pledge phase 1 is done for. Members check no more than this: a move within the trader's own
+    cap is the trader's authorisation (X5); which pledge moves where is the engine's choice
+    (`crossvenue.rebalance`)."""
+    link = view.venues[order_holder(view, order)].mirror.link
+    p = link.pledges.get(order.pledge_id)
+    return (
+        p is not None
+        and p.state is PledgeState.ACTIVE
+        and order.amount == p.amount
+        and order.to_venue not in (p.to_venue, order_holder(view, order))
+        and order.to_venue < len(view.venues)
+        and order.amount <= link.allowances.get(p.account, 0)
+        and counted_nowhere(view, known, order_holder(view, order), order.pledge_id, now)
+    )
+
+
+def order_holder(view: LinkView, order: Order) -> int:
+    """The venue an order is for (the holder of its pledge)."""
+    for v, venue in enumerate(view.venues):
+        if (venue.chain_id, venue.link.lower()) == (order.chain_id, order.link.lower()):
+            return v
+    raise SigningRefused(f"the order names no venue of this link ({order.chain_id})", "")
+
+
 def order_due(view: LinkView, known: Known, order: Order, now: int) -> bool:
-    """A member's check of a RELEASE or CLAIM order: the rule above names it, at block time
-    `now` (the order's own issue time is the rule's time: the contract bounds its age)."""
+    """A member's check of an order at block time `now` (the order's own issue time is the
+    rule's time: the contract bounds its age): a RELEASE or CLAIM the rules above name, or a
+    MOVE `move_allowed` takes."""
+    if order.kind is OrderKind.MOVE:
+        return move_allowed(view, known, order, now)
     if order.kind is OrderKind.RELEASE:
         due = releases(view, known, now)
     elif order.kind is OrderKind.CLAIM:

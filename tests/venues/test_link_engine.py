@@ -279,15 +279,13 @@ def test_x3_release__only_after_the_target_applies_a_certificate_without_it(
             digest,
             engine.members,
             (),
-            {"order": order_json(order), "blocks": list(engine.view.heads())},
+            {"order": order_json(order)},
         )
-    # Phase 1: the next certificate leaves the pledge out on venue 1...
-    first = engine.step()
-    assert first.applied == 1
+    # Phase 1: the next certificate leaves the pledge out on venue 1; phase 2: once it is
+    # applied, the release is signed and paid.
+    report = engine.step()
+    assert (report.applied, report.orders) == (1, 1)
     assert linked.links[1].functions.appliedCertificate(trader).call()[7] == 0
-    assert usdc_of(linked, 0, trader) == before
-    # ...phase 2: once the engine's mirrors see it applied, the release is signed and paid.
-    assert engine.step().orders == 1
     assert usdc_of(linked, 0, trader) == before + usdc(2_000)
 
 
@@ -312,3 +310,38 @@ def test_x4_claim__a_loss_on_one_venue_is_paid_from_the_pledge_on_another(
     assert 0 < paid <= usdc(2_000)
     # Exactly once: the next step finds the claim paid.
     assert engine.step().orders == 0
+
+
+# ---------------------------------------------------------------------------- X5
+def test_x5_move__a_pledge_moves_to_the_venue_that_would_liquidate(
+    linked: Linked, engine: LinkEngine
+) -> None:
+    # Hedged across venues 0 (long, thin) and 1 (short, rich); $5,000 pledged on venue 2 in
+    # venue 1's favour, and a $10,000 cap for the committee to move it. ETH falls 10%: venue 0
+    # is below its standalone MM while the whole book is healthy.
+    trader = linked.chains[0].accounts[4]
+    open_on(linked, 0, trader, 10, 4_000)
+    open_on(linked, 1, trader, -10, 20_000)
+    client, link = linked.clients[2], linked.links[2]
+    token = client.tokens["USDC"]
+    send_fast(client.chain, token.functions.mint(trader, usdc(5_000)), client.d.owner)
+    send_fast(client.chain, token.functions.approve(link.address, usdc(5_000)), trader)
+    receipt = client.chain.send(link.functions.pledge(1, usdc(5_000)), trader, "pledge")
+    (changed,) = [e for e in client.chain.events(receipt) if e.name == "PledgeChanged"]
+    pledge_id = int(changed.args["pledgeId"])
+    client.chain.send(link.functions.setRebalanceCap(usdc(10_000)), trader, "cap")
+    for c in linked.clients:
+        c.set_price("ETH", 2_700)
+    health = linked.clients[0].health(trader)
+    assert health.equity_wad < health.maintenance_margin_wad  # standalone: liquidatable
+    engine.step()  # certifies; plans the move: venue 0 needs what venue 1 can spare
+    assert engine.planned == {(2, pledge_id): 0}
+    # Phase 1: venue 1's next certificate leaves the pledge out; once it is applied, the move.
+    assert engine.step().orders == 1
+    assert linked.links[1].functions.appliedCertificate(trader).call()[7] == 0
+    assert link.functions.pledgeOf(pledge_id).call()[1] == 0
+    assert int(link.functions.rebalanceAllowance(trader).call()) == usdc(5_000)
+    engine.step()  # counted at venue 0 now
+    assert linked.links[0].functions.appliedCertificate(trader).call()[7] == 5_000 * WAD
+    health = linked.clients[0].health(trader)
+    assert health.equity_wad >= health.maintenance_margin_wad  # X5: no longer liquidatable
