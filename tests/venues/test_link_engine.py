@@ -345,3 +345,26 @@ def test_x5_move__a_pledge_moves_to_the_venue_that_would_liquidate(
     assert linked.links[0].functions.appliedCertificate(trader).call()[7] == 5_000 * WAD
     health = linked.clients[0].health(trader)
     assert health.equity_wad >= health.maintenance_margin_wad  # X5: no longer liquidatable
+
+
+def test_x3_members_never_count_a_pledge_they_signed_a_move_of(
+    linked: Linked, engine: LinkEngine
+) -> None:
+    # X3: the same collateral never counts at two venues. Once members signed a MOVE of a
+    # pledge (not executed yet), no certificate that counts it at its old target gets signed.
+    trader = linked.chains[0].accounts[4]
+    open_on(linked, 1, trader, 10, 5_000)
+    client, link = linked.clients[2], linked.links[2]
+    token = client.tokens["USDC"]
+    send_fast(client.chain, token.functions.mint(trader, usdc(1_000)), client.d.owner)
+    send_fast(client.chain, token.functions.approve(link.address, usdc(1_000)), trader)
+    client.chain.send(link.functions.pledge(1, usdc(1_000)), trader, "pledge")
+    client.chain.send(link.functions.setRebalanceCap(usdc(1_000)), trader, "cap")
+    move = linked.order(2, OrderKind.MOVE, 1, amount=usdc(1_000), to_venue=0)
+    digest = order_digest(move)
+    engine.aggregator.certify(
+        int.from_bytes(digest, "big"), digest, engine.members, (), {"order": order_json(move)}
+    )
+    report = engine.step()
+    assert "signed a move of" in report.refused[trader]
+    assert applied_sequence(linked, 1, trader) == 0
