@@ -86,18 +86,21 @@ interface IVenueLink {
         VenueView[] venues;
     }
 
-    /// @notice What an account's last certificate left here: its own entry, and how it was signed.
+    /// @notice What an account's last certificate left here: its own entry, and the key epoch it
+    /// was verified under. Four slots and the prices (two a slot), so the in-force check reads
+    /// little: amounts up to 2^112 wad (5·10^15 USD), prices up to 2^128 (`submitCertificate`
+    /// reverts `SafeCastOverflowedUintDowncast` beyond).
     struct AppliedCertificate {
         uint64 sequence;
         uint64 issuedAt;
         uint64 positionNonce;
         uint64 pledgeNonce;
         uint32 keyEpoch;
-        uint256 imWad;
-        uint256 mmWad;
-        uint256 pledgedWad;
+        uint112 imWad;
+        uint112 mmWad;
+        uint128 pledgedWad;
         uint256 priceAssetMask;
-        uint256[] pricesE18;
+        uint128[] pricesE18;
     }
 
     enum PledgeState {

@@ -28,6 +28,7 @@ from offchain.link.messages import (
     certificate_digest,
     link_id,
     order_digest,
+    pledged_wad,
 )
 
 STATIC_IM, STATIC_MM = wad(3_000), wad(1_950)
@@ -431,3 +432,62 @@ def test_a_certificate_below_the_committee_threshold_or_signed_over_another_mess
     err = _revert(book.clients[0], fn, trader)
     assert_revert(err, "InvalidSignature", message=certificate_digest(c), signerBitmap=bitmap)
     assert book.links[0].functions.appliedCertificate(trader).call()[0] == 0
+
+
+# ---------------------------------------------------------------------------- X3 end to end
+def test_x3_a_pledge_on_another_venue_lets_the_trader_withdraw_what_static_margin_refuses(
+    book: Linked, trader: str
+) -> None:
+    # X3, X2: collateral pledged on venue 1 counts on venue 0 once a certificate reports it.
+    venue0, venue1 = book.clients[0], book.clients[1]
+    refused = _revert(venue0, venue0.fn("withdraw", 0, usdc(2_500), trader), trader)
+    assert_revert(refused, "InsufficientMargin", equityWad=wad(2_500), initialMarginWad=STATIC_IM)
+    link1 = book.links[1]
+    send_fast(
+        venue1.chain, venue1.tokens["USDC"].functions.mint(trader, usdc(1_000)), venue1.d.owner
+    )
+    send_fast(
+        venue1.chain, venue1.tokens["USDC"].functions.approve(link1.address, usdc(1_000)), trader
+    )
+    send_fast(venue1.chain, link1.functions.pledge(0, usdc(1_000)), trader)
+    views = [book.view(0, trader, 0, 0, pledged_wad(usdc(1_000), 6)), book.view(1, trader, 0, 0)]
+    c = book.certificate(trader, 1, [*views, book.view(2, trader, 0, 0)])
+    assert c.venues[1].pledge_nonce == 1
+    for j in range(3):
+        book.submit(j, c)
+    venue0.withdraw(trader, "USDC", 2_500)
+    h = venue0.health(trader)
+    assert (h.equity_wad, h.initial_margin_wad) == (wad(2_500), wad(2_000))
+
+
+def test_s3_a_withdrawal_bundled_with_an_attestation_still_works_on_a_linked_venue(
+    book: Linked, trader: str
+) -> None:
+    # X6, S3: the clearinghouse hands the batch to its attestor, the link, which forwards it.
+    client = book.clients[0]
+    batch = _batch(client, [_entry(client, trader, 2_000, 1_500)])
+    fn = client.fn(
+        "withdrawWithAttestation", 0, usdc(2_500), trader, batch.as_tuple(), _sign(client, batch)
+    )
+    client.chain.send(fn, trader, "withdraw with attestation")
+    h = client.health(trader)
+    assert (h.equity_wad, h.initial_margin_wad, h.maintenance_margin_wad) == (
+        wad(2_500),
+        wad(2_000),
+        wad(1_500),
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "bits"),
+    [("im_wad", 2**112, 112), ("pledged_wad", 2**128, 128), ("prices_e18", (2**128,), 128)],
+    ids=["im", "pledged", "price"],
+)
+def test_a_certificate_beyond_the_stored_widths_is_refused(
+    book: Linked, trader: str, field: str, value: object, bits: int
+) -> None:
+    # The applied entry is packed (5·10^15 USD of requirement, prices below 2^128): a value
+    # beyond is refused, never truncated.
+    c = book.with_view(book.certificate(trader, 1), 0, **{field: value})
+    err = _revert(book.clients[0], book.submit_fn(0, c), trader)
+    assert_revert(err, "SafeCastOverflowedUintDowncast", bits=bits, value=2**bits)
