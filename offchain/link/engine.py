@@ -8,7 +8,9 @@ One `step`:
 3. select the accounts due a certificate: first those whose state on some venue changed since
    the last one (position or pledge nonce, cash, balances) or whose certified prices moved half
    the contract's band, then up to `max_refreshes_per_step` whose certificate's life is nearly
-   over (`refresh_margin_s` before `maxAgeSeconds`), oldest first;
+   over (`refresh_margin_s` before `maxAgeSeconds`), oldest first, if it binds: a certificate
+   that only restates every venue's standalone requirement (a hedge without pledges: X2 clamps
+   it to static) is left to expire, the venues then falling back to their own rules (X6);
 4. one risk pass over all of them (`LinkView.book`, the cross-venue model), then per account:
    the next link sequence, the committee's aggregate signature (members rebuild the
    certificate from their own mirrors before they sign), and `submitCertificate` on every venue
@@ -42,7 +44,6 @@ from offchain.committee.aggregator import Aggregator, Signer
 from offchain.committee.registry import Certificate as RegistryCertificate
 from offchain.errors import QuorumNotReached
 from offchain.link.delivery import VenueDelivery, purpose_of
-from offchain.link.ledger import PledgeState
 from offchain.link.messages import (
     Certificate,
     Order,
@@ -50,6 +51,7 @@ from offchain.link.messages import (
     order_digest,
     pledged_wad,
 )
+from offchain.link.mirror import PledgeState
 from offchain.link.orders import claims, moves, order_json, releases
 from offchain.link.view import (
     Built,
@@ -86,6 +88,7 @@ class _Account:
     prices: tuple[tuple[int, tuple[int, ...]], ...] = ()
     seen: tuple[Any, ...] = ()
     seen_at: float = 0.0
+    binding: bool = True  # its certificate changes some venue's requirement (else no refresh)
 
 
 @dataclass
@@ -158,6 +161,7 @@ class LinkEngine:
                 certificate = self._certify(built, report)
                 if certificate is not None:
                     signed.append((built.certificate, certificate))
+                    self._accounts[account].binding = book.binding(account)
             report.certified = len(signed)
             report.applied = self._deliver(signed, report)
             self._plan_moves(book)
@@ -169,7 +173,7 @@ class LinkEngine:
         """Per account, the pledges (holder, id) left out of its certificates: planned moves."""
         out: dict[str, set[tuple[int, int]]] = {}
         for holder, pledge_id in self.planned:
-            account = self.view.venues[holder].mirror.link.pledges[pledge_id].account
+            account = self.view.venues[holder].mirror.ledger.pledges[pledge_id].account
             out.setdefault(account, set()).add((holder, pledge_id))
         return out
 
@@ -177,7 +181,7 @@ class LinkEngine:
         """A planned move is done (or void) once its pledge favours the new target or is no
         longer ACTIVE: from then it counts (or not) as the ledger says."""
         for (holder, pledge_id), to_venue in list(self.planned.items()):
-            p = self.view.venues[holder].mirror.link.pledges[pledge_id]
+            p = self.view.venues[holder].mirror.ledger.pledges[pledge_id]
             if p.to_venue == to_venue or p.state is not PledgeState.ACTIVE:
                 del self.planned[(holder, pledge_id)]
 
@@ -188,12 +192,12 @@ class LinkEngine:
         entries = [
             (w, i, rows[p.account], p)
             for w, venue in enumerate(self.view.venues)
-            for i, p in venue.mirror.link.pledges.items()
+            for i, p in venue.mirror.ledger.pledges.items()
             if p.account in rows and p.state is PledgeState.ACTIVE and (w, i) not in self.planned
         ]
         allowance = np.zeros((len(rows), len(self.view.venues)), dtype=object)
         for w, venue in enumerate(self.view.venues):
-            for account, cap in venue.mirror.link.allowances.items():
+            for account, cap in venue.mirror.ledger.allowances.items():
                 if account in rows:
                     allowance[rows[account], w] = pledged_wad(cap, venue.quote_decimals)
         pledges = Pledges(
@@ -215,12 +219,12 @@ class LinkEngine:
         traders = set().union(
             *(
                 {a for a, s in v.mirror.accounts.items() if s.has_positions}
-                | {p.account for p in v.mirror.link.pledges.values()}
+                | {p.account for p in v.mirror.ledger.pledges.values()}
                 for v in self.view.venues
             )
         )
         changed, refresh = [], []
-        max_age = min(v.mirror.link.max_age_s for v in self.view.venues)
+        max_age = min(v.mirror.ledger.max_age_s for v in self.view.venues)
         for account in sorted(traders - self._excluded):
             state = self._accounts.setdefault(account, self._first_seen(account))
             fingerprint = self._fingerprint(account)
@@ -230,7 +234,7 @@ class LinkEngine:
                 continue
             if fingerprint != state.fingerprint or self._drifted(state, prices):
                 changed.append(account)
-            elif now >= state.issued_at + max_age - self.config.refresh_margin_s:
+            elif state.binding and now >= state.issued_at + max_age - self.config.refresh_margin_s:
                 refresh.append(account)
         refresh.sort(key=lambda a: self._accounts[a].issued_at)
         return changed + refresh[: self.config.max_refreshes_per_step]
@@ -238,7 +242,7 @@ class LinkEngine:
     def _first_seen(self, account: str) -> _Account:
         """An account the engine has not certified: its link sequence continues the highest any
         venue applied (a restarted engine never reuses one)."""
-        applied = [v.mirror.link.certificates.get(account) for v in self.view.venues]
+        applied = [v.mirror.ledger.certificates.get(account) for v in self.view.venues]
         return _Account(sequence=max((a.sequence for a in applied if a), default=0))
 
     def _fingerprint(self, account: str) -> tuple[Any, ...]:
@@ -246,7 +250,7 @@ class LinkEngine:
         for v in self.view.venues:
             s = v.mirror.accounts.get(account)
             state = None if s is None else (s.nonce, s.cash_wad, tuple(sorted(s.balances.items())))
-            out.append((state, v.mirror.link.pledge_nonces.get(account, 0)))
+            out.append((state, v.mirror.ledger.pledge_nonces.get(account, 0)))
         return (*out, tuple(sorted(self.withheld().get(account, ()))))
 
     def _priced(self, account: str, prices: Sequence[Mapping[int, int]]) -> bool:

@@ -27,8 +27,8 @@ from offchain.chain.bindings import Chain
 from offchain.committee.bls import SecretKey
 from offchain.committee.member import Member, Proposal, key_from_env, serve
 from offchain.errors import SigningRefused
-from offchain.link.ledger import PledgeState
 from offchain.link.messages import Order, OrderKind, certificate_digest, order_digest
+from offchain.link.mirror import PledgeState
 from offchain.link.orders import order_due, order_from_json, order_holder
 from offchain.link.view import Built, CertificateProposal, LinkView
 from offchain.models import Deployment
@@ -80,7 +80,7 @@ class LinkMember:
         the new target, the order not expired."""
         out = set()
         for (holder, pledge_id), order in list(self.moves.items()):
-            link = self.view.venues[holder].mirror.link
+            link = self.view.venues[holder].mirror.ledger
             p = link.pledges.get(pledge_id)
             if (
                 p is None

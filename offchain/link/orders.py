@@ -19,8 +19,8 @@ from dataclasses import replace
 from typing import Any
 
 from offchain.errors import SigningRefused
-from offchain.link.ledger import PledgeState
 from offchain.link.messages import Order, OrderKind, claim_id, order_digest, pledged_wad
+from offchain.link.mirror import PledgeState
 from offchain.link.view import Built, LinkView
 
 Known = Mapping[tuple[str, int], Built]  # (account, sequence) → what the committee built
@@ -31,8 +31,8 @@ def counted_nowhere(view: LinkView, known: Known, holder: int, pledge_id: int, n
     venue may still hold in force at block time `now`: the target's certificate for the account
     is absent, expired, or one we built without counting the pledge (built after it left
     ACTIVE, or withholding it for a move)."""
-    pledge = view.venues[holder].mirror.link.pledges[pledge_id]
-    target = view.venues[pledge.to_venue].mirror.link
+    pledge = view.venues[holder].mirror.ledger.pledges[pledge_id]
+    target = view.venues[pledge.to_venue].mirror.ledger
     applied = target.certificates.get(pledge.account)
     if applied is None or now > applied.issued_at + target.max_age_s:
         return True
@@ -52,14 +52,14 @@ def releases(view: LinkView, known: Known, now: int) -> list[tuple[int, Order]]:
     return [
         (w, _order(view, w, OrderKind.RELEASE, i, now))
         for w, venue in enumerate(view.venues)
-        for i, p in venue.mirror.link.pledges.items()
+        for i, p in venue.mirror.ledger.pledges.items()
         if p.state is PledgeState.RELEASING and counted_nowhere(view, known, w, i, now)
     ]
 
 
 def claims(view: LinkView, now: int) -> list[tuple[int, Order]]:
     """(holder venue, CLAIM order) for every loss booked on a venue and not yet claimed."""
-    paid = set().union(*(v.mirror.link.paid_claims for v in view.venues))
+    paid = set().union(*(v.mirror.ledger.paid_claims for v in view.venues))
     claimable = (PledgeState.ACTIVE, PledgeState.RELEASING)
     out = []
     for v, venue in enumerate(view.venues):
@@ -69,7 +69,7 @@ def claims(view: LinkView, now: int) -> list[tuple[int, Order]]:
             candidates = [
                 (pledged_wad(p.amount, other.quote_decimals), -w, -i)
                 for w, other in enumerate(view.venues)
-                for i, p in other.mirror.link.pledges.items()
+                for i, p in other.mirror.ledger.pledges.items()
                 if p.account == loss.account
                 and p.to_venue == v
                 and p.state in claimable
@@ -80,7 +80,7 @@ def claims(view: LinkView, now: int) -> list[tuple[int, Order]]:
             _, w, i = max(candidates)
             holder, pledge_id = -w, -i
             scale = 10 ** (18 - view.venues[holder].quote_decimals)
-            remaining = view.venues[holder].mirror.link.pledges[pledge_id].amount
+            remaining = view.venues[holder].mirror.ledger.pledges[pledge_id].amount
             amount = min(remaining, -(-loss.debt_wad // scale))  # the loss, rounded up
             order = _order(
                 view,
@@ -135,7 +135,7 @@ def moves(
     whose pledge is still ACTIVE, within its account's allowance, and counted nowhere."""
     out = []
     for (holder, pledge_id), to_venue in sorted(planned.items()):
-        p = view.venues[holder].mirror.link.pledges.get(pledge_id)
+        p = view.venues[holder].mirror.ledger.pledges.get(pledge_id)
         order = _order(view, holder, OrderKind.MOVE, pledge_id, now, to_venue=to_venue)
         if p is not None and move_allowed(view, known, replace(order, amount=p.amount), now):
             out.append((holder, replace(order, amount=p.amount)))
@@ -147,7 +147,7 @@ def move_allowed(view: LinkView, known: Known, order: Order, now: int) -> bool:
     pledge phase 1 is done for. Members check no more than this: a move within the trader's own
     cap is the trader's authorisation (X5); which pledge moves where is the engine's choice
     (`crossvenue.rebalance`)."""
-    link = view.venues[order_holder(view, order)].mirror.link
+    link = view.venues[order_holder(view, order)].mirror.ledger
     p = link.pledges.get(order.pledge_id)
     return (
         p is not None

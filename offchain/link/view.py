@@ -29,13 +29,14 @@ import numpy as np
 
 from offchain.chain.bindings import Chain
 from offchain.errors import ConfigError, SigningRefused
-from offchain.link.ledger import PledgeState, VenueMirror
+from offchain.link.ledger import VenueMirror
 from offchain.link.messages import (
     Certificate,
     VenueView,
     link_id,
     pledged_wad,
 )
+from offchain.link.mirror import PledgeState
 from offchain.models import Deployment
 from offchain.risk.crossvenue import (
     WAD,
@@ -180,6 +181,16 @@ class LinkBook:
     def row(self, account: str) -> int:
         return self.accounts.index(account)
 
+    def binding(self, account: str) -> bool:
+        """Whether `account`'s certificate changes some venue's requirement from its standalone
+        one once clamped (tighter by X1, or looser by pledges): else it only restates it."""
+        a = self.row(account)
+        alloc, book = self.allocation, self.book
+        return bool(
+            np.any(alloc.im_in_force_wad[a] != book.static_im_wad[a])
+            or np.any(alloc.mm_in_force_wad[a] != book.static_mm_wad[a])
+        )
+
 
 class LinkView:
     """The link's venues as one holder of mirrors sees them, and the certificates they imply."""
@@ -281,9 +292,9 @@ class LinkView:
                 state = venue.mirror.accounts.get(account)
                 row_masks.append(mask)
                 row_nonces.append(0 if state is None else state.nonce)
-                row_pledge_nonces.append(venue.mirror.link.pledge_nonces.get(account, 0))
+                row_pledge_nonces.append(venue.mirror.ledger.pledge_nonces.get(account, 0))
                 # Pledges come from the wallet: an account may pledge where it never traded.
-                for pledge_id, p in venue.mirror.link.pledges.items():
+                for pledge_id, p in venue.mirror.ledger.pledges.items():
                     if (
                         p.account == account
                         and p.state is PledgeState.ACTIVE  # a RELEASING one counts nowhere (X3)

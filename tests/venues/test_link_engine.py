@@ -368,3 +368,21 @@ def test_x3_members_never_count_a_pledge_they_signed_a_move_of(
     report = engine.step()
     assert "signed a move of" in report.refused[trader]
     assert applied_sequence(linked, 1, trader) == 0
+
+
+def test_refresh__a_binding_certificate_is_renewed_before_max_age_a_neutral_one_is_not(
+    linked: Linked, engine: LinkEngine
+) -> None:
+    # Split leverage (X1 tightens: binding) for one trader, a plain hedge (X2 clamps it to
+    # static everywhere: neutral) for another; both certified once.
+    split, hedged = linked.chains[0].accounts[4], linked.chains[0].accounts[7]
+    for j in (0, 1):
+        open_on(linked, j, split, 250, 300_000)
+    open_on(linked, 0, hedged, 10, 20_000)
+    open_on(linked, 1, hedged, -10, 20_000)
+    engine.step()
+    max_age = int(linked.links[0].functions.maxAgeSeconds().call())
+    advance(linked, max_age - engine.config.refresh_margin_s + 1)
+    engine.step()
+    assert applied_sequence(linked, 0, split) == 2
+    assert applied_sequence(linked, 0, hedged) == 1
