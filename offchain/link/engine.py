@@ -56,6 +56,7 @@ from offchain.link.orders import claims, moves, order_json, releases
 from offchain.link.view import (
     Built,
     CertificateProposal,
+    Known,
     LinkBook,
     LinkView,
     assets_of,
@@ -131,7 +132,7 @@ class LinkEngine:
         self.config = config or LinkEngineConfig()
         self.cached_sets = cached_sets
         self.clock = clock
-        self.known: dict[tuple[str, int], Built] = {}  # what we certified, by (account, seq)
+        self.known = Known()  # what we certified
         # X5: moves planned from the rebalancing proposal, (holder, pledge id) → new target;
         # their pledges are withheld from certificates until the move is done (phase 1).
         self.planned: dict[tuple[int, int], int] = {}
@@ -289,7 +290,7 @@ class LinkEngine:
             report.refused[account] = str(exc)
             log.warning("no quorum for %s: %s", account, exc)
             return None
-        self.known[(account, cert.sequence)] = built
+        self.known.add(built)
         return signed
 
     def _deliver(

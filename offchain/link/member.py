@@ -30,7 +30,7 @@ from offchain.errors import SigningRefused
 from offchain.link.messages import Order, OrderKind, certificate_digest, order_digest
 from offchain.link.mirror import PledgeState
 from offchain.link.orders import order_due, order_from_json, order_holder
-from offchain.link.view import Built, CertificateProposal, LinkView
+from offchain.link.view import CertificateProposal, Known, LinkView
 from offchain.models import Deployment
 from offchain.settings import Settings
 
@@ -42,7 +42,7 @@ class LinkMember:
 
     def __init__(self, view: LinkView) -> None:
         self.view = view
-        self.known: dict[tuple[str, int], Built] = {}
+        self.known = Known()
         self.moves: dict[tuple[int, int], Order] = {}  # MOVE orders signed, by pledge
 
     def rebuild(self, proposal: Proposal) -> bytes:
@@ -65,7 +65,7 @@ class LinkMember:
                 "withhold them until the moves are done",
             )
         built = self.view.rebuild(proposal)
-        self.known[(proposal.account, proposal.sequence)] = built
+        self.known.add(built)
         return certificate_digest(built.certificate)
 
     def _order(self, order: Order) -> bytes:

@@ -21,9 +21,7 @@ from typing import Any
 from offchain.errors import SigningRefused
 from offchain.link.messages import Order, OrderKind, claim_id, order_digest, pledged_wad
 from offchain.link.mirror import PledgeState
-from offchain.link.view import Built, LinkView
-
-Known = Mapping[tuple[str, int], Built]  # (account, sequence) → what the committee built
+from offchain.link.view import Known, LinkView
 
 
 def counted_nowhere(view: LinkView, known: Known, holder: int, pledge_id: int, now: int) -> bool:
@@ -36,7 +34,7 @@ def counted_nowhere(view: LinkView, known: Known, holder: int, pledge_id: int, n
     applied = target.certificates.get(pledge.account)
     if applied is None or now > applied.issued_at + target.max_age_s:
         return True
-    built = known.get((pledge.account, applied.sequence))
+    built = known.get(pledge.account, applied.sequence)
     return built is not None and (holder, pledge_id) not in built.counted
 
 

@@ -165,6 +165,26 @@ class Built:
     counted: frozenset[tuple[int, int]]
 
 
+class Known:
+    """The certificates a holder (the engine, a member) built, per account its latest few by
+    sequence: a venue keeps only an account's last one, so older ones stop mattering."""
+
+    KEEP = 16
+
+    def __init__(self) -> None:
+        self._by_account: dict[str, dict[int, Built]] = {}
+
+    def add(self, built: Built) -> None:
+        c = built.certificate
+        mine = self._by_account.setdefault(c.account, {})
+        mine[c.sequence] = built
+        for old in [s for s in mine if s <= c.sequence - self.KEEP]:
+            del mine[old]
+
+    def get(self, account: str, sequence: int) -> Built | None:
+        return self._by_account.get(account, {}).get(sequence)
+
+
 @dataclass(frozen=True)
 class LinkBook:
     """One risk pass over some accounts' whole books (rows in `accounts` order)."""
