@@ -330,6 +330,8 @@ class LinkEngine:
 
     # ------------------------------------------------------------------ orders
     def _orders(self, now: int) -> int:
+        if not (self.planned or claims(self.view, now) or self._releasing()):
+            return 0  # nothing could be due (a loss booked since the sync waits a step)
         # The rules read what the venues hold now, the certificates just applied included:
         # deciding on the state from before them could release or move a pledge that one of
         # them counts.
@@ -347,6 +349,13 @@ class LinkEngine:
             for venue in self.venues:
                 self.gas_used += [o.gas_used for o in venue.wait(self.config.confirm_timeout_s)]
         return done
+
+    def _releasing(self) -> bool:
+        return any(
+            p.state is PledgeState.RELEASING
+            for v in self.view.venues
+            for p in v.mirror.ledger.pledges.values()
+        )
 
     def _execute(self, holder: int, order: Order) -> bool:
         digest = order_digest(order)
