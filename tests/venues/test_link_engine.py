@@ -1,8 +1,8 @@
 """The engine across venues end to end on three linked Anvil chains (tests/venues/conftest.py):
 certificates built from the venues' mirrors, rebuilt and signed by members (in-process, and as
-separate processes), aggregated, applied on every venue through each venue's TxSender; the
-committee's refusals (G06), a change on one venue (G08), claims (X4) and two-phase releases
-(X3, G03)."""
+separate processes), aggregated, applied on every venue through each venue's TxSender; split
+leverage margined as one (X1), the committee's refusals and equivocation (G06), a change on one
+venue (G08), two-phase releases (X3, G03), claims (X4), moves within the cap (X5), refreshes."""
 
 from __future__ import annotations
 
