@@ -151,23 +151,32 @@ class LinkEngine:
         prices = [venue.prices() for venue in self.venues]
         now = min(venue.block_time() for venue in self.venues)
         self._forget_done_moves()
-        due = self._due(prices, now, seen_at)
-        report.due = len(due)
-        if due:
-            book = self.view.book(due, prices, now, self.withheld())
-            signed = []
-            for account in due:
-                sequence = self._accounts[account].sequence + 1
-                built = self.view.built(book, account, sequence, now, prices)
-                certificate = self._certify(built, report)
-                if certificate is not None:
-                    signed.append((built.certificate, certificate))
-                    self._accounts[account].binding = book.binding(account)
-            report.certified = len(signed)
-            report.applied = self._deliver(signed, report)
-            self._plan_moves(book)
+        changed, refresh = self._due(prices, now, seen_at)
+        report.due = len(changed) + len(refresh)
+        # Answers to changes are delivered before refreshes: a refresh never delays one.
+        for accounts in (changed, refresh):
+            if accounts:
+                self._certify_all(accounts, prices, now, report)
         report.orders = self._orders(now)
         return report
+
+    def _certify_all(
+        self, accounts: list[str], prices: Sequence[Mapping[int, int]], now: int, report: StepReport
+    ) -> None:
+        """One risk pass over `accounts`, their certificates signed and applied everywhere,
+        then the moves their books call for."""
+        book = self.view.book(accounts, prices, now, self.withheld())
+        signed = []
+        for account in accounts:
+            sequence = self._accounts[account].sequence + 1
+            built = self.view.built(book, account, sequence, now, prices)
+            certificate = self._certify(built, report)
+            if certificate is not None:
+                signed.append((built.certificate, certificate))
+                self._accounts[account].binding = book.binding(account)
+        report.certified += len(signed)
+        report.applied += self._deliver(signed, report)
+        self._plan_moves(book)
 
     # ------------------------------------------------------------------ X5 moves
     def withheld(self) -> dict[str, set[tuple[int, int]]]:
@@ -216,7 +225,10 @@ class LinkEngine:
         for move in rebalance(book.book, book.view, pledges, allowance):
             self.planned[(move.holder, move.pledge_id)] = move.to_venue
 
-    def _due(self, prices: Sequence[Mapping[int, int]], now: int, seen_at: float) -> list[str]:
+    def _due(
+        self, prices: Sequence[Mapping[int, int]], now: int, seen_at: float
+    ) -> tuple[list[str], list[str]]:
+        """(changed, refresh): the accounts due a certificate, in the order to serve them."""
         traders = set().union(
             *(
                 {a for a, s in v.mirror.accounts.items() if s.has_positions}
@@ -238,7 +250,7 @@ class LinkEngine:
             elif state.binding and now >= state.issued_at + max_age - self.config.refresh_margin_s:
                 refresh.append(account)
         refresh.sort(key=lambda a: self._accounts[a].issued_at)
-        return changed + refresh[: self.config.max_refreshes_per_step]
+        return changed, refresh[: self.config.max_refreshes_per_step]
 
     def _first_seen(self, account: str) -> _Account:
         """An account the engine has not certified: its link sequence continues the highest any
