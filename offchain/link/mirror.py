@@ -28,6 +28,7 @@ from offchain.chain.bindings import Chain, Event
 from offchain.chain.margin_mirror import MarginMirror
 from offchain.link.messages import Venue
 from offchain.models import Deployment
+from offchain.risk.crossvenue import clamp_wad
 
 BPS = 10_000
 DEFAULT_MAX_AGE_S = 30  # VenueLink's initial maxAgeSeconds (also in its first ParamsSet)
@@ -202,8 +203,8 @@ class LinkMirror:
         c = self.in_force(account, position_nonce, market_asset_mask, prices_e18, now, key_epoch)
         if c is None:
             return InForce(False, static_im_wad, static_mm_wad)
-        im = clamp(c.im_wad, static_im_wad, c.pledged_wad)
-        mm = clamp(c.mm_wad, static_mm_wad, c.pledged_wad)
+        im = clamp_wad(c.im_wad, static_im_wad, c.pledged_wad)
+        mm = clamp_wad(c.mm_wad, static_mm_wad, c.pledged_wad)
         return InForce(True, max(im, mm), mm)
 
 
@@ -217,8 +218,3 @@ def linked_margin_mirror(chain: Chain, d: Deployment) -> MarginMirror:
     registry = str(chain.contract("VenueLink", d.venue_link).functions.registry().call())
     committee = registry if int(registry, 16) else None
     return MarginMirror(chain, d, LinkMirror(d.venue_link, committee))
-
-
-def clamp(certified_wad: int, static_wad: int, pledged_wad: int) -> int:
-    """X2: never below the static requirement less what pledges cover; never capped above."""
-    return max(certified_wad, max(static_wad - pledged_wad, 0))

@@ -16,12 +16,18 @@ same underlying on every venue, whatever its id there).
   leg) and never exceeds 80% of the pair, CME–FICC's bound. With no hedge the factor is 1.
   Global equity is the venues' equities plus the account's active pledges (they left every
   venue's equity when they were pledged, X3).
-* **Allocation.** Venue v is allocated `equity_v − share_v × surplus`, with the global surplus
-  `equity − requirement` split in proportion to the venues' standalone requirements. Every venue
-  then has the whole book's sign of surplus (`equity_v − allocated_v = share_v × surplus`): no
-  venue liquidates a healthy book, none spares an unhealthy one, as long as the clamp does not
-  bind. The split is exact integer arithmetic, rounded against the account; a venue where the
-  account holds no position has no requirement and is allocated none.
+* **Allocation.** The global surplus `equity − requirement` is split in proportion to the
+  venues' standalone requirements (`share_v × surplus`). A book under water is allocated
+  `equity_v − share_v × surplus` on each venue (a tightening: every venue liquidates it). A
+  healthy book is allocated the same, capped at `max(standalone_v, share_v × requirement)`: split
+  leverage whose whole-book requirement exceeds the standalone sum is tightened to its part of
+  it (X1), and a venue that would liquidate a healthy book is loosened, but a healthy book's
+  spare collateral is never tied up on the venue that holds it. Either way every venue has the
+  whole book's sign of surplus (`equity_v − allocated_v ≥ share_v × surplus ≥ 0`, or
+  `= share_v × surplus < 0`): no venue liquidates a healthy book, none spares an unhealthy one,
+  as long as the clamp does not bind. The split is exact integer arithmetic, rounded against
+  the account; a venue where the account holds no position has no requirement and is
+  allocated none.
 * **X2, the clamp**, exactly as `VenueLink.requirementInForce` computes it:
   `im = max(alloc_im, static_im − min(static_im, pledged))`, the same for mm, then
   `im = max(im, mm)`. A certificate may always tighten; it loosens only by what pledges cover.
@@ -179,30 +185,49 @@ def global_view(book: Book, prices_usd: FloatArray, params: CrossVenueParams) ->
     )
 
 
-def _split_surplus(book: Book, surplus: WadArray, static: WadArray) -> WadArray:
-    """`equity_v − share_v × surplus`, share_v = static_v / Σ static; floor division keeps the
-    allocated part of a surplus at most the surplus and of a deficit at least the deficit. A
-    venue where the account holds nothing (no standalone requirement) is allocated nothing."""
-    total = static.sum(axis=1)
-    share = (surplus[:, None] * static) // np.where(total == 0, 1, total)[:, None]
-    allocated = np.where(static > 0, np.maximum(book.equity_wad - share, 0), 0)
+def _split_surplus(
+    book: Book, equity: WadArray, requirement: WadArray, static: WadArray
+) -> WadArray:
+    """`equity_v − share_v × surplus`, share_v = static_v / Σ static, while the book is under
+    water; while it is healthy, capped at `max(static_v, share_v × requirement)`: the venue's
+    part of the whole book's requirement when split leverage raises it above the standalone sum
+    (X1 tightens), its standalone requirement otherwise (a healthy hedged book's spare collateral
+    is not tied up where it sits). Floor division keeps the allocated part of a surplus at most
+    the surplus and of a deficit at least the deficit. A venue where the account holds nothing
+    (no standalone requirement) is allocated nothing."""
+    total = np.where(static.sum(axis=1) == 0, 1, static.sum(axis=1))[:, None]
+    surplus = equity - requirement
+    split = np.maximum(book.equity_wad - (surplus[:, None] * static) // total, 0)
+    part = -((-requirement[:, None] * static) // total)  # rounded up: against the account
+    cap = np.where(part > static, part, static)
+    healthy = (surplus >= 0)[:, None]
+    allocated = np.where(static > 0, np.where(healthy & (split > cap), cap, split), 0)
     return np.asarray(allocated, dtype=object)
+
+
+def clamp_wad(certified_wad: int, static_wad: int, pledged_wad: int) -> int:
+    """X2 for one requirement, exactly as `VenueLink._clamp`: never below the standalone
+    requirement less what pledges cover; never capped above (a certificate may always tighten)."""
+    return max(certified_wad, max(static_wad - pledged_wad, 0))
+
+
+_clamp_wad = np.frompyfunc(clamp_wad, 3, 1)
 
 
 def clamp(
     alloc_im: Any, alloc_mm: Any, static_im: Any, static_mm: Any, pledged: Any
 ) -> tuple[Any, Any]:
-    """X2 exactly as `VenueLink.requirementInForce`: tighten freely, loosen only by pledges.
+    """X2 exactly as `VenueLink.requirementInForce`: `clamp_wad` on IM and MM, then IM ≥ MM.
     Works on ints and on (object) arrays of ints alike."""
-    im = np.maximum(alloc_im, static_im - np.minimum(static_im, pledged))
-    mm = np.maximum(alloc_mm, static_mm - np.minimum(static_mm, pledged))
-    return np.maximum(im, mm), mm
+    im = _clamp_wad(alloc_im, static_im, pledged)
+    mm = _clamp_wad(alloc_mm, static_mm, pledged)
+    return np.where(im >= mm, im, mm) if isinstance(im, np.ndarray) else max(im, mm), mm
 
 
 def allocate(book: Book, view: GlobalView) -> Allocation:
     """Each venue's share of the whole book's requirement, and what is in force after X2."""
-    im = _split_surplus(book, view.equity_wad - view.im_wad, book.static_im_wad)
-    mm = _split_surplus(book, view.equity_wad - view.mm_wad, book.static_mm_wad)
+    im = _split_surplus(book, view.equity_wad, view.im_wad, book.static_im_wad)
+    mm = _split_surplus(book, view.equity_wad, view.mm_wad, book.static_mm_wad)
     im_in_force, mm_in_force = clamp(
         im, mm, book.static_im_wad, book.static_mm_wad, book.pledged_wad
     )

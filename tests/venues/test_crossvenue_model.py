@@ -70,6 +70,20 @@ def test_split_leverage__two_venues_each_under_a_tier__margined_as_one() -> None
     assert all(allocation.im_in_force_wad[0] > b.static_im_wad[0])  # X2: tightening is free
 
 
+def test_a_healthy_hedged_book__ties_up_no_spare_collateral_where_it_sits() -> None:
+    # $100k of collateral on venue 0 for a $200k leg: the whole hedged book is healthy, so no
+    # venue is allocated more than its standalone requirement (the surplus split alone would
+    # ask venue 0 for most of its equity). Under water, every venue is tightened.
+    b = book([[100.0], [-100.0]], equity=[100_000.0, 30_000.0])
+    allocation = allocate(b, global_view(b, eth(b), PARAMS))
+    assert all(allocation.im_wad[0] <= b.static_im_wad[0])
+    assert all(allocation.mm_wad[0] <= b.static_mm_wad[0])
+    sunk = book([[100.0], [-100.0]], equity=[1_000.0, 1_000.0])
+    view = global_view(sunk, eth(sunk), PARAMS)
+    assert view.equity_wad[0] < view.mm_wad[0]
+    assert all(allocate(sunk, view).mm_wad[0] > sunk.equity_wad[0])
+
+
 def test_hedge_across_venues__keeps_the_haircut_of_the_pair() -> None:  # X1
     b = book([[100.0], [-100.0]], equity=[30_000.0, 30_000.0])
     view = global_view(b, eth(b), PARAMS)

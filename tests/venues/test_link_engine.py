@@ -27,7 +27,7 @@ from offchain.link.orders import order_json
 from offchain.link.view import CertificateProposal, LinkView, certificate_slot
 
 if TYPE_CHECKING:  # not imported at run time: tests/bls has a conftest module too
-    from conftest import Linked
+    from linked_venues import Linked
 
 ETH = "ETH-PERP"
 WAD = 10**18
