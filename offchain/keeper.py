@@ -42,10 +42,10 @@ from web3.types import RPCEndpoint
 from offchain.chain import Chain, checksum
 from offchain.chain.client import MAX_UINT, Client, Preview
 from offchain.chain.journal import Journal, Outcome, TxState
-from offchain.chain.margin_mirror import MarginMirror
 from offchain.chain.sender import GWEI, FeePolicy, Fees, TxSender
 from offchain.chain.signers import tx_signer_for
 from offchain.errors import SendRejected
+from offchain.link.mirror import linked_margin_mirror
 from offchain.models import WAD, Deployment
 from offchain.risk.health import BPS
 
@@ -254,7 +254,8 @@ class Keeper:
         self.chain: Chain = client.chain
         self.address = str(checksum(address))
         self.config = config or KeeperConfig()
-        self.mirror = MarginMirror(client.chain, client.d)
+        # On a linked venue the link's certificates first, as the contract asks (X2, X6).
+        self.mirror = linked_margin_mirror(client.chain, client.d)
         self.gas_price_asset = gas_price_asset
         self._wire = _Wire(client.chain, client.d)
         self.sender = TxSender(

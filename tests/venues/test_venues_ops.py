@@ -13,11 +13,15 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import Linked
+from helpers import fund, rpc, send_fast, usdc
 from service import run
 
 from offchain.chain import Chain, checksum
+from offchain.chain.client import wad
 from offchain.committee.bls import dev_secret_keys
 from offchain.committee.registry import Registry
+from offchain.keeper import Keeper, run_keepers
 from offchain.link.messages import link_id
 from offchain.models import Deployment
 from offchain.ops.venues import LinkRecord
@@ -227,3 +231,79 @@ def test_bad_input_about_chains__is_one_line_with_cause_and_fix(
         assert code == 1, out
         _one_error_line(out, *fragments)
     assert len(json.loads(path.read_text())["venues"]) == VENUES  # the link file is untouched
+
+
+# ---------------------------------------------------------------------------- the keeper
+# The trader is 10 ETH long at 3000 on venue 0 and 10 ETH short on venue 1, each on 5,000 USDC
+# (static IM 3,000, MM 1,950 per venue); the fixtures are tests/venues/conftest.py's.
+
+
+@pytest.fixture
+def trader(linked: Linked) -> str:
+    trader = linked.chains[0].accounts[4]
+    for client, size in ((linked.clients[0], 10), (linked.clients[1], -10)):
+        maker = client.chain.accounts[5]
+        fund(client, trader, "USDC", usdc(5_000))
+        fund(client, maker, "USDC", usdc(1_000_000))
+        trade = client.fn("settleTrade", 0, trader, maker, wad(size), client.price_e18("ETH"))
+        send_fast(client.chain, trade, client.d.matcher)
+    return trader
+
+
+def _keeper(linked: Linked, venue: int) -> Keeper:
+    return Keeper(linked.clients[venue], linked.chains[venue].accounts[10])
+
+
+def _certify(linked: Linked, trader: str, mm_wad: int, pledged_wad: int = 0) -> None:
+    """A certificate allocating MM `mm_wad` (IM the same) to venue 0, applied there."""
+    views = [linked.view(j, trader, 0, 0) for j in range(len(linked.chains))]
+    views[0] = linked.view(0, trader, mm_wad, mm_wad, pledged_wad)
+    linked.submit(0, linked.certificate(trader, 1, views))
+
+
+def test_keeper_on_a_linked_venue__liquidates_by_a_certificate_that_tightens(
+    linked: Linked, trader: str
+) -> None:
+    # X2: a certificate tightens always. Equity 5,000 is above the static MM (1,950) and below
+    # the certified 6,000: only a keeper that reads the link's certificate liquidates.
+    keeper = _keeper(linked, 0)
+    assert keeper.step() == []  # standalone: healthy
+    _certify(linked, trader, wad(6_000))
+    done = keeper.step()
+    assert [(d.account, d.market_id) for d in done] == [(trader, 0)]
+
+
+def test_keeper_on_a_linked_venue__spares_what_a_certificate_covers__until_it_lapses(
+    linked: Linked, trader: str
+) -> None:
+    # X2 loosens by what pledges cover; X6 and G08: once the certificate stops counting (30 s),
+    # the venue's standalone rule is back and the keeper liquidates by it.
+    client = linked.clients[0]
+    client.set_price("ETH", 2_560)  # equity 600, static MM 1,664: under water standing alone
+    _certify(linked, trader, 0, pledged_wad=wad(2_000))  # MM max(0, 1,664 - 2,000) = 0
+    keeper = _keeper(linked, 0)
+    assert keeper.step() == []
+    assert keeper.last_round.candidates == 0
+    rpc(client, "evm_increaseTime", 31)
+    rpc(client, "evm_mine")
+    done = keeper.step()
+    assert [(d.account, d.market_id) for d in done] == [(trader, 0)]
+
+
+def test_one_keeper_loop__follows_two_venues__each_by_its_own_rule(
+    linked: Linked, trader: str
+) -> None:
+    # Venue 0 liquidates by its certificate in force; venue 1, with none, by its static rule.
+    _certify(linked, trader, wad(6_000))
+    linked.clients[1].set_price("ETH", 3_450)  # the short: equity 500, static MM 2,242
+    keepers = [_keeper(linked, 0), _keeper(linked, 1)]
+    seen: list[tuple[int, str, int]] = []
+    run_keepers(
+        keepers,
+        poll_interval_s=0.05,
+        rounds=1,
+        on_round=lambda k, _n, done: seen.extend(
+            (k.chain.chain_id, d.account, d.market_id) for d in done
+        ),
+    )
+    assert sorted(seen) == [(31337, trader, 0), (31338, trader, 0)]
