@@ -168,9 +168,10 @@ def status(ctx: click.Context) -> None:
 
 
 def _print_account(client: Client, address: str) -> None:
-    from offchain.ops.views import account_view
+    from offchain.ops.views import account_view, link_account_view
 
     v = account_view(client, address)
+    quote = client.d.collaterals[0]
     held = ", ".join(f"{amount:,.6g} {sym}" for sym, amount in v.collateral.items() if amount)
     console.print(f"account {v.address}: cash ${v.cash_usd:,.2f}" + (f", {held}" if held else ""))
     if v.positions:
@@ -184,12 +185,25 @@ def _print_account(client: Client, address: str) -> None:
     if v.funding_owed_usd:
         side = "owes" if v.funding_owed_usd > 0 else "is owed"
         console.print(f"funding: {side} ${abs(v.funding_owed_usd):,.2f} (counted in equity)")
-    source = "attested" if v.attested else "static"
+    source = "certified" if v.certified else "attested" if v.attested else "static"
     health = f"{v.health:.3f}" if v.health is not None else "-"
     console.print(
         f"equity ${v.equity_usd:,.2f}; IM ${v.im_usd:,.2f}, MM ${v.mm_usd:,.2f} ({source}; static "
         f"IM ${v.static_im_usd:,.2f}, MM ${v.static_mm_usd:,.2f}); health {health} (equity / MM)"
     )
+    link = link_account_view(client, v.address)
+    if link is not None:
+        last = f"certificate {link.sequence}" if link.sequence else "no certificate yet"
+        in_force = " (in force)" if v.certified else ""
+        held = ", ".join(
+            f"#{p.pledge_id} for venue {p.to_venue} {p.amount / 10**quote.decimals:,.6g} "
+            f"{quote.symbol} {p.state.name.lower()}"
+            for p in link.held
+        )
+        console.print(
+            f"link: {last}{in_force}, pledges counted here ${link.pledged_usd:,.2f}; "
+            f"pledged from here: {held or 'none'}"
+        )
 
 
 def positive_amount(text: str) -> str:

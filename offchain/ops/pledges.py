@@ -10,8 +10,6 @@ committee RELEASE order, signed once no certificate counts the pledge any more, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import IntEnum
 from pathlib import Path
 
 import click
@@ -24,28 +22,10 @@ from offchain.chain.client import MAX_UINT, Client, units
 from offchain.errors import ConfigError
 from offchain.ops.commands import account_option, positive_amount, trader_account
 from offchain.ops.venues import LinkRecord, Venue, open_venues, venue_index
+from offchain.ops.views import pledges_of
 from offchain.settings import Settings
 
 console = Console(soft_wrap=True)
-
-
-class PledgeState(IntEnum):  # IVenueLink.PledgeState
-    NONE = 0
-    ACTIVE = 1
-    RELEASING = 2
-    RELEASED = 3
-
-
-@dataclass(frozen=True)
-class PledgeRow:
-    """One pledge as its VenueLink holds it."""
-
-    venue: int  # the venue whose VenueLink holds the tokens
-    pledge_id: int
-    account: str
-    to_venue: int
-    state: PledgeState
-    amount: int  # quote token units remaining
 
 
 def link_contract(venue: Venue) -> Contract:
@@ -78,21 +58,6 @@ def set_rebalance_cap(venue: Venue, trader: str, cap: int) -> None:
     venue.chain.send(
         link_contract(venue).functions.setRebalanceCap(cap), trader, "set the rebalance cap"
     )
-
-
-def pledges_of(venue: Venue, account: str) -> list[PledgeRow]:
-    """The account's pledges held by `venue`'s VenueLink, oldest first."""
-    link = link_contract(venue)
-    rows = []
-    for pledge_id in range(1, int(link.functions.pledgeCount().call()) + 1):
-        owner, to_venue, state, amount = link.functions.pledgeOf(pledge_id).call()
-        if checksum(owner) == checksum(account):
-            rows.append(
-                PledgeRow(
-                    venue.index, pledge_id, checksum(owner), to_venue, PledgeState(state), amount
-                )
-            )
-    return rows
 
 
 # ---------------------------------------------------------------------------- commands
@@ -211,9 +176,9 @@ def list_pledges(ctx: click.Context, address: str | None, link_path: Path) -> No
     table = Table("venue", "pledge", "for venue", "state", "amount")
     for venue in venues:
         decimals = venue.deployment.collaterals[0].decimals
-        for row in pledges_of(venue, who):
+        for row in pledges_of(venue.chain, venue.record.venue_link, who):
             table.add_row(
-                str(row.venue),
+                str(venue.index),
                 str(row.pledge_id),
                 str(row.to_venue),
                 row.state.name.lower(),

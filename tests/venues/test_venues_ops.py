@@ -25,6 +25,7 @@ from offchain.keeper import Keeper, run_keepers
 from offchain.link.messages import link_id
 from offchain.models import Deployment
 from offchain.ops.venues import LinkRecord
+from offchain.ops.views import account_view, link_account_view
 from offchain.settings import Settings
 
 VENUES = 3
@@ -154,6 +155,9 @@ def test_pledge_commands__lock_release_and_cap_on_the_venue_named(
     assert contract.functions.pledgeOf(pledge_id).call()[2] == 2  # RELEASING: phase 1 only (X3)
     _cli(site, "pledge", "rebalance-cap", "100", "--venue", "31338", *common)
     assert contract.functions.rebalanceAllowance(trader).call() == 100 * 10**6  # X5
+    _, shown = _cli(site, "--rpc-url", link.venues[1].rpc_url, "account", trader)
+    assert "link: no certificate yet, pledges counted here $0.00; pledged from here: " in shown
+    assert f"#{pledge_id} for venue 2 250 USDC releasing" in shown
     _, listed = _cli(site, "pledge", "list", trader, "--link", str(path))
     assert f"│ 1     │ {pledge_id}" in listed
     assert "releasing" in listed
@@ -307,3 +311,21 @@ def test_one_keeper_loop__follows_two_venues__each_by_its_own_rule(
         ),
     )
     assert sorted(seen) == [(31337, trader, 0), (31338, trader, 0)]
+
+
+def test_account_view_on_a_linked_venue__says_when_a_certificate_sets_the_margin(
+    linked: Linked, trader: str
+) -> None:
+    client = linked.clients[0]
+    before = account_view(client, trader)
+    assert (before.certified, before.attested, before.mm_usd) == (False, False, 1_950)
+    _certify(linked, trader, wad(2_500), pledged_wad=wad(100))
+    during = account_view(client, trader)
+    assert (during.certified, during.mm_usd) == (True, 2_500)
+    link = link_account_view(client, trader)
+    assert link is not None
+    assert (link.sequence, link.pledged_usd) == (1, 100)
+    rpc(client, "evm_increaseTime", 31)  # G08: the certificate stops counting
+    rpc(client, "evm_mine")
+    after = account_view(client, trader)
+    assert (after.certified, after.mm_usd) == (False, 1_950)
