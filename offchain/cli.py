@@ -54,10 +54,22 @@ def _connect(ctx: click.Context) -> tuple[Chain, Deployment]:
     default=None,
     help="Where deployments/<chainId>.json live.",
 )
+@click.option(
+    "--venue",
+    "venue_ref",
+    envvar="MARGINSYNC_VENUE",
+    default=None,
+    metavar="INDEX|CHAIN_ID",
+    help="Run on this venue of the link file in MARGINSYNC_LINK (instead of --rpc-url).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log what the keeper and engine do.")
 @click.pass_context
 def cli(
-    ctx: click.Context, rpc_url: str | None, deployments_dir: Path | None, verbose: bool
+    ctx: click.Context,
+    rpc_url: str | None,
+    deployments_dir: Path | None,
+    venue_ref: str | None,
+    verbose: bool,
 ) -> None:
     """marginsync: a synchronised margin engine for on-chain derivatives."""
     logging.basicConfig(
@@ -65,8 +77,14 @@ def cli(
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     overrides: dict[str, Any] = {}
+    if rpc_url and venue_ref:
+        raise ConfigError("--rpc-url and --venue both name the node", "give one of them")
     if rpc_url:
         overrides["rpc_url"] = rpc_url
+    if venue_ref:
+        from offchain.ops.venues import venue_url
+
+        overrides["rpc_url"] = venue_url(venue_ref)
     if deployments_dir:
         overrides["deployments_dir"] = deployments_dir
     ctx.obj = Settings(**overrides)

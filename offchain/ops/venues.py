@@ -17,8 +17,9 @@ and on the local chain ids (31337, 1337).
 
 from __future__ import annotations
 
+import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ LOCAL_CHAIN_ID = 31337
 MAX_VENUES = 32
 MAX_MEMBERS = 64
 NODE_DIR = Path(".marginsync")
+LINK_ENV = "MARGINSYNC_LINK"  # the link file `marginsync --venue N …` picks a venue of
 
 
 class VenueRecord(Frozen):
@@ -145,6 +147,21 @@ def venue_index(link: LinkRecord, ref: str, option: str) -> int:
             return i
     named = ", ".join(f"{i} (chain {v.chain_id})" for i, v in enumerate(link.venues))
     raise ConfigError(f"{option} {ref!r} is not a venue of the link", f"use one of: {named}")
+
+
+def venue_url(ref: str, env: Mapping[str, str] | None = None) -> str:
+    """The RPC endpoint of venue `ref` (index or chain id) of the link file in MARGINSYNC_LINK:
+    `marginsync --venue 1 trade …` runs a single-venue command there."""
+    env = os.environ if env is None else env
+    path = env.get(LINK_ENV, "").strip()
+    if not path:
+        raise ConfigError(
+            f"--venue {ref} names a venue of a link, and {LINK_ENV} names no link file",
+            f"export {LINK_ENV}=deployments/link-<id>.json (deploy --venues wrote it), "
+            "or use --rpc-url",
+        )
+    link = LinkRecord.load(Path(path))
+    return link.venues[venue_index(link, ref, "--venue")].rpc_url
 
 
 # ---------------------------------------------------------------------------- deploying

@@ -75,8 +75,9 @@ def deployed(site: Path) -> tuple[LinkRecord, Path, str]:
     return LinkRecord.load(path), path, out
 
 
-def _cli(site: Path, *args: str, ok: bool = True) -> tuple[int, str]:
-    return run("--deployments-dir", "dep", *args, cwd=site, ok=ok)
+def _cli(site: Path, *args: str, ok: bool = True, link: Path | None = None) -> tuple[int, str]:
+    env = {"MARGINSYNC_LINK": str(link)} if link else None
+    return run("--deployments-dir", "dep", *args, cwd=site, ok=ok, env=env)
 
 
 def test_deploy_venues__writes_one_registry_per_chain__whose_links_name_each_other(
@@ -155,7 +156,7 @@ def test_pledge_commands__lock_release_and_cap_on_the_venue_named(
     assert contract.functions.pledgeOf(pledge_id).call()[2] == 2  # RELEASING: phase 1 only (X3)
     _cli(site, "pledge", "rebalance-cap", "100", "--venue", "31338", *common)
     assert contract.functions.rebalanceAllowance(trader).call() == 100 * 10**6  # X5
-    _, shown = _cli(site, "--rpc-url", link.venues[1].rpc_url, "account", trader)
+    _, shown = _cli(site, "--venue", "31338", "account", trader, link=path)
     assert "link: no certificate yet, pledges counted here $0.00; pledged from here: " in shown
     assert f"#{pledge_id} for venue 2 250 USDC releasing" in shown
     _, listed = _cli(site, "pledge", "list", trader, "--link", str(path))
@@ -187,6 +188,8 @@ def _one_error_line(out: str, *fragments: str) -> None:
             ("--venues 3 with 1 --rpc", "one --rpc per venue"),
         ),
         (("keeper", "--link", "nowhere.json"), ("no link file at nowhere.json", "deploy --venues")),
+        (("--venue", "1", "account"), ("MARGINSYNC_LINK names no link file", "export")),
+        (("--venue", "1", "--rpc-url", "http://x", "status"), ("both name the node",)),
     ],
 )
 def test_bad_input__is_one_line_with_cause_and_fix__before_any_chain_starts(
@@ -229,9 +232,10 @@ def test_bad_input_about_chains__is_one_line_with_cause_and_fix(
             ("pledge", "add", "0", "--from-venue", "0", "--to-venue", "1", "--link", str(path)),
             ("not a positive amount",),
         ),
+        (("--venue", "5", "status"), ("--venue '5' is not a venue of the link", "0 (chain 31337)")),
     ]
     for args, fragments in cases:
-        code, out = _cli(site, *args, ok=False)
+        code, out = _cli(site, *args, ok=False, link=path)
         assert code == 1, out
         _one_error_line(out, *fragments)
     assert len(json.loads(path.read_text())["venues"]) == VENUES  # the link file is untouched
