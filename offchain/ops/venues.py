@@ -6,8 +6,8 @@
 and one link file (`deployments/link-<linkId8>.json`) that `keeper --link`, `link` and `pledge`
 read: the venues in link order with their RPC endpoints, and the committee's size and threshold.
 
-Without `--rpc` it starts one Anvil per venue (chain ids 31337, 31338, …) and leaves them
-running, as `anvil &` would for a single venue: each node's pid is in the link file (`kill` it to
+Without `--rpc` it starts one Anvil per venue (chain ids 31337, 31338, …; a block every second
+as well as one per transaction) and leaves them running, as `anvil &` would for a single venue: each node's pid is in the link file (`kill` it to
 stop it) and its log and spilled state in its folder under `.marginsync/`.
 
 The committee's development keys (`committee.bls.dev_secret_keys`) are derived from a public
@@ -277,7 +277,11 @@ def _start_local(stack: ExitStack, count: int, progress: Callable[[str], None]) 
     for i in range(count):
         chain_id = LOCAL_CHAIN_ID + i
         home = Path(tempfile.mkdtemp(prefix=f"anvil-{chain_id}-", dir=NODE_DIR)).resolve()
-        nodes.append(stack.enter_context(Anvil(chain_id=chain_id, home=home)))
+        # A block every second as well as one per transaction: each chain's clock keeps up
+        # with the wall clock as a live chain's does, so a certificate issued now is not from
+        # the future on an idle venue (nor older than the link's max age at its last block).
+        node = Anvil(chain_id=chain_id, home=home, block_time_s=1, extra_args=("--mixed-mining",))
+        nodes.append(stack.enter_context(node))
         progress(f"chain {chain_id} started on {nodes[-1].url}")
     return nodes
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,16 +16,18 @@ import pytest
 import requests
 from conftest import Linked
 from helpers import fund, rpc, send_fast, usdc
-from service import run
+from service import Service, run
 
 from offchain.chain import Chain, checksum
-from offchain.chain.client import wad
+from offchain.chain.client import Client, wad
+from offchain.cli import main
 from offchain.committee.bls import dev_secret_keys
 from offchain.committee.registry import Registry
 from offchain.keeper import Keeper, run_keepers
 from offchain.link.messages import link_id
 from offchain.models import Deployment
-from offchain.ops.venues import LinkRecord
+from offchain.ops.venue import trade
+from offchain.ops.venues import LinkRecord, open_venues
 from offchain.ops.views import account_view, link_account_view
 from offchain.settings import Settings
 
@@ -70,7 +73,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def deployed(site: Path) -> tuple[LinkRecord, Path, str]:
     """`deploy --venues 3` run once; (the link file, its path, the command's output)."""
-    _, out = run("--deployments-dir", "dep", "deploy", "--venues", str(VENUES), cwd=site)
+    deploy = ("deploy", "--venues", str(VENUES), "--committee", "3", "--committee-threshold", "2")
+    _, out = run("--deployments-dir", "dep", *deploy, cwd=site)
     (path,) = (site / "dep").glob("link-*.json")
     return LinkRecord.load(path), path, out
 
@@ -90,7 +94,7 @@ def test_deploy_venues__writes_one_registry_per_chain__whose_links_name_each_oth
     chains = [Chain.connect(settings, v.rpc_url) for v in link.venues]
     links = [checksum(v.venue_link) for v in link.venues]
     assert "0x" + link_id([v.chain_id for v in link.venues], links).hex() == link.link_id
-    public_keys = [k.public_key() for k in dev_secret_keys(link.committee_size)]
+    public_keys = [k.public_key() for k in dev_secret_keys(3)]
     for i, (chain, v) in enumerate(zip(chains, link.venues, strict=True)):
         assert chain.chain_id == v.chain_id  # each venue on its own chain
         d = Deployment.load(settings.deployments_dir, v.chain_id)
@@ -108,7 +112,7 @@ def test_deploy_venues__writes_one_registry_per_chain__whose_links_name_each_oth
         registry = Registry(chain, v.committee_registry)
         assert contract.functions.registry().call() == registry.address
         assert registry.public_keys() == public_keys  # the same committee on every venue
-        assert registry.threshold() == link.committee_threshold == 3
+        assert registry.threshold() == link.committee_threshold == 2
     assert f"stop them with `kill {' '.join(str(v.node_pid) for v in link.venues)}`" in out
 
 
@@ -164,6 +168,29 @@ def test_pledge_commands__lock_release_and_cap_on_the_venue_named(
     assert "releasing" in listed
 
 
+def _main(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    cwd: Path,
+    *args: str,
+    link: Path | None = None,
+) -> tuple[int, str]:
+    """The `marginsync` entry point in this process, for mistakes (they end before any work):
+    the same one-line handling as a process, without paying its imports per case."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["marginsync", "--deployments-dir", "dep", *args])
+    if link:
+        monkeypatch.setenv("MARGINSYNC_LINK", str(link))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    out = capsys.readouterr()
+    return int(stopped.value.code or 0), out.out + out.err
+
+
 def _one_error_line(out: str, *fragments: str) -> None:
     assert "Traceback" not in out, out
     errors = [line for line in out.splitlines() if line.lower().startswith("error")]
@@ -188,21 +215,29 @@ def _one_error_line(out: str, *fragments: str) -> None:
             ("--venues 3 with 1 --rpc", "one --rpc per venue"),
         ),
         (("keeper", "--link", "nowhere.json"), ("no link file at nowhere.json", "deploy --venues")),
+        (("link", "--link", "nowhere.json"), ("no link file at nowhere.json", "deploy --venues")),
         (("--venue", "1", "account"), ("MARGINSYNC_LINK names no link file", "export")),
         (("--venue", "1", "--rpc-url", "http://x", "status"), ("both name the node",)),
     ],
 )
 def test_bad_input__is_one_line_with_cause_and_fix__before_any_chain_starts(
-    tmp_path: Path, args: tuple[str, ...], fragments: tuple[str, ...]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: tuple[str, ...],
+    fragments: tuple[str, ...],
 ) -> None:
-    code, out = run("--deployments-dir", "dep", *args, cwd=tmp_path, ok=False)
+    code, out = _main(monkeypatch, capsys, tmp_path, *args)
     assert code == 1
     _one_error_line(out, *fragments)
     assert not (tmp_path / ".marginsync").exists()  # nothing started, nothing written
 
 
 def test_bad_input_about_chains__is_one_line_with_cause_and_fix(
-    deployed: tuple[LinkRecord, Path, str], site: Path, tmp_path: Path
+    deployed: tuple[LinkRecord, Path, str],
+    site: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     link, path, _ = deployed
     first, second = link.venues[0].rpc_url, link.venues[1].rpc_url
@@ -235,7 +270,7 @@ def test_bad_input_about_chains__is_one_line_with_cause_and_fix(
         (("--venue", "5", "status"), ("--venue '5' is not a venue of the link", "0 (chain 31337)")),
     ]
     for args, fragments in cases:
-        code, out = _cli(site, *args, ok=False, link=path)
+        code, out = _main(monkeypatch, capsys, site, *args, link=path)
         assert code == 1, out
         _one_error_line(out, *fragments)
     assert len(json.loads(path.read_text())["venues"]) == VENUES  # the link file is untouched
@@ -333,3 +368,70 @@ def test_account_view_on_a_linked_venue__says_when_a_certificate_sets_the_margin
     rpc(client, "evm_mine")
     after = account_view(client, trader)
     assert (after.certified, after.mm_usd) == (False, 1_950)
+
+
+# ---------------------------------------------------------------------------- the link service
+def test_link_service__certifies_a_split_book_on_every_venue__and_releases_after_phase_1(
+    deployed: tuple[LinkRecord, Path, str], site: Path
+) -> None:
+    # A trader hedged across venues 0 and 1 with a pledge on venue 1 for venue 0. One step of
+    # `link` (members as separate processes) applies its certificate on every venue; the
+    # service then pays a released pledge back only by the committee's RELEASE order (X3, G03).
+    link, path, _ = deployed
+    trader = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"  # Anvil account 9
+    who = ("--account", trader)
+    settings = Settings(deployments_dir=site / "dep")
+    for venue, size in ((0, 10), (1, -10)):
+        v = open_venues(link, settings, only=venue)[0]
+        client = Client(v.chain, v.deployment)
+        client.deposit(trader, "USDC", 10_000, mint=True)
+        trade(client, trader, "ETH-PERP", size)
+    _, out = _cli(
+        site,
+        "pledge",
+        "add",
+        "2000",
+        "--from-venue",
+        "1",
+        "--to-venue",
+        "0",
+        "--mint",
+        *who,
+        "--link",
+        str(path),
+    )
+    pledge_id = int(out.split("pledge ")[1].split()[0])
+    _, out = _cli(site, "link", "--link", str(path), "--once", "--member-processes")
+    assert "applied on every venue" in out
+    chains = [Chain.connect(Settings(), v.rpc_url) for v in link.venues]
+    links = [
+        c.contract("VenueLink", v.venue_link) for c, v in zip(chains, link.venues, strict=True)
+    ]
+    assert all(k.functions.appliedCertificate(trader).call()[0] >= 1 for k in links), out
+    _, shown = _cli(site, "--venue", "0", "account", trader, link=path)
+    assert "(certified; static IM $3,000.00, MM $1,950.00)" in shown
+    assert "pledges counted here $2,000.00" in shown
+
+    _cli(site, "pledge", "release", str(pledge_id), "--venue", "1", *who, "--link", str(path))
+    service = Service(
+        "--deployments-dir",
+        "dep",
+        "link",
+        "--link",
+        str(path),
+        "--interval",
+        "0.2",
+        "--status-every",
+        "1",
+        cwd=site,
+    )
+    try:
+        service.wait_for("link: blocks ")  # the heartbeat
+        state = lambda: links[1].functions.pledgeOf(pledge_id).call()[2]  # noqa: E731
+        deadline = time.monotonic() + 120
+        while state() != 3 and time.monotonic() < deadline:  # RELEASED
+            time.sleep(0.2)
+    finally:
+        assert service.stop() == 0
+    assert state() == 3
+    assert links[1].functions.pledgeOf(pledge_id).call()[3] == 0  # paid back in full

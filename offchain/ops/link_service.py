@@ -1,0 +1,273 @@
+"""`marginsync link`: the committee's engine across the venues of a link, as a service.
+
+One `LinkEngine` (offchain/link/engine.py) over every venue of the link file: each step syncs
+one mirror per venue, takes one risk pass over every trader's whole book, has the committee
+certify what changed and submits each certificate to every venue, then the pledge orders that
+are due. Its transactions go through one `TxSender` per chain, each journaled
+(`.marginsync/link-<chain>-<genesis>-<address>.sqlite`): a restarted service finishes or
+re-broadcasts what the previous one sent before it sends anything new.
+
+The members sign with the committee's development keys (the link file says so; local chains
+only): in this process, each with its own mirrors of every venue, or with `--member-processes`
+each in its own process (`python -m offchain.link.member`), as separate machines would.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+import numpy as np
+import requests
+from rich.console import Console
+
+from offchain.chain import Chain, checksum
+from offchain.chain.journal import Journal, default_journal
+from offchain.chain.sender import TxSender
+from offchain.chain.signers import tx_signer_for
+from offchain.committee.aggregator import Aggregator, Signer
+from offchain.committee.bls import dev_secret_keys
+from offchain.committee.member import MemberProcess
+from offchain.committee.registry import Registry
+from offchain.errors import ConfigError
+from offchain.link.engine import LinkEngine, StepReport
+from offchain.link.member import LinkMember, write_config
+from offchain.link.view import LinkView
+from offchain.ops.funds import ENGINE_GAS, require_funds
+from offchain.ops.heartbeat import Heartbeat
+from offchain.ops.operator import STATUS_EVERY, status_line
+from offchain.ops.venues import NODE_DIR, LinkRecord, Venue, open_venues
+from offchain.settings import Settings
+
+console = Console(soft_wrap=True)
+log = logging.getLogger("marginsync.link")
+# Anvil's accounts 0-3 hold the deploy's roles, 4 is the trader, 5 the backstop, the keeper the
+# last: the link's transactions go from account 6 on a local chain.
+LINK_SENDER_INDEX = 6
+
+
+def members_for(
+    link: LinkRecord, venues: Sequence[Venue], *, processes: bool, stack: ExitStack
+) -> dict[int, Signer]:
+    """Every member of the link's development committee, each with its own view of the venues
+    (its own mirrors, or its own process); `stack` closes the processes."""
+    if not link.development_committee:
+        raise ConfigError(
+            "the link's committee keys are not the development ones, so they are not here",
+            "run each member where its key is (python -m offchain.link.member --config FILE)",
+        )
+    keys = dev_secret_keys(link.committee_size)
+    if not processes:
+        chains = [v.chain for v in venues]
+        deployments = [v.deployment for v in venues]
+        return {
+            i: LinkMember(LinkView.connect(chains, deployments)).member(key)
+            for i, key in enumerate(keys)
+        }
+    config = write_config(
+        NODE_DIR / f"link-{link.link_id[2:10]}-members.json",
+        [v.record.rpc_url for v in venues],
+        [v.deployment for v in venues],
+    )
+    command = [sys.executable, "-m", "offchain.link.member", "--config", str(config)]
+    members: dict[int, Signer] = {}
+    for i, key in enumerate(keys):
+        process = MemberProcess(key, command=command)
+        stack.callback(process.close)
+        members[i] = process
+    return members
+
+
+def senders_for(venues: Sequence[Venue], address: str) -> list[TxSender]:
+    """One journaled sender per venue's chain, each finishing what a previous run sent."""
+    senders = []
+    for v in venues:
+        chain = v.chain
+        path = default_journal("link", chain.chain_id, chain.genesis_tag, address)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        journal = Journal(path, chain_id=chain.chain_id, sender=address, genesis=chain.genesis_hash)
+        sender = TxSender(chain.w3, tx_signer_for(chain, address), journal, chain_id=chain.chain_id)
+        sender.resume()
+        senders.append(sender)
+    return senders
+
+
+def build_link_engine(
+    link: LinkRecord, venues: Sequence[Venue], address: str, members: dict[int, Signer]
+) -> LinkEngine:
+    first = venues[0]
+    registry = Registry(first.chain, first.record.committee_registry)
+    view = LinkView.connect([v.chain for v in venues], [v.deployment for v in venues])
+    if "0x" + view.link_id.hex() != link.link_id:
+        raise ConfigError(
+            f"the venues' contracts make link {'0x' + view.link_id.hex()}, the link file says "
+            f"{link.link_id}",
+            "use the link file the deploy wrote with these registries",
+        )
+    aggregator = Aggregator(registry.public_keys(), registry.threshold())
+    return LinkEngine(view, aggregator, members, senders_for(venues, address))
+
+
+class LinkStatus:
+    """The service's status line: fed by each step's report, read by the heartbeat."""
+
+    def __init__(self, engine: LinkEngine, head: Callable[[], str]) -> None:
+        self.engine = engine
+        self.head = head
+        self.steps = 0
+        self.certified = 0
+        self.applied = 0
+        self.orders = 0
+
+    def on_step(self, report: StepReport) -> None:
+        self.steps += 1
+        self.certified += report.certified
+        self.applied += report.applied
+        self.orders += report.orders
+
+    def __call__(self) -> str:
+        return (
+            f"{self.head()}, {self.applied} certificates applied on every venue "
+            f"({self.certified} certified) and {self.orders} orders in {self.steps} steps, "
+            f"{lag_line(self.engine)}"
+        )
+
+
+def lag_line(engine: LinkEngine) -> str:
+    """Certificate lag (last venue event seen → applied on every venue) over the last 1,000."""
+    lags = [lag.seconds for lag in engine.lags[-1_000:]]
+    if not lags:
+        return "no certificate lag yet"
+    p50, p99 = np.percentile(lags, [50, 99])
+    return f"certificate lag p50 {p50:.2f} s, p99 {p99:.2f} s"
+
+
+def _sender(venues: Sequence[Venue], settings: Settings, address: str | None) -> str:
+    """The key every venue's transactions go from: MARGINSYNC_PRIVATE_KEY's, else `address`,
+    else Anvil's account 6; it must be able to send and pay on every chain."""
+    first = venues[0].chain
+    if settings.private_key:
+        chosen = first.accounts[0]
+    elif address:
+        chosen = checksum(address)
+    elif len(first.accounts) > LINK_SENDER_INDEX:
+        chosen = first.accounts[LINK_SENDER_INDEX]
+    else:
+        raise ConfigError(
+            "no key for the link's transactions: no MARGINSYNC_PRIVATE_KEY and the node unlocks "
+            f"no account {LINK_SENDER_INDEX}",
+            "set MARGINSYNC_PRIVATE_KEY to a key funded on every venue's chain",
+        )
+    for v in venues:
+        if chosen not in v.chain.accounts:
+            raise ConfigError(
+                f"cannot send as {chosen} on chain {v.chain.chain_id}: no key for it",
+                "set MARGINSYNC_PRIVATE_KEY, or name an --address every node unlocks",
+            )
+        require_funds(v.chain, chosen, "link submitter", ENGINE_GAS, "MARGINSYNC_PRIVATE_KEY")
+    return chosen
+
+
+def _heads(chains: Sequence[Chain]) -> Callable[[], str]:
+    return lambda: "blocks " + "/".join(str(c.w3.eth.block_number) for c in chains)
+
+
+@click.command("link")
+@click.option(
+    "--link",
+    "link_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The link file `marginsync deploy --venues N` wrote (deployments/link-<id>.json).",
+)
+@click.option("--once", is_flag=True, help="One step (certificates and orders), then exit.")
+@click.option(
+    "--interval",
+    "interval_s",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between steps.",
+)
+@click.option(
+    "--member-processes", is_flag=True, help="Run each committee member in its own process."
+)
+@click.option("--address", default=None, help="Unlocked account to send from (local chains).")
+@STATUS_EVERY
+@click.pass_context
+def link_command(
+    ctx: click.Context,
+    link_path: Path,
+    once: bool,
+    interval_s: float,
+    member_processes: bool,
+    address: str | None,
+    status_every_s: float,
+) -> None:
+    """Certify every trader's whole book on every venue of a link, and execute pledge orders."""
+    settings: Settings = ctx.obj
+    link = LinkRecord.load(link_path)
+    venues = open_venues(link, settings)
+    sender = _sender(venues, settings, address)
+    with ExitStack() as stack:
+        members = members_for(link, venues, processes=member_processes, stack=stack)
+        engine = build_link_engine(link, venues, sender, members)
+        where = "separate processes" if member_processes else "this process"
+        console.print(
+            f"link {link.link_id[:10]}: {len(venues)} venues, committee "
+            f"{link.committee_threshold} of {link.committee_size} in {where}, sending as {sender}"
+        )
+        status = LinkStatus(engine, _heads([v.chain for v in venues]))
+        beat = Heartbeat(0 if once else status_every_s, status, lambda s: status_line("link", s))
+        with beat:
+            run(engine, status, interval_s=interval_s, steps=1 if once else None)
+
+
+def run(
+    engine: LinkEngine, status: LinkStatus, *, interval_s: float, steps: int | None = None
+) -> None:
+    """A step every `interval_s` seconds, `steps` of them (forever if None, until SIGTERM or
+    Ctrl-C, after the step under way). A node that does not answer costs a step, not the
+    service: what was sent is journaled."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    try:
+        n = 0
+        while not stop.is_set() and (steps is None or n < steps):
+            started = time.monotonic()
+            _step(engine, status, always=steps is not None)
+            n += 1
+            if steps is None or n < steps:
+                stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _step(engine: LinkEngine, status: LinkStatus, *, always: bool) -> None:
+    try:
+        report = engine.step()
+    except requests.RequestException as exc:
+        log.warning("step interrupted by %s: %s", type(exc).__name__, exc)
+        return
+    status.on_step(report)
+    if report.due or report.orders or always:
+        refused = f", {len(report.refused)} refused" if report.refused else ""
+        console.print(
+            f"link: step {status.steps}: {report.due} account(s) due, {report.certified} "
+            f"certified, {report.applied} applied on every venue, {report.orders} order(s)"
+            f"{refused}; {lag_line(engine)}"
+        )
+    for account, why in report.refused.items():
+        console.print(f"link: {account} not certified: {why}")
+
+
+COMMANDS = (link_command,)
