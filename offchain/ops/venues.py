@@ -7,8 +7,12 @@ and one link file (`deployments/link-<linkId8>.json`) that `keeper --link`, `lin
 read: the venues in link order with their RPC endpoints, and the committee's size and threshold.
 
 Without `--rpc` it starts one Anvil per venue (chain ids 31337, 31338, …; a block every second
-as well as one per transaction) and leaves them running, as `anvil &` would for a single venue: each node's pid is in the link file (`kill` it to
-stop it) and its log and spilled state in its folder under `.marginsync/`.
+as well as one per transaction) and leaves them running, as `anvil &` would for a single venue:
+each node's pid is in the link file (`kill` it to stop it) and its log and spilled state in its
+folder under `.marginsync/`.
+
+`marginsync --venue I <command>` runs any single-venue command on venue I of the link file in
+MARGINSYNC_LINK (`venue_url`).
 
 The committee's development keys (`committee.bls.dev_secret_keys`) are derived from a public
 string, so they are used only where nobody's money is at stake: on the chains this command starts
