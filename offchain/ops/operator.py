@@ -186,8 +186,14 @@ def _deploy_linked(
     link = done.link
     console.print(
         f"link {link.link_id}: {len(link.venues)} venues, committee {link.committee_threshold} "
-        f"of {link.committee_size} (public development keys, local chains only), "
-        f"link file {done.link_path}"
+        f"of {link.committee_size} (public development keys, local chains only)"
+    )
+    shown = done.link_path.resolve()
+    if shown.is_relative_to(Path.cwd()):
+        shown = shown.relative_to(Path.cwd())
+    console.print(
+        f"link file {shown}: `export MARGINSYNC_LINK={shown}`, then `marginsync --venue I "
+        "<command>` runs a command on venue I"
     )
     if link.stop_hint():
         console.print(f"the chains keep running; stop them with `{link.stop_hint()}`")

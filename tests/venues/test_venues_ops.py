@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import sys
 import time
@@ -19,17 +21,16 @@ from helpers import fund, rpc, send_fast, usdc
 from service import Service, run
 
 from offchain.chain import Chain, checksum
-from offchain.chain.client import Client, wad
+from offchain.chain.client import wad
 from offchain.cli import main
 from offchain.committee.bls import dev_secret_keys
 from offchain.committee.registry import Registry
 from offchain.keeper import Keeper, run_keepers
 from offchain.link.messages import link_id
 from offchain.models import Deployment
-from offchain.ops.venue import trade
-from offchain.ops.venues import LinkRecord, open_venues
+from offchain.ops.venues import LinkRecord
 from offchain.ops.views import account_view, link_account_view
-from offchain.settings import Settings
+from offchain.settings import PROJECT_ROOT, Settings
 
 VENUES = 3
 
@@ -127,45 +128,6 @@ def test_deploy_venues__leaves_its_chains_running_for_the_commands_that_follow(
         )
         assert v.node_home
         assert v.node_home.encode() in Path(f"/proc/{v.node_pid}/cmdline").read_bytes()
-
-
-def test_keeper_link__runs_one_keeper_per_venue(
-    deployed: tuple[LinkRecord, Path, str], site: Path
-) -> None:
-    link, path, _ = deployed
-    _, out = _cli(site, "keeper", "--link", str(path), "--once", "--address", _anyone())
-    for v in link.venues:
-        assert f"round 1 on chain {v.chain_id}: 0 liquidation(s)" in out
-
-
-def _anyone() -> str:
-    return "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955"  # Anvil account 7 (no role)
-
-
-def test_pledge_commands__lock_release_and_cap_on_the_venue_named(
-    deployed: tuple[LinkRecord, Path, str], site: Path
-) -> None:
-    link, path, _ = deployed
-    trader = "0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f"  # Anvil account 8
-    common = ("--link", str(path), "--account", trader)
-    _, out = _cli(
-        site, "pledge", "add", "250", "--from-venue", "1", "--to-venue", "31339", "--mint", *common
-    )
-    pledge_id = int(out.split("pledge ")[1].split()[0])
-    venue = Chain.connect(Settings(), link.venues[1].rpc_url)
-    contract = venue.contract("VenueLink", link.venues[1].venue_link)
-    owner, to_venue, state, amount = contract.functions.pledgeOf(pledge_id).call()
-    assert (checksum(owner), to_venue, state, amount) == (trader, 2, 1, 250 * 10**6)  # X3
-    _cli(site, "pledge", "release", str(pledge_id), "--venue", "1", *common)
-    assert contract.functions.pledgeOf(pledge_id).call()[2] == 2  # RELEASING: phase 1 only (X3)
-    _cli(site, "pledge", "rebalance-cap", "100", "--venue", "31338", *common)
-    assert contract.functions.rebalanceAllowance(trader).call() == 100 * 10**6  # X5
-    _, shown = _cli(site, "--venue", "31338", "account", trader, link=path)
-    assert "link: no certificate yet, pledges counted here $0.00; pledged from here: " in shown
-    assert f"#{pledge_id} for venue 2 250 USDC releasing" in shown
-    _, listed = _cli(site, "pledge", "list", trader, "--link", str(path))
-    assert f"│ 1     │ {pledge_id}" in listed
-    assert "releasing" in listed
 
 
 def _main(
@@ -370,68 +332,66 @@ def test_account_view_on_a_linked_venue__says_when_a_certificate_sets_the_margin
     assert (after.certified, after.mm_usd) == (False, 1_950)
 
 
-# ---------------------------------------------------------------------------- the link service
-def test_link_service__certifies_a_split_book_on_every_venue__and_releases_after_phase_1(
-    deployed: tuple[LinkRecord, Path, str], site: Path
-) -> None:
-    # A trader hedged across venues 0 and 1 with a pledge on venue 1 for venue 0. One step of
-    # `link` (members as separate processes) applies its certificate on every venue; the
-    # service then pays a released pledge back only by the committee's RELEASE order (X3, G03).
-    link, path, _ = deployed
-    trader = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"  # Anvil account 9
-    who = ("--account", trader)
-    settings = Settings(deployments_dir=site / "dep")
-    for venue, size in ((0, 10), (1, -10)):
-        v = open_venues(link, settings, only=venue)[0]
-        client = Client(v.chain, v.deployment)
-        client.deposit(trader, "USDC", 10_000, mint=True)
-        trade(client, trader, "ETH-PERP", size)
-    _, out = _cli(
-        site,
-        "pledge",
-        "add",
-        "2000",
-        "--from-venue",
-        "1",
-        "--to-venue",
-        "0",
-        "--mint",
-        *who,
-        "--link",
-        str(path),
-    )
-    pledge_id = int(out.split("pledge ")[1].split()[0])
-    _, out = _cli(site, "link", "--link", str(path), "--once", "--member-processes")
-    assert "applied on every venue" in out
-    chains = [Chain.connect(Settings(), v.rpc_url) for v in link.venues]
-    links = [
-        c.contract("VenueLink", v.venue_link) for c, v in zip(chains, link.venues, strict=True)
-    ]
-    assert all(k.functions.appliedCertificate(trader).call()[0] >= 1 for k in links), out
-    _, shown = _cli(site, "--venue", "0", "account", trader, link=path)
-    assert "(certified; static IM $3,000.00, MM $1,950.00)" in shown
-    assert "pledges counted here $2,000.00" in shown
+# ---------------------------------------------------------------------------- the walkthrough
+def walkthrough() -> list[list[str]]:
+    """The `marginsync` and `export` lines of docs/venues.md's walkthrough, in order."""
+    text = (PROJECT_ROOT / "docs" / "venues.md").read_text()
+    block = text[text.index("```bash") + len("```bash") :]
+    block = block[: block.index("```")]
+    lines = [shlex.split(line, comments=True) for line in block.splitlines()]
+    return [words for words in lines if words and words[0] in ("marginsync", "export")]
 
-    _cli(site, "pledge", "release", str(pledge_id), "--venue", "1", *who, "--link", str(path))
-    service = Service(
-        "--deployments-dir",
-        "dep",
-        "link",
-        "--link",
-        str(path),
-        "--interval",
-        "0.2",
-        "--status-every",
-        "1",
-        cwd=site,
-    )
+
+def test_docs_walkthrough__links_three_venues__certifies__keeps__and_releases_a_pledge(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The user's walkthrough, command by command, as processes: a book hedged across venues 0
+    # and 1, a pledge on venue 1 for venue 0 (X3), the committee (members as processes) applying
+    # certificates on every venue, one keeper over all venues, and a two-phase release (X3, G03).
+    site = tmp_path_factory.mktemp("walkthrough")
+    env = {"MARGINSYNC_DEPLOYMENTS_DIR": str(site / "deployments")}
+    out: dict[str, list[str]] = {}
+    services: list[Service] = []
     try:
-        service.wait_for("link: blocks ")  # the heartbeat
-        state = lambda: links[1].functions.pledgeOf(pledge_id).call()[2]  # noqa: E731
-        deadline = time.monotonic() + 120
-        while state() != 3 and time.monotonic() < deadline:  # RELEASED
-            time.sleep(0.2)
+        for words in walkthrough():
+            if words[0] == "export":
+                name, value = words[1].split("=", 1)
+                env[name] = value
+                continue
+            args = [re.sub(r"\$(\w+)", lambda m: env[m[1]], w) for w in words[1:]]
+            key = args[2] if args[0] == "--venue" else args[0]
+            if args[-1] == "&":
+                services.append(Service(*args[:-1], env=env, cwd=site))
+                out.setdefault(key, []).append(services[-1].wait_for("applied on every venue"))
+                continue
+            if args[:2] == ["pledge", "list"]:
+                services[0].wait_for("1 order(s)")  # the committee's RELEASE order (phase 2)
+            out.setdefault(key, []).append(run(*args, env=env, cwd=site)[1])
+        status = services[0].wait_for(" and 1 orders in ")  # the heartbeat, after the release
+        link = LinkRecord.load(site / env["MARGINSYNC_LINK"])
+        venue = Chain.connect(Settings(), link.venues[1].rpc_url)
+        contract = venue.contract("VenueLink", link.venues[1].venue_link)
+        usdc_1 = venue.contract(
+            "MockERC20", Deployment.load(site / "deployments", 31338).collaterals[0].token
+        )
+        trader = "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65"  # Anvil account 4
+        pledge = contract.functions.pledgeOf(1).call()
+        allowance = contract.functions.rebalanceAllowance(trader).call()
+        wallet = usdc_1.functions.balanceOf(trader).call()
     finally:
-        assert service.stop() == 0
-    assert state() == 3
-    assert links[1].functions.pledgeOf(pledge_id).call()[3] == 0  # paid back in full
+        codes = [s.stop() for s in services]
+        assert _stop_nodes(site) == [], "a node ignored SIGTERM"
+    assert codes == [0]
+    assert f"export MARGINSYNC_LINK={env['MARGINSYNC_LINK']}" in out["deploy"][0]
+    assert "stop them with `kill " in out["deploy"][0]
+    assert "certificate lag p50" in status
+    assert (checksum(pledge[0]), pledge[1], pledge[2], pledge[3]) == (trader, 0, 3, 0)  # X3
+    assert wallet == 2_000 * 10**6  # the pledge, back in the trader's wallet (phase 2)
+    assert allowance == 1_000 * 10**6  # X5: the cap the trader set
+    assert f"pledge 1 on venue 1 (chain 31338): 2000 USDC of {trader}" in out["pledge"][0]
+    assert "(certified; static IM $3,000.00, MM $1,950.00)" in out["account"][0]
+    assert "link: certificate" in out["account"][0]
+    assert "pledges counted here $2,000.00" in out["account"][0]
+    for v in link.venues:
+        assert f"round 1 on chain {v.chain_id}: 0 liquidation(s)" in out["keeper"][0]
+    assert "│ 1     │ 1      │ 0         │ released │ 0      │" in out["pledge"][-1]
