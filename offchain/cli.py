@@ -21,7 +21,6 @@ from offchain.models import Deployment
 from offchain.ops.commands import COMMANDS
 from offchain.ops.funds import ENGINE_GAS, require_funds
 from offchain.ops.heartbeat import EngineStatus, Heartbeat
-from offchain.ops.link_service import COMMANDS as LINK_COMMANDS
 from offchain.ops.operator import COMMANDS as OPERATOR_COMMANDS
 from offchain.ops.operator import STATUS_EVERY, status_line
 from offchain.ops.pledges import COMMANDS as PLEDGE_COMMANDS
@@ -431,7 +430,7 @@ def bench_all(json_dir: Path | None) -> None:
     quorum.run(json_dir / "quorum.json" if json_dir else None)
 
 
-for _command in (*OPERATOR_COMMANDS, *LINK_COMMANDS, *PLEDGE_COMMANDS, *COMMANDS, prove_command):
+for _command in (*OPERATOR_COMMANDS, *PLEDGE_COMMANDS, *COMMANDS, prove_command):
     cli.add_command(_command)
 
 

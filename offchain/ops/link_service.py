@@ -1,4 +1,5 @@
-"""`marginsync link`: the committee's engine across the venues of a link, as a service.
+"""`marginsync link` (its command is in ops/operator.py): the committee's engine across the
+venues of a link, as a service.
 
 One `LinkEngine` (offchain/link/engine.py) over every venue of the link file: each step syncs
 one mirror per venue, takes one risk pass over every trader's whole book, has the committee
@@ -21,14 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from pathlib import Path
 
-import click
 import numpy as np
 import requests
 from rich.console import Console
 
-from offchain.chain import Chain, checksum
 from offchain.chain.journal import Journal, default_journal
 from offchain.chain.sender import TxSender
 from offchain.chain.signers import tx_signer_for
@@ -40,17 +38,10 @@ from offchain.errors import ConfigError
 from offchain.link.engine import LinkEngine, StepReport
 from offchain.link.member import LinkMember, write_config
 from offchain.link.view import LinkView
-from offchain.ops.funds import ENGINE_GAS, require_funds
-from offchain.ops.heartbeat import Heartbeat
-from offchain.ops.operator import STATUS_EVERY, status_line
-from offchain.ops.venues import NODE_DIR, LinkRecord, Venue, open_venues
-from offchain.settings import Settings
+from offchain.ops.venues import NODE_DIR, LinkRecord, Venue
 
 console = Console(soft_wrap=True)
 log = logging.getLogger("marginsync.link")
-# Anvil's accounts 0-3 hold the deploy's roles, 4 is the trader, 5 the backstop, the keeper the
-# last: the link's transactions go from account 6 on a local chain.
-LINK_SENDER_INDEX = 6
 
 
 def members_for(
@@ -149,87 +140,6 @@ def lag_line(engine: LinkEngine) -> str:
     return f"certificate lag p50 {p50:.2f} s, p99 {p99:.2f} s"
 
 
-def _sender(venues: Sequence[Venue], settings: Settings, address: str | None) -> str:
-    """The key every venue's transactions go from: MARGINSYNC_PRIVATE_KEY's, else `address`,
-    else Anvil's account 6; it must be able to send and pay on every chain."""
-    first = venues[0].chain
-    if settings.private_key:
-        chosen = first.accounts[0]
-    elif address:
-        chosen = checksum(address)
-    elif len(first.accounts) > LINK_SENDER_INDEX:
-        chosen = first.accounts[LINK_SENDER_INDEX]
-    else:
-        raise ConfigError(
-            "no key for the link's transactions: no MARGINSYNC_PRIVATE_KEY and the node unlocks "
-            f"no account {LINK_SENDER_INDEX}",
-            "set MARGINSYNC_PRIVATE_KEY to a key funded on every venue's chain",
-        )
-    for v in venues:
-        if chosen not in v.chain.accounts:
-            raise ConfigError(
-                f"cannot send as {chosen} on chain {v.chain.chain_id}: no key for it",
-                "set MARGINSYNC_PRIVATE_KEY, or name an --address every node unlocks",
-            )
-        require_funds(v.chain, chosen, "link submitter", ENGINE_GAS, "MARGINSYNC_PRIVATE_KEY")
-    return chosen
-
-
-def _heads(chains: Sequence[Chain]) -> Callable[[], str]:
-    return lambda: "blocks " + "/".join(str(c.w3.eth.block_number) for c in chains)
-
-
-@click.command("link")
-@click.option(
-    "--link",
-    "link_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The link file `marginsync deploy --venues N` wrote (deployments/link-<id>.json).",
-)
-@click.option("--once", is_flag=True, help="One step (certificates and orders), then exit.")
-@click.option(
-    "--interval",
-    "interval_s",
-    type=click.FloatRange(min=0.05),
-    default=1.0,
-    show_default=True,
-    help="Seconds between steps.",
-)
-@click.option(
-    "--member-processes", is_flag=True, help="Run each committee member in its own process."
-)
-@click.option("--address", default=None, help="Unlocked account to send from (local chains).")
-@STATUS_EVERY
-@click.pass_context
-def link_command(
-    ctx: click.Context,
-    link_path: Path,
-    once: bool,
-    interval_s: float,
-    member_processes: bool,
-    address: str | None,
-    status_every_s: float,
-) -> None:
-    """Certify every trader's whole book on every venue of a link, and execute pledge orders."""
-    settings: Settings = ctx.obj
-    link = LinkRecord.load(link_path)
-    venues = open_venues(link, settings)
-    sender = _sender(venues, settings, address)
-    with ExitStack() as stack:
-        members = members_for(link, venues, processes=member_processes, stack=stack)
-        engine = build_link_engine(link, venues, sender, members)
-        where = "separate processes" if member_processes else "this process"
-        console.print(
-            f"link {link.link_id[:10]}: {len(venues)} venues, committee "
-            f"{link.committee_threshold} of {link.committee_size} in {where}, sending as {sender}"
-        )
-        status = LinkStatus(engine, _heads([v.chain for v in venues]))
-        beat = Heartbeat(0 if once else status_every_s, status, lambda s: status_line("link", s))
-        with beat:
-            run(engine, status, interval_s=interval_s, steps=1 if once else None)
-
-
 def run(
     engine: LinkEngine, status: LinkStatus, *, interval_s: float, steps: int | None = None
 ) -> None:
@@ -268,6 +178,3 @@ def _step(engine: LinkEngine, status: LinkStatus, *, always: bool) -> None:
         )
     for account, why in report.refused.items():
         console.print(f"link: {account} not certified: {why}")
-
-
-COMMANDS = (link_command,)

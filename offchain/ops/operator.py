@@ -1,13 +1,14 @@
-"""The operator's commands: `deploy` (one venue, or N linked venues) and `keeper` (one venue, or
-every venue of a link). `offchain.cli` registers them; each is thin wiring over
-`ops.deployment`, `ops.venues` and `keeper`."""
+"""The operator's commands: `deploy` (one venue, or N linked venues), `keeper` (one venue, or
+every venue of a link) and `link` (the committee's service for a link). `offchain.cli` registers
+them; each is thin wiring over `ops.deployment`, `ops.venues`, `ops.link_service` and `keeper`."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -18,9 +19,12 @@ from offchain.chain.client import Client, connect
 from offchain.chain.journal import default_journal
 from offchain.errors import ConfigError
 from offchain.models import SystemSpec
-from offchain.ops.funds import KEEPER_GAS, require_funds
+from offchain.ops.funds import ENGINE_GAS, KEEPER_GAS, require_funds
 from offchain.ops.heartbeat import Heartbeat, KeeperStatus
 from offchain.settings import Settings
+
+if TYPE_CHECKING:
+    from offchain.ops.venues import Venue
 
 console = Console(soft_wrap=True)
 STATUS_EVERY = click.option(
@@ -31,6 +35,9 @@ STATUS_EVERY = click.option(
     show_default=True,
     help="Seconds between status lines (0: none).",
 )
+# Anvil's accounts 0-3 hold the deploy's roles, 4 is the trader, 5 the backstop, the keeper the
+# last: the link's transactions go from account 6 on a local chain.
+LINK_SENDER_INDEX = 6
 # The committee `deploy --venues` registers by default: any 3 of 5 certify.
 COMMITTEE_SIZE = 5
 COMMITTEE_THRESHOLD = 3
@@ -322,4 +329,88 @@ def _keeper_sender(chain: Chain, key_env: str, address: str | None) -> str:
     return sender
 
 
-COMMANDS = (deploy, keeper)
+@click.command("link")
+@click.option(
+    "--link",
+    "link_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The link file `marginsync deploy --venues N` wrote (deployments/link-<id>.json).",
+)
+@click.option("--once", is_flag=True, help="One step (certificates and orders), then exit.")
+@click.option(
+    "--interval",
+    "interval_s",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between steps.",
+)
+@click.option(
+    "--member-processes", is_flag=True, help="Run each committee member in its own process."
+)
+@click.option("--address", default=None, help="Unlocked account to send from (local chains).")
+@STATUS_EVERY
+@click.pass_context
+def link_command(
+    ctx: click.Context,
+    link_path: Path,
+    once: bool,
+    interval_s: float,
+    member_processes: bool,
+    address: str | None,
+    status_every_s: float,
+) -> None:
+    """Certify every trader's whole book on every venue of a link, and execute pledge orders."""
+    from offchain.ops.link_service import LinkStatus, build_link_engine, members_for, run
+    from offchain.ops.venues import LinkRecord, open_venues
+
+    settings: Settings = ctx.obj
+    link = LinkRecord.load(link_path)
+    venues = open_venues(link, settings)
+    sender = _link_sender(venues, settings, address)
+    with ExitStack() as stack:
+        members = members_for(link, venues, processes=member_processes, stack=stack)
+        engine = build_link_engine(link, venues, sender, members)
+        where = "separate processes" if member_processes else "this process"
+        console.print(
+            f"link {link.link_id[:10]}: {len(venues)} venues, committee "
+            f"{link.committee_threshold} of {link.committee_size} in {where}, sending as {sender}"
+        )
+        status = LinkStatus(engine, _heads([v.chain for v in venues]))
+        beat = Heartbeat(0 if once else status_every_s, status, lambda s: status_line("link", s))
+        with beat:
+            run(engine, status, interval_s=interval_s, steps=1 if once else None)
+
+
+def _link_sender(venues: Sequence[Venue], settings: Settings, address: str | None) -> str:
+    """The key every venue's transactions go from: MARGINSYNC_PRIVATE_KEY's, else `address`,
+    else Anvil's account 6; it must be able to send and pay on every chain."""
+    first = venues[0].chain
+    if settings.private_key:
+        chosen = first.accounts[0]
+    elif address:
+        chosen = checksum(address)
+    elif len(first.accounts) > LINK_SENDER_INDEX:
+        chosen = first.accounts[LINK_SENDER_INDEX]
+    else:
+        raise ConfigError(
+            "no key for the link's transactions: no MARGINSYNC_PRIVATE_KEY and the node unlocks "
+            f"no account {LINK_SENDER_INDEX}",
+            "set MARGINSYNC_PRIVATE_KEY to a key funded on every venue's chain",
+        )
+    for v in venues:
+        if chosen not in v.chain.accounts:
+            raise ConfigError(
+                f"cannot send as {chosen} on chain {v.chain.chain_id}: no key for it",
+                "set MARGINSYNC_PRIVATE_KEY, or name an --address every node unlocks",
+            )
+        require_funds(v.chain, chosen, "link submitter", ENGINE_GAS, "MARGINSYNC_PRIVATE_KEY")
+    return chosen
+
+
+def _heads(chains: Sequence[Chain]) -> Callable[[], str]:
+    return lambda: "blocks " + "/".join(str(c.w3.eth.block_number) for c in chains)
+
+
+COMMANDS = (deploy, keeper, link_command)

@@ -35,8 +35,6 @@ from offchain.attest import address_of
 from offchain.chain import Chain, checksum
 from offchain.chain.anvil import Anvil
 from offchain.chain.deploy import dev_engine_keys
-from offchain.committee.bls import dev_secret_keys
-from offchain.committee.registry import Registry
 from offchain.errors import ConfigError
 from offchain.link.deploy import deploy_link
 from offchain.models import Deployment, Frozen, SystemSpec
@@ -225,6 +223,10 @@ def deploy_venues(
 ) -> LinkedVenues:
     """Deploys `venues` linked venues, on the chains at `rpc_urls` or on Anvils it starts (left
     running once everything is deployed; stopped if anything fails)."""
+    # The committee's module brings py-ecc: imported here, not by every `marginsync` command.
+    from offchain.committee.bls import dev_secret_keys
+    from offchain.committee.registry import Registry
+
     check_venue_count(venues, rpc_urls)
     committee.check()
     with ExitStack() as nodes:
