@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IAttestationVerifier} from "./interfaces/IAttestationVerifier.sol";
 import {IClearinghouse} from "./interfaces/IClearinghouse.sol";
 import {ICommitteeRegistry} from "./interfaces/ICommitteeRegistry.sol";
@@ -15,6 +16,7 @@ import {MarginMath} from "./libraries/MarginMath.sol";
 /// the requirement in force the clearinghouse reads (see IVenueLink).
 contract VenueLink is IVenueLink, Ownable2Step {
     using SafeERC20 for IERC20;
+    using SafeCast for uint256;
 
     // ================================================================ CONSTANTS
     /// @notice Domain tags: a link id, a certificate and an order can never be taken for another.
@@ -34,15 +36,16 @@ contract VenueLink is IVenueLink, Ownable2Step {
 
     /// @inheritdoc IVenueLink
     bytes32 public linkId;
+    // The registry and both parameters share one slot: the in-force check reads them together.
     /// @inheritdoc IVenueLink
     ICommitteeRegistry public registry;
-    /// @inheritdoc IVenueLink
-    IAttestationVerifier public inner;
     /// @inheritdoc IVenueLink
     uint32 public maxAgeSeconds = 30;
     /// @inheritdoc IVenueLink
     uint16 public priceBandBps = 100;
     uint32 internal _selfIndex;
+    /// @inheritdoc IVenueLink
+    IAttestationVerifier public inner;
     Venue[] internal _venues;
 
     mapping(address account => AppliedCertificate) internal _applied;
@@ -105,11 +108,19 @@ contract VenueLink is IVenueLink, Ownable2Step {
         stored.positionNonce = own.positionNonce;
         stored.pledgeNonce = own.pledgeNonce;
         stored.keyEpoch = epoch;
-        stored.imWad = own.imWad;
-        stored.mmWad = own.mmWad;
-        stored.pledgedWad = own.pledgedWad;
-        stored.priceAssetMask = own.priceAssetMask;
-        stored.pricesE18 = own.pricesE18;
+        stored.imWad = own.imWad.toUint112();
+        stored.mmWad = own.mmWad.toUint112();
+        stored.pledgedWad = own.pledgedWad.toUint128();
+        stored.priceAssetMask = own.priceAssetMask.toUint32();
+        uint128[] storage prices = stored.pricesE18;
+        while (prices.length > assets) {
+            prices.pop();
+        }
+        for (uint256 k; k < assets; ++k) {
+            uint128 price = own.pricesE18[k].toUint128();
+            if (k < prices.length) prices[k] = price;
+            else prices.push(price);
+        }
         emit CertificateApplied(account, digest, stored);
     }
 

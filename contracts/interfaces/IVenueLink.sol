@@ -86,18 +86,22 @@ interface IVenueLink {
         VenueView[] venues;
     }
 
-    /// @notice What an account's last certificate left here: its own entry, and how it was signed.
+    /// @notice What an account's last certificate left here: its own entry, and the key epoch it
+    /// was verified under. Four slots and the prices (two a slot), so the in-force check reads
+    /// little: amounts below 2^112 wad (5·10^15 USD) and 2^128, prices below 2^128, asset ids
+    /// below 32 as the oracle router's (`submitCertificate` reverts
+    /// `SafeCastOverflowedUintDowncast` beyond).
     struct AppliedCertificate {
         uint64 sequence;
         uint64 issuedAt;
         uint64 positionNonce;
         uint64 pledgeNonce;
         uint32 keyEpoch;
-        uint256 imWad;
-        uint256 mmWad;
-        uint256 pledgedWad;
-        uint256 priceAssetMask;
-        uint256[] pricesE18;
+        uint112 imWad;
+        uint112 mmWad;
+        uint128 pledgedWad;
+        uint32 priceAssetMask;
+        uint128[] pricesE18;
     }
 
     enum PledgeState {
@@ -119,7 +123,8 @@ interface IVenueLink {
     /// @notice A committee-signed order on one pledge held here. `kind`: 1 RELEASE (pay the
     /// remaining amount back to the account), 2 CLAIM (pay `amount` to venue `toVenue`'s claim
     /// receiver, once per `claimId`), 3 MOVE (the pledge now favours `toVenue`; `amount` is the
-    /// whole remaining amount). `orderDigest` is the BLS message.
+    /// whole remaining amount). Fields a kind does not use are signed but ignored. `orderDigest`
+    /// is the BLS message; an order executes at most once (`executedOrders`).
     /// @param claimId keccak256(abi.encode(claimingChainId, account, deficitBlock, deficitLogIndex)).
     struct Order {
         bytes32 linkId;

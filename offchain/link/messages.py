@@ -23,13 +23,15 @@ from typing import Any
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-from offchain.attest import UINT64_MAX, InvalidAttestation, _check_address, _check_uint
+from offchain.attest import UINT32_MAX, UINT64_MAX, InvalidAttestation, _check_address, _check_uint
 
 LINK_TAG = keccak(text="marginsync.link.v1")
 CERTIFICATE_TAG = keccak(text="marginsync.certificate.v1")
 ORDER_TAG = keccak(text="marginsync.order.v1")
 MAX_VENUES = 32  # VenueLink.MAX_VENUES
 UINT256_MAX = 2**256 - 1
+UINT128_MAX = 2**128 - 1
+UINT112_MAX = 2**112 - 1
 INT256_MIN, INT256_MAX = -(2**255), 2**255 - 1
 ZERO32 = bytes(32)
 
@@ -94,10 +96,13 @@ class VenueView:
         _check_address("VenueView.link", self.link)
         for name in ("position_nonce", "pledge_nonce"):
             _check_uint(f"VenueView.{name}", getattr(self, name), UINT64_MAX)
-        for name in ("im_wad", "mm_wad", "pledged_wad", "price_asset_mask"):
-            _check_uint(f"VenueView.{name}", getattr(self, name), UINT256_MAX)
+        # Each venue stores its own entry packed (`IVenueLink.AppliedCertificate`).
+        _check_uint("VenueView.im_wad", self.im_wad, UINT112_MAX)
+        _check_uint("VenueView.mm_wad", self.mm_wad, UINT112_MAX)
+        _check_uint("VenueView.pledged_wad", self.pledged_wad, UINT128_MAX)
+        _check_uint("VenueView.price_asset_mask", self.price_asset_mask, UINT32_MAX)
         for price in self.prices_e18:
-            _check_uint("VenueView.prices_e18[]", price, UINT256_MAX)
+            _check_uint("VenueView.prices_e18[]", price, UINT128_MAX)
         assets = self.price_asset_mask.bit_count()
         if len(self.prices_e18) != assets:
             raise InvalidAttestation(

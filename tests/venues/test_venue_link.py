@@ -10,16 +10,18 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from conftest import Linked
 from helpers import _batch, _entry, _revert, _sign, assert_revert, fund, rpc, send_fast, usdc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from linked_venues import Linked
 
 from offchain.chain.client import Client, wad
 from offchain.committee.bls import dev_secret_keys
 from offchain.errors import ContractRevert
 from offchain.link.messages import (
     UINT64_MAX,
+    UINT112_MAX,
+    UINT128_MAX,
     UINT256_MAX,
     Certificate,
     Order,
@@ -28,6 +30,7 @@ from offchain.link.messages import (
     certificate_digest,
     link_id,
     order_digest,
+    pledged_wad,
 )
 
 STATIC_IM, STATIC_MM = wad(3_000), wad(1_950)
@@ -85,22 +88,24 @@ def digests(_linked: Linked) -> Linked:
 
 _uint64 = st.integers(0, UINT64_MAX)
 _uint256 = st.integers(0, UINT256_MAX)
+_uint128 = st.integers(0, UINT128_MAX)
+_uint112 = st.integers(0, UINT112_MAX)
 _address = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
-_prices = st.lists(_uint256, max_size=4)
+_prices = st.lists(_uint128, max_size=4)
 
 
 @st.composite
 def _views(draw: st.DrawFn) -> VenueView:
     prices = draw(_prices)
-    mask_bits = draw(st.sets(st.integers(0, 255), min_size=len(prices), max_size=len(prices)))
+    mask_bits = draw(st.sets(st.integers(0, 31), min_size=len(prices), max_size=len(prices)))
     return VenueView(
         chain_id=draw(_uint64),
         link=draw(_address),
         position_nonce=draw(_uint64),
         pledge_nonce=draw(_uint64),
-        im_wad=draw(_uint256),
-        mm_wad=draw(_uint256),
-        pledged_wad=draw(_uint256),
+        im_wad=draw(_uint112),
+        mm_wad=draw(_uint112),
+        pledged_wad=draw(_uint128),
         price_asset_mask=sum(1 << b for b in mask_bits),
         prices_e18=tuple(prices),
     )
@@ -431,3 +436,71 @@ def test_a_certificate_below_the_committee_threshold_or_signed_over_another_mess
     err = _revert(book.clients[0], fn, trader)
     assert_revert(err, "InvalidSignature", message=certificate_digest(c), signerBitmap=bitmap)
     assert book.links[0].functions.appliedCertificate(trader).call()[0] == 0
+
+
+# ---------------------------------------------------------------------------- X3 end to end
+def test_x3_a_pledge_on_another_venue_lets_the_trader_withdraw_what_static_margin_refuses(
+    book: Linked, trader: str
+) -> None:
+    # X3, X2: collateral pledged on venue 1 counts on venue 0 once a certificate reports it.
+    venue0, venue1 = book.clients[0], book.clients[1]
+    refused = _revert(venue0, venue0.fn("withdraw", 0, usdc(2_500), trader), trader)
+    assert_revert(refused, "InsufficientMargin", equityWad=wad(2_500), initialMarginWad=STATIC_IM)
+    link1 = book.links[1]
+    send_fast(
+        venue1.chain, venue1.tokens["USDC"].functions.mint(trader, usdc(1_000)), venue1.d.owner
+    )
+    send_fast(
+        venue1.chain, venue1.tokens["USDC"].functions.approve(link1.address, usdc(1_000)), trader
+    )
+    send_fast(venue1.chain, link1.functions.pledge(0, usdc(1_000)), trader)
+    views = [book.view(0, trader, 0, 0, pledged_wad(usdc(1_000), 6)), book.view(1, trader, 0, 0)]
+    c = book.certificate(trader, 1, [*views, book.view(2, trader, 0, 0)])
+    assert c.venues[1].pledge_nonce == 1
+    for j in range(3):
+        book.submit(j, c)
+    venue0.withdraw(trader, "USDC", 2_500)
+    h = venue0.health(trader)
+    assert (h.equity_wad, h.initial_margin_wad) == (wad(2_500), wad(2_000))
+
+
+def test_s3_a_withdrawal_bundled_with_an_attestation_still_works_on_a_linked_venue(
+    book: Linked, trader: str
+) -> None:
+    # X6, S3: the clearinghouse hands the batch to its attestor, the link, which forwards it.
+    client = book.clients[0]
+    batch = _batch(client, [_entry(client, trader, 2_000, 1_500)])
+    fn = client.fn(
+        "withdrawWithAttestation", 0, usdc(2_500), trader, batch.as_tuple(), _sign(client, batch)
+    )
+    client.chain.send(fn, trader, "withdraw with attestation")
+    h = client.health(trader)
+    assert (h.equity_wad, h.initial_margin_wad, h.maintenance_margin_wad) == (
+        wad(2_500),
+        wad(2_000),
+        wad(1_500),
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "bits"),
+    [(4, 2**112, 112), (6, 2**128, 128), (8, [2**128], 128), (7, 2**32 | 1, 32)],
+    ids=["im", "pledged", "price", "asset-id-32"],
+)
+def test_a_certificate_beyond_the_stored_widths_is_refused(
+    book: Linked, trader: str, field: int, value: object, bits: int
+) -> None:
+    # The applied entry is packed (5·10^15 USD of requirement, prices below 2^128, the oracle
+    # router's 32 asset ids): a value beyond is refused, never truncated. (Python refuses to
+    # build such a view; the tuple is edited after it was built.)
+    raw = book.certificate(trader, 1).as_abi()
+    own = list(raw[7][0])
+    own[field] = value
+    if field == 7:
+        own[8] = [*own[8], wad(1)]  # a price for the extra asset
+    raw = (*raw[:7], [tuple(own), *raw[7][1:]])
+    bitmap, signature = book.sign(book.links[0].functions.certificateDigest(raw).call())
+    fn = book.links[0].functions.submitCertificate(raw, bitmap, signature)
+    err = _revert(book.clients[0], fn, trader)
+    expected = value[0] if isinstance(value, list) else value
+    assert_revert(err, "SafeCastOverflowedUintDowncast", bits=bits, value=expected)

@@ -7,8 +7,10 @@ The book: on venue 0 the trader is 10 ETH long at 3000 with 5000 USDC (static IM
 from __future__ import annotations
 
 import pytest
-from conftest import Linked
-from helpers import _batch, _entry, _sign, fund, rpc, send_fast, usdc
+from helpers import _batch, _entry, _sign, fund, rollback, rpc, send_fast, usdc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from linked_venues import Linked
 
 from offchain.chain.attestations import InForce
 from offchain.chain.client import wad
@@ -159,3 +161,35 @@ def test_link_mirror_rebuilds_pledges_nonces_and_allowances_from_events(
     assert list(m.pledged_to(1, trader)) == [2]  # a releasing pledge no longer counts
     assert m.allowances[trader] == link.functions.rebalanceAllowance(trader).call() == usdc(3_000)
     assert m.key_epoch == linked.registries[0].key_epoch()
+
+
+_wad = st.integers(0, 10**24)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(certified=st.tuples(_wad, _wad), pledged=_wad, static=st.tuples(_wad, _wad))
+def test_link_mirror_clamps_exactly_as_the_contract_for_any_values(
+    linked: Linked,
+    certified: tuple[int, int],
+    pledged: int,
+    static: tuple[int, int],
+) -> None:
+    # X2: the one Python copy of the clamp, against `requirementInForce`, wei for wei.
+    account, link = linked.chains[0].accounts[8], linked.links[0]
+    with rollback(linked.chains[0]):
+        views = [linked.view(j, account, 0, 0) for j in range(3)]
+        views[0] = linked.view(0, account, *certified, pledged)
+        receipt = linked.submit(0, linked.certificate(account, 1, views))
+        mirror = LinkMirror(link.address, linked.registries[0].address)
+        mirror.key_epoch = linked.registries[0].key_epoch()
+        for e in linked.chains[0].events(receipt):
+            mirror.apply(e)
+        now = int(linked.chains[0].w3.eth.get_block("latest")["timestamp"])
+        ours = mirror.requirement_in_force(account, 0, 0, {}, *static, now, mirror.key_epoch)
+        theirs = InForce(*link.functions.requirementInForce(account, 0, 0, [], *static).call())
+    assert ours == theirs
+    assert ours.in_force

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from conftest import Linked
 from helpers import _revert, assert_revert, send_fast, usdc
+from linked_venues import Linked
 from web3.contract import Contract
 
 from offchain.link.messages import OrderKind, claim_id, order_digest
@@ -346,3 +346,14 @@ def test_a_zero_claim_is_refused(linked: Linked, trader: str) -> None:
     pledge_id = _pledge(linked, trader, 1, usdc(1_000))
     order = _claim(linked, pledge_id, 0)
     assert_revert(_revert(linked.clients[0], linked.execute_fn(0, order), trader), "ZeroAmount")
+
+
+def test_a_link_without_a_clearinghouse_or_quote_token_is_not_deployed(linked: Linked) -> None:
+    # Configuration: a link reads nonces from its clearinghouse and holds pledges in its token.
+    d = linked.deployments[0]
+    factory = linked.chains[0].w3.eth.contract(
+        abi=linked.chains[0].artifacts.abi("VenueLink"),
+        bytecode=linked.chains[0].artifacts.bytecode("VenueLink"),
+    )
+    fn = factory.constructor(ZERO_ADDRESS, d.collaterals[0].token, d.owner)
+    assert_revert(_revert(linked.clients[0], fn, d.owner), "ZeroAddress")
