@@ -4,9 +4,11 @@ keeps "never two messages for one sequence").
 
 Proposals (JSON, the `proposal` of a sign request):
     {"certificate": CertificateProposal.as_json()}   the account's certificate at stated prices
-    {"order": {...Order fields...}, "blocks": […]}    a RELEASE or CLAIM order the rules name
-Both name the block each venue's state was read at; the member reads its mirrors at least
-that far first.
+    {"order": {...Order fields...}}                   a RELEASE, CLAIM or MOVE order the rules name
+A certificate proposal names the block each venue's state was read at: the member reads its
+mirrors at least that far first. An order is checked at the chain's head. After signing a MOVE
+the member withholds that pledge from every certificate it signs until the move is done or the
+order expired, so the old target never counts it again (X3: never counted at two venues).
 
 Run as a process (`python -m offchain.link.member --config FILE`, key in
 `MARGINSYNC_COMMITTEE_KEY`); FILE is JSON {"venues": [{"rpc_url": …, "deployment": {…}}, …]} in
@@ -25,9 +27,10 @@ from offchain.chain.bindings import Chain
 from offchain.committee.bls import SecretKey
 from offchain.committee.member import Member, Proposal, key_from_env, serve
 from offchain.errors import SigningRefused
-from offchain.link.messages import Order, certificate_digest, order_digest
-from offchain.link.orders import order_due, order_from_json
-from offchain.link.view import Built, CertificateProposal, LinkView
+from offchain.link.messages import Order, OrderKind, certificate_digest, order_digest
+from offchain.link.mirror import PledgeState
+from offchain.link.orders import order_due, order_from_json, order_holder
+from offchain.link.view import CertificateProposal, Known, LinkView
 from offchain.models import Deployment
 from offchain.settings import Settings
 
@@ -39,25 +42,56 @@ class LinkMember:
 
     def __init__(self, view: LinkView) -> None:
         self.view = view
-        self.known: dict[tuple[str, int], Built] = {}
+        self.known = Known()
+        self.moves: dict[tuple[int, int], Order] = {}  # MOVE orders signed, by pledge
 
     def rebuild(self, proposal: Proposal) -> bytes:
         if "certificate" in proposal:
             return self._certificate(CertificateProposal.from_json(proposal["certificate"]))
         if "order" in proposal:
-            self.view.sync_to([int(b) for b in proposal.get("blocks", ())])
+            # At the chain's head, whatever the proposer read: an order's rule must see every
+            # certificate a venue holds, the newest included.
+            self.view.sync()
             return self._order(order_from_json(proposal["order"]))
         raise SigningRefused("a proposal is a certificate or an order", "")
 
     def _certificate(self, proposal: CertificateProposal) -> bytes:
+        self.view.sync_to(proposal.blocks)
+        moving = self._moving(proposal.issued_at)
+        if not moving <= set(proposal.withheld):
+            raise SigningRefused(
+                f"the certificate counts pledges {sorted(moving - set(proposal.withheld))} "
+                "this member signed a move of",
+                "withhold them until the moves are done",
+            )
         built = self.view.rebuild(proposal)
-        self.known[(proposal.account, proposal.sequence)] = built
+        self.known.add(built)
         return certificate_digest(built.certificate)
 
     def _order(self, order: Order) -> bytes:
         if not order_due(self.view, self.known, order, order.issued_at):
             raise SigningRefused(f"my mirrors do not make this {order.kind.name} order due", "")
+        if order.kind is OrderKind.MOVE:
+            self.moves[(order_holder(self.view, order), order.pledge_id)] = order
         return order_digest(order)
+
+    def _moving(self, now: int) -> set[tuple[int, int]]:
+        """The pledges of moves this member signed that may still execute: ACTIVE, not yet at
+        the new target, the order not expired."""
+        out = set()
+        for (holder, pledge_id), order in list(self.moves.items()):
+            link = self.view.venues[holder].mirror.ledger
+            p = link.pledges.get(pledge_id)
+            if (
+                p is None
+                or p.state is not PledgeState.ACTIVE
+                or p.to_venue == order.to_venue
+                or now > order.issued_at + link.max_age_s
+            ):
+                del self.moves[(holder, pledge_id)]
+            else:
+                out.add((holder, pledge_id))
+        return out
 
     def member(self, key: SecretKey) -> Member:
         return Member(key, lambda _sequence, _message: False, self.rebuild)

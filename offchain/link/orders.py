@@ -15,14 +15,13 @@ checks one before it signs (`order_due`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from offchain.errors import SigningRefused
-from offchain.link.ledger import PledgeState
 from offchain.link.messages import Order, OrderKind, claim_id, order_digest, pledged_wad
-from offchain.link.view import Built, LinkView
-
-Known = Mapping[tuple[str, int], Built]  # (account, sequence) → what the committee built
+from offchain.link.mirror import PledgeState
+from offchain.link.view import Known, LinkView
 
 
 def counted_nowhere(view: LinkView, known: Known, holder: int, pledge_id: int, now: int) -> bool:
@@ -30,12 +29,12 @@ def counted_nowhere(view: LinkView, known: Known, holder: int, pledge_id: int, n
     venue may still hold in force at block time `now`: the target's certificate for the account
     is absent, expired, or one we built without counting the pledge (built after it left
     ACTIVE, or withholding it for a move)."""
-    pledge = view.venues[holder].mirror.link.pledges[pledge_id]
-    target = view.venues[pledge.to_venue].mirror.link
+    pledge = view.venues[holder].mirror.ledger.pledges[pledge_id]
+    target = view.venues[pledge.to_venue].mirror.ledger
     applied = target.certificates.get(pledge.account)
     if applied is None or now > applied.issued_at + target.max_age_s:
         return True
-    built = known.get((pledge.account, applied.sequence))
+    built = known.get(pledge.account, applied.sequence)
     return built is not None and (holder, pledge_id) not in built.counted
 
 
@@ -51,14 +50,14 @@ def releases(view: LinkView, known: Known, now: int) -> list[tuple[int, Order]]:
     return [
         (w, _order(view, w, OrderKind.RELEASE, i, now))
         for w, venue in enumerate(view.venues)
-        for i, p in venue.mirror.link.pledges.items()
+        for i, p in venue.mirror.ledger.pledges.items()
         if p.state is PledgeState.RELEASING and counted_nowhere(view, known, w, i, now)
     ]
 
 
 def claims(view: LinkView, now: int) -> list[tuple[int, Order]]:
     """(holder venue, CLAIM order) for every loss booked on a venue and not yet claimed."""
-    paid = set().union(*(v.mirror.link.paid_claims for v in view.venues))
+    paid = set().union(*(v.mirror.ledger.paid_claims for v in view.venues))
     claimable = (PledgeState.ACTIVE, PledgeState.RELEASING)
     out = []
     for v, venue in enumerate(view.venues):
@@ -68,7 +67,7 @@ def claims(view: LinkView, now: int) -> list[tuple[int, Order]]:
             candidates = [
                 (pledged_wad(p.amount, other.quote_decimals), -w, -i)
                 for w, other in enumerate(view.venues)
-                for i, p in other.mirror.link.pledges.items()
+                for i, p in other.mirror.ledger.pledges.items()
                 if p.account == loss.account
                 and p.to_venue == v
                 and p.state in claimable
@@ -79,7 +78,7 @@ def claims(view: LinkView, now: int) -> list[tuple[int, Order]]:
             _, w, i = max(candidates)
             holder, pledge_id = -w, -i
             scale = 10 ** (18 - view.venues[holder].quote_decimals)
-            remaining = view.venues[holder].mirror.link.pledges[pledge_id].amount
+            remaining = view.venues[holder].mirror.ledger.pledges[pledge_id].amount
             amount = min(remaining, -(-loss.debt_wad // scale))  # the loss, rounded up
             order = _order(
                 view,
@@ -127,9 +126,52 @@ def order_from_json(data: Any) -> Order:
         raise SigningRefused(f"malformed order proposal: {exc}", "") from exc
 
 
+def moves(
+    view: LinkView, known: Known, planned: Mapping[tuple[int, int], int], now: int
+) -> list[tuple[int, Order]]:
+    """(holder venue, MOVE order) of every planned move (`(holder, pledge id)` → new target)
+    whose pledge is still ACTIVE, within its account's allowance, and counted nowhere."""
+    out = []
+    for (holder, pledge_id), to_venue in sorted(planned.items()):
+        p = view.venues[holder].mirror.ledger.pledges.get(pledge_id)
+        order = _order(view, holder, OrderKind.MOVE, pledge_id, now, to_venue=to_venue)
+        if p is not None and move_allowed(view, known, replace(order, amount=p.amount), now):
+            out.append((holder, replace(order, amount=p.amount)))
+    return out
+
+
+def move_allowed(view: LinkView, known: Known, order: Order, now: int) -> bool:
+    """A MOVE the contract would take (whole, ACTIVE, another venue, within the allowance) of a
+    pledge phase 1 is done for. Members check no more than this: a move within the trader's own
+    cap is the trader's authorisation (X5); which pledge moves where is the engine's choice
+    (`crossvenue.rebalance`)."""
+    link = view.venues[order_holder(view, order)].mirror.ledger
+    p = link.pledges.get(order.pledge_id)
+    return (
+        p is not None
+        and p.state is PledgeState.ACTIVE
+        and order.amount == p.amount
+        and order.to_venue not in (p.to_venue, order_holder(view, order))
+        and order.to_venue < len(view.venues)
+        and order.amount <= link.allowances.get(p.account, 0)
+        and counted_nowhere(view, known, order_holder(view, order), order.pledge_id, now)
+    )
+
+
+def order_holder(view: LinkView, order: Order) -> int:
+    """The venue an order is for (the holder of its pledge)."""
+    for v, venue in enumerate(view.venues):
+        if (venue.chain_id, venue.link.lower()) == (order.chain_id, order.link.lower()):
+            return v
+    raise SigningRefused(f"the order names no venue of this link ({order.chain_id})", "")
+
+
 def order_due(view: LinkView, known: Known, order: Order, now: int) -> bool:
-    """A member's check of a RELEASE or CLAIM order: the rule above names it, at block time
-    `now` (the order's own issue time is the rule's time: the contract bounds its age)."""
+    """A member's check of an order at block time `now` (the order's own issue time is the
+    rule's time: the contract bounds its age): a RELEASE or CLAIM the rules above name, or a
+    MOVE `move_allowed` takes."""
+    if order.kind is OrderKind.MOVE:
+        return move_allowed(view, known, order, now)
     if order.kind is OrderKind.RELEASE:
         due = releases(view, known, now)
     elif order.kind is OrderKind.CLAIM:

@@ -29,13 +29,14 @@ import numpy as np
 
 from offchain.chain.bindings import Chain
 from offchain.errors import ConfigError, SigningRefused
-from offchain.link.ledger import PledgeState, VenueMirror
+from offchain.link.ledger import VenueMirror
 from offchain.link.messages import (
     Certificate,
     VenueView,
     link_id,
     pledged_wad,
 )
+from offchain.link.mirror import PledgeState
 from offchain.models import Deployment
 from offchain.risk.crossvenue import (
     WAD,
@@ -164,6 +165,26 @@ class Built:
     counted: frozenset[tuple[int, int]]
 
 
+class Known:
+    """The certificates a holder (the engine, a member) built, per account its latest few by
+    sequence: a venue keeps only an account's last one, so older ones stop mattering."""
+
+    KEEP = 16
+
+    def __init__(self) -> None:
+        self._by_account: dict[str, dict[int, Built]] = {}
+
+    def add(self, built: Built) -> None:
+        c = built.certificate
+        mine = self._by_account.setdefault(c.account, {})
+        mine[c.sequence] = built
+        for old in [s for s in mine if s <= c.sequence - self.KEEP]:
+            del mine[old]
+
+    def get(self, account: str, sequence: int) -> Built | None:
+        return self._by_account.get(account, {}).get(sequence)
+
+
 @dataclass(frozen=True)
 class LinkBook:
     """One risk pass over some accounts' whole books (rows in `accounts` order)."""
@@ -179,6 +200,16 @@ class LinkBook:
 
     def row(self, account: str) -> int:
         return self.accounts.index(account)
+
+    def binding(self, account: str) -> bool:
+        """Whether `account`'s certificate changes some venue's requirement from its standalone
+        one once clamped (tighter by X1, or looser by pledges): else it only restates it."""
+        a = self.row(account)
+        alloc, book = self.allocation, self.book
+        return bool(
+            np.any(alloc.im_in_force_wad[a] != book.static_im_wad[a])
+            or np.any(alloc.mm_in_force_wad[a] != book.static_mm_wad[a])
+        )
 
 
 class LinkView:
@@ -281,9 +312,9 @@ class LinkView:
                 state = venue.mirror.accounts.get(account)
                 row_masks.append(mask)
                 row_nonces.append(0 if state is None else state.nonce)
-                row_pledge_nonces.append(venue.mirror.link.pledge_nonces.get(account, 0))
+                row_pledge_nonces.append(venue.mirror.ledger.pledge_nonces.get(account, 0))
                 # Pledges come from the wallet: an account may pledge where it never traded.
-                for pledge_id, p in venue.mirror.link.pledges.items():
+                for pledge_id, p in venue.mirror.ledger.pledges.items():
                     if (
                         p.account == account
                         and p.state is PledgeState.ACTIVE  # a RELEASING one counts nowhere (X3)

@@ -20,7 +20,8 @@ same underlying on every venue, whatever its id there).
   `equity − requirement` split in proportion to the venues' standalone requirements. Every venue
   then has the whole book's sign of surplus (`equity_v − allocated_v = share_v × surplus`): no
   venue liquidates a healthy book, none spares an unhealthy one, as long as the clamp does not
-  bind. The split is exact integer arithmetic, rounded against the account.
+  bind. The split is exact integer arithmetic, rounded against the account; a venue where the
+  account holds no position has no requirement and is allocated none.
 * **X2, the clamp**, exactly as `VenueLink.requirementInForce` computes it:
   `im = max(alloc_im, static_im − min(static_im, pledged))`, the same for mm, then
   `im = max(im, mm)`. A certificate may always tighten; it loosens only by what pledges cover.
@@ -180,10 +181,12 @@ def global_view(book: Book, prices_usd: FloatArray, params: CrossVenueParams) ->
 
 def _split_surplus(book: Book, surplus: WadArray, static: WadArray) -> WadArray:
     """`equity_v − share_v × surplus`, share_v = static_v / Σ static; floor division keeps the
-    allocated part of a surplus at most the surplus and of a deficit at least the deficit."""
+    allocated part of a surplus at most the surplus and of a deficit at least the deficit. A
+    venue where the account holds nothing (no standalone requirement) is allocated nothing."""
     total = static.sum(axis=1)
     share = (surplus[:, None] * static) // np.where(total == 0, 1, total)[:, None]
-    return np.asarray(np.maximum(book.equity_wad - share, 0), dtype=object)
+    allocated = np.where(static > 0, np.maximum(book.equity_wad - share, 0), 0)
+    return np.asarray(allocated, dtype=object)
 
 
 def clamp(

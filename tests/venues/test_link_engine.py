@@ -1,8 +1,8 @@
 """The engine across venues end to end on three linked Anvil chains (tests/venues/conftest.py):
 certificates built from the venues' mirrors, rebuilt and signed by members (in-process, and as
-separate processes), aggregated, applied on every venue through each venue's TxSender; the
-committee's refusals (G06), a change on one venue (G08), claims (X4) and two-phase releases
-(X3, G03)."""
+separate processes), aggregated, applied on every venue through each venue's TxSender; split
+leverage margined as one (X1), the committee's refusals and equivocation (G06), a change on one
+venue (G08), two-phase releases (X3, G03), claims (X4), moves within the cap (X5), refreshes."""
 
 from __future__ import annotations
 
@@ -174,7 +174,7 @@ def test_g06_members_refuse_what_their_mirrors_do_not_rebuild(
     open_on(linked, 0, trader, 10, 20_000)
     engine.view.sync()
     now = int(linked.chains[0].w3.eth.get_block("latest")["timestamp"])
-    prices = [engine._prices(v) for v in range(3)]
+    prices = [venue.prices() for venue in engine.venues]
     book = engine.view.book([trader], prices, now)
     honest = engine.view.built(book, trader, 1, now, prices).certificate
     loose = linked.with_view(honest, 0, im_wad=0, mm_wad=0)
@@ -279,15 +279,13 @@ def test_x3_release__only_after_the_target_applies_a_certificate_without_it(
             digest,
             engine.members,
             (),
-            {"order": order_json(order), "blocks": list(engine.view.heads())},
+            {"order": order_json(order)},
         )
-    # Phase 1: the next certificate leaves the pledge out on venue 1...
-    first = engine.step()
-    assert first.applied == 1
+    # Phase 1: the next certificate leaves the pledge out on venue 1; phase 2: once it is
+    # applied, the release is signed and paid.
+    report = engine.step()
+    assert (report.applied, report.orders) == (1, 1)
     assert linked.links[1].functions.appliedCertificate(trader).call()[7] == 0
-    assert usdc_of(linked, 0, trader) == before
-    # ...phase 2: once the engine's mirrors see it applied, the release is signed and paid.
-    assert engine.step().orders == 1
     assert usdc_of(linked, 0, trader) == before + usdc(2_000)
 
 
@@ -312,3 +310,79 @@ def test_x4_claim__a_loss_on_one_venue_is_paid_from_the_pledge_on_another(
     assert 0 < paid <= usdc(2_000)
     # Exactly once: the next step finds the claim paid.
     assert engine.step().orders == 0
+
+
+# ---------------------------------------------------------------------------- X5
+def test_x5_move__a_pledge_moves_to_the_venue_that_would_liquidate(
+    linked: Linked, engine: LinkEngine
+) -> None:
+    # Hedged across venues 0 (long, thin) and 1 (short, rich); $5,000 pledged on venue 2 in
+    # venue 1's favour, and a $10,000 cap for the committee to move it. ETH falls 10%: venue 0
+    # is below its standalone MM while the whole book is healthy.
+    trader = linked.chains[0].accounts[4]
+    open_on(linked, 0, trader, 10, 4_000)
+    open_on(linked, 1, trader, -10, 20_000)
+    client, link = linked.clients[2], linked.links[2]
+    token = client.tokens["USDC"]
+    send_fast(client.chain, token.functions.mint(trader, usdc(5_000)), client.d.owner)
+    send_fast(client.chain, token.functions.approve(link.address, usdc(5_000)), trader)
+    receipt = client.chain.send(link.functions.pledge(1, usdc(5_000)), trader, "pledge")
+    (changed,) = [e for e in client.chain.events(receipt) if e.name == "PledgeChanged"]
+    pledge_id = int(changed.args["pledgeId"])
+    client.chain.send(link.functions.setRebalanceCap(usdc(10_000)), trader, "cap")
+    for c in linked.clients:
+        c.set_price("ETH", 2_700)
+    health = linked.clients[0].health(trader)
+    assert health.equity_wad < health.maintenance_margin_wad  # standalone: liquidatable
+    engine.step()  # certifies; plans the move: venue 0 needs what venue 1 can spare
+    assert engine.planned == {(2, pledge_id): 0}
+    # Phase 1: venue 1's next certificate leaves the pledge out; once it is applied, the move.
+    assert engine.step().orders == 1
+    assert linked.links[1].functions.appliedCertificate(trader).call()[7] == 0
+    assert link.functions.pledgeOf(pledge_id).call()[1] == 0
+    assert int(link.functions.rebalanceAllowance(trader).call()) == usdc(5_000)
+    engine.step()  # counted at venue 0 now
+    assert linked.links[0].functions.appliedCertificate(trader).call()[7] == 5_000 * WAD
+    health = linked.clients[0].health(trader)
+    assert health.equity_wad >= health.maintenance_margin_wad  # X5: no longer liquidatable
+
+
+def test_x3_members_never_count_a_pledge_they_signed_a_move_of(
+    linked: Linked, engine: LinkEngine
+) -> None:
+    # X3: the same collateral never counts at two venues. Once members signed a MOVE of a
+    # pledge (not executed yet), no certificate that counts it at its old target gets signed.
+    trader = linked.chains[0].accounts[4]
+    open_on(linked, 1, trader, 10, 5_000)
+    client, link = linked.clients[2], linked.links[2]
+    token = client.tokens["USDC"]
+    send_fast(client.chain, token.functions.mint(trader, usdc(1_000)), client.d.owner)
+    send_fast(client.chain, token.functions.approve(link.address, usdc(1_000)), trader)
+    client.chain.send(link.functions.pledge(1, usdc(1_000)), trader, "pledge")
+    client.chain.send(link.functions.setRebalanceCap(usdc(1_000)), trader, "cap")
+    move = linked.order(2, OrderKind.MOVE, 1, amount=usdc(1_000), to_venue=0)
+    digest = order_digest(move)
+    engine.aggregator.certify(
+        int.from_bytes(digest, "big"), digest, engine.members, (), {"order": order_json(move)}
+    )
+    report = engine.step()
+    assert "signed a move of" in report.refused[trader]
+    assert applied_sequence(linked, 1, trader) == 0
+
+
+def test_refresh__a_binding_certificate_is_renewed_before_max_age_a_neutral_one_is_not(
+    linked: Linked, engine: LinkEngine
+) -> None:
+    # Split leverage (X1 tightens: binding) for one trader, a plain hedge (X2 clamps it to
+    # static everywhere: neutral) for another; both certified once.
+    split, hedged = linked.chains[0].accounts[4], linked.chains[0].accounts[7]
+    for j in (0, 1):
+        open_on(linked, j, split, 250, 300_000)
+    open_on(linked, 0, hedged, 10, 20_000)
+    open_on(linked, 1, hedged, -10, 20_000)
+    engine.step()
+    max_age = int(linked.links[0].functions.maxAgeSeconds().call())
+    advance(linked, max_age - engine.config.refresh_margin_s + 1)
+    engine.step()
+    assert applied_sequence(linked, 0, split) == 2
+    assert applied_sequence(linked, 0, hedged) == 1
