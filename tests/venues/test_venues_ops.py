@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import Linked
 from helpers import fund, rpc, send_fast, usdc
+from linked_venues import Linked
 from service import Service, run
 
 from offchain.chain import Chain, checksum
