@@ -21,6 +21,7 @@ from offchain.errors import ConfigError
 from offchain.models import SystemSpec
 from offchain.ops.funds import ENGINE_GAS, KEEPER_GAS, require_funds
 from offchain.ops.heartbeat import Heartbeat, KeeperStatus
+from offchain.ops.venues import COMMITTEE_SIZE, COMMITTEE_THRESHOLD
 from offchain.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,9 +39,6 @@ STATUS_EVERY = click.option(
 # Anvil's accounts 0-3 hold the deploy's roles, 4 is the trader, 5 the backstop, the keeper the
 # last: the link's transactions go from account 6 on a local chain.
 LINK_SENDER_INDEX = 6
-# The committee `deploy --venues` registers by default: any 3 of 5 certify.
-COMMITTEE_SIZE = 5
-COMMITTEE_THRESHOLD = 3
 
 
 def status_line(service: str, line: str) -> None:
@@ -112,10 +110,13 @@ def deploy(
 
     settings: Settings = ctx.obj
     spec = _spec(config_path)
-    linked_only = {"--rpc": rpc_urls, "--committee": committee_size}
-    linked_only["--committee-threshold"] = committee_threshold
+    linked_only = {
+        "--rpc": rpc_urls or None,
+        "--committee": committee_size,
+        "--committee-threshold": committee_threshold,
+    }
     if venues is None:
-        given = [name for name, value in linked_only.items() if value]
+        given = [name for name, value in linked_only.items() if value is not None]
         if given:
             raise ConfigError(f"{given[0]} is for linked venues", "add --venues N (N >= 2)")
         _deploy_one(
@@ -134,8 +135,8 @@ def deploy(
         spec,
         venues,
         rpc_urls,
-        committee_size or COMMITTEE_SIZE,
-        committee_threshold or min(COMMITTEE_THRESHOLD, committee_size or COMMITTEE_SIZE),
+        committee_size,
+        committee_threshold,
         engine_signers,
         threshold,
     )
@@ -166,8 +167,8 @@ def _deploy_linked(
     spec: SystemSpec,
     venues: int,
     rpc_urls: tuple[str, ...],
-    committee_size: int,
-    committee_threshold: int,
+    committee_size: int | None,
+    committee_threshold: int | None,
     engine_signers: tuple[str, ...],
     threshold: int | None,
 ) -> None:
@@ -178,7 +179,7 @@ def _deploy_linked(
         spec,
         venues=venues,
         rpc_urls=rpc_urls,
-        committee=Committee(committee_size, committee_threshold),
+        committee=Committee.given(committee_size, committee_threshold),
         engine_signers=engine_signers,
         engine_threshold=threshold,
         progress=lambda s: console.print(f"deploy: {s}"),

@@ -48,6 +48,9 @@ LOCAL_CHAIN_ID = 31337
 MAX_VENUES = 32
 MAX_MEMBERS = 64
 NODE_DIR = Path(".marginsync")
+# The committee `deploy --venues` registers by default: any 3 of 5 certify.
+COMMITTEE_SIZE = 5
+COMMITTEE_THRESHOLD = 3
 LINK_ENV = "MARGINSYNC_LINK"  # the link file `marginsync --venue N …` picks a venue of
 
 
@@ -173,6 +176,12 @@ def venue_url(ref: str, env: Mapping[str, str] | None = None) -> str:
 class Committee:
     size: int
     threshold: int
+
+    @classmethod
+    def given(cls, size: int | None, threshold: int | None) -> Committee:
+        """The committee asked for, with the defaults for what was not."""
+        n = COMMITTEE_SIZE if size is None else size
+        return cls(n, min(COMMITTEE_THRESHOLD, n) if threshold is None else threshold)
 
     def check(self) -> None:
         if not 1 <= self.size <= MAX_MEMBERS:

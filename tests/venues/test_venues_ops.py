@@ -172,6 +172,8 @@ def _one_error_line(out: str, *fragments: str) -> None:
             ("--committee-threshold 4 with a committee of 3", "between 1 and 3"),
         ),
         (("deploy", "--venues", "2", "--committee", "65"), ("1 to 64 members",)),
+        (("deploy", "--venues", "2", "--committee", "0"), ("--committee 0", "1 to 64 members")),
+        (("deploy", "--venues", "2", "--committee-threshold", "0"), ("threshold 0",)),
         (
             ("deploy", "--venues", "3", "--rpc", "http://127.0.0.1:1"),
             ("--venues 3 with 1 --rpc", "one --rpc per venue"),
