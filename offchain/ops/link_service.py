@@ -20,10 +20,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 
-import numpy as np
 import requests
 from rich.console import Console
 
@@ -35,9 +34,10 @@ from offchain.committee.bls import dev_secret_keys
 from offchain.committee.member import MemberProcess
 from offchain.committee.registry import Registry
 from offchain.errors import ConfigError
-from offchain.link.engine import LinkEngine, StepReport
+from offchain.link.engine import LinkEngine
 from offchain.link.member import LinkMember, write_config
 from offchain.link.view import LinkView
+from offchain.ops.heartbeat import LinkStatus, lag_line
 from offchain.ops.venues import NODE_DIR, LinkRecord, Venue
 
 console = Console(soft_wrap=True)
@@ -104,40 +104,6 @@ def build_link_engine(
         )
     aggregator = Aggregator(registry.public_keys(), registry.threshold())
     return LinkEngine(view, aggregator, members, senders_for(venues, address))
-
-
-class LinkStatus:
-    """The service's status line: fed by each step's report, read by the heartbeat."""
-
-    def __init__(self, engine: LinkEngine, head: Callable[[], str]) -> None:
-        self.engine = engine
-        self.head = head
-        self.steps = 0
-        self.certified = 0
-        self.applied = 0
-        self.orders = 0
-
-    def on_step(self, report: StepReport) -> None:
-        self.steps += 1
-        self.certified += report.certified
-        self.applied += report.applied
-        self.orders += report.orders
-
-    def __call__(self) -> str:
-        return (
-            f"{self.head()}, {self.applied} certificates applied on every venue "
-            f"({self.certified} certified) and {self.orders} orders in {self.steps} steps, "
-            f"{lag_line(self.engine)}"
-        )
-
-
-def lag_line(engine: LinkEngine) -> str:
-    """Certificate lag (last venue event seen → applied on every venue) over the last 1,000."""
-    lags = [lag.seconds for lag in engine.lags[-1_000:]]
-    if not lags:
-        return "no certificate lag yet"
-    p50, p99 = np.percentile(lags, [50, 99])
-    return f"certificate lag p50 {p50:.2f} s, p99 {p99:.2f} s"
 
 
 def run(

@@ -363,7 +363,8 @@ def link_command(
     status_every_s: float,
 ) -> None:
     """Certify every trader's whole book on every venue of a link, and execute pledge orders."""
-    from offchain.ops.link_service import LinkStatus, build_link_engine, members_for, run
+    from offchain.ops.heartbeat import LinkStatus
+    from offchain.ops.link_service import build_link_engine, members_for, run
     from offchain.ops.venues import LinkRecord, open_venues
 
     settings: Settings = ctx.obj

@@ -386,6 +386,7 @@ def test_docs_walkthrough__links_three_venues__certifies__keeps__and_releases_a_
     assert codes == [0]
     assert f"export MARGINSYNC_LINK={env['MARGINSYNC_LINK']}" in out["deploy"][0]
     assert "stop them with `kill " in out["deploy"][0]
+    assert "certificate lag p50 " in status
     assert "certificate lag p50" in status
     assert (checksum(pledge[0]), pledge[1], pledge[2], pledge[3]) == (trader, 0, 3, 0)  # X3
     assert wallet == 2_000 * 10**6  # the pledge, back in the trader's wallet (phase 2)
