@@ -141,6 +141,15 @@ class LinkEngine:
         self._accounts: dict[str, _Account] = {}
         self._excluded = {v.mirror.insurance_fund for v in view.venues}
 
+    def lag_ms(self) -> dict[str, float]:
+        """The certificate lag so far, in milliseconds: `p50` and `p99` (the lab's
+        `certificate_lag_ms`); zeros before any certificate answered a change."""
+        seconds = np.array([lag.seconds for lag in self.lags])
+        if seconds.size == 0:
+            return {"p50": 0.0, "p99": 0.0}
+        p50, p99 = np.percentile(seconds * 1000.0, [50, 99])
+        return {"p50": float(p50), "p99": float(p99)}
+
     # ------------------------------------------------------------------ the step
     def step(self) -> StepReport:
         report = StepReport()

@@ -186,3 +186,31 @@ def test_rebalance__unhealthy_book__moves_nothing() -> None:  # X5 never props u
 def test_haircut_out_of_range__one_line_error() -> None:
     with pytest.raises(ValueError, match="hedge_haircut"):
         CrossVenueParams(TIERS, hedge_haircut=1.5)
+
+
+def test_one_account_alone__exactly_as_in_a_batch() -> None:
+    # A member rebuilds one account's certificate alone; the engine built it in a batch. Each
+    # row depends on its own account only, to the wei (two markets, three venues).
+    rng = np.random.default_rng(7)
+    n = 50
+    params = CrossVenueParams.standard(2)
+    sizes = rng.normal(0, 300, (n, 3, 2))
+
+    def wads() -> np.ndarray:
+        return wad_array(rng.integers(0, 10**6, (n, 3)).astype(object) * WAD)
+
+    batch = Book(sizes, wads(), wads(), wads(), wads())
+    prices = np.array([[2_000.0, 60_000.0], [2_001.0, 60_010.0], [1_999.5, 59_990.0]])
+    view = global_view(batch, prices, params)
+    alloc = allocate(batch, view)
+    for a in range(n):
+        one = Book(
+            sizes[a : a + 1],
+            batch.equity_wad[a : a + 1],
+            batch.static_im_wad[a : a + 1],
+            batch.static_mm_wad[a : a + 1],
+            batch.pledged_wad[a : a + 1],
+        )
+        alone = global_view(one, prices, params)
+        assert (alone.im_wad[0], alone.mm_wad[0]) == (view.im_wad[a], view.mm_wad[a])
+        assert list(allocate(one, alone).im_wad[0]) == list(alloc.im_wad[a])

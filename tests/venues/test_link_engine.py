@@ -127,6 +127,8 @@ def test_split_leverage__certified_tighter_on_every_venue(
     # Nothing changed: nothing is due again until the certificate nears its max age.
     assert engine.step().due == 0
     assert len(engine.lags) == 2
+    lag = engine.lag_ms()
+    assert 0 < lag["p50"] <= lag["p99"]
 
 
 def test_members_as_processes__certify_what_their_mirrors_rebuild(
