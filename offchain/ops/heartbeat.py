@@ -15,7 +15,6 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from prometheus_client import CollectorRegistry
 
 from offchain.backstop import BackstopReport
@@ -159,9 +158,8 @@ class LinkStatus:
 
 
 def lag_line(engine: LinkEngine) -> str:
-    """Certificate lag (last venue event seen → applied on every venue) over the last 1,000."""
-    lags = [lag.seconds for lag in engine.lags[-1_000:]]
-    if not lags:
+    """Certificate lag: last venue event seen → certificate applied on every venue."""
+    if not engine.lags:
         return "no certificate lag yet"
-    p50, p99 = np.percentile(lags, [50, 99])
-    return f"certificate lag p50 {p50:.2f} s, p99 {p99:.2f} s"
+    lag = engine.lag_ms()
+    return f"certificate lag p50 {lag['p50'] / 1000:.2f} s, p99 {lag['p99'] / 1000:.2f} s"
