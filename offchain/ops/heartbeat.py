@@ -1,10 +1,10 @@
 """Status lines at a steady cadence, so a quiet service still shows it is alive.
 
-The engine, the keeper and the backstop speak when something happens; between events a
-heartbeat thread prints what they hold (accounts mirrored, attested or liquidated so far, the
-last block, lag) every few seconds. It reads what the services publish (the engine's metrics
-registry, the keeper's and the backstop's round callbacks, the keeper's mirror) and never
-changes them.
+The engine, the keeper, the backstop and the link service speak when something happens; between
+events a heartbeat thread prints what they hold (accounts mirrored, attested, certified or
+liquidated so far, the last block, lag) every few seconds. It reads what the services publish
+(the engine's metrics registry, the keeper's, the backstop's and the link's round callbacks, the
+keeper's mirror, the link engine's certificate lags) and never changes them.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
 from offchain.backstop import BackstopReport
 from offchain.chain.mirror import AccountMirror
+
+if TYPE_CHECKING:  # the link engine brings py-ecc; the CLI imports this module at start
+    from offchain.link.engine import LinkEngine, StepReport
 
 
 class Heartbeat:
@@ -127,3 +130,36 @@ class BackstopStatus:
             f"rounds, ${self.booked_wad / 1e18:,.2f} of deficit booked, last round "
             f"{time.monotonic() - self.last_round_at:.0f} s ago"
         )
+
+
+class LinkStatus:
+    """The service's status line: fed by each step's report, read by the heartbeat."""
+
+    def __init__(self, engine: LinkEngine, head: Callable[[], str]) -> None:
+        self.engine = engine
+        self.head = head
+        self.steps = 0
+        self.certified = 0
+        self.applied = 0
+        self.orders = 0
+
+    def on_step(self, report: StepReport) -> None:
+        self.steps += 1
+        self.certified += report.certified
+        self.applied += report.applied
+        self.orders += report.orders
+
+    def __call__(self) -> str:
+        return (
+            f"{self.head()}, {self.applied} certificates applied on every venue "
+            f"({self.certified} certified) and {self.orders} orders in {self.steps} steps, "
+            f"{lag_line(self.engine)}"
+        )
+
+
+def lag_line(engine: LinkEngine) -> str:
+    """Certificate lag: last venue event seen → certificate applied on every venue."""
+    if not engine.lags:
+        return "no certificate lag yet"
+    lag = engine.lag_ms()
+    return f"certificate lag p50 {lag['p50'] / 1000:.2f} s, p99 {lag['p99'] / 1000:.2f} s"
