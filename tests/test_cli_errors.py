@@ -6,6 +6,7 @@ Each case runs the real `marginsync` process, as a user would, against real Anvi
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import signal
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from offchain.chain import Chain
 from offchain.chain.anvil import Anvil, free_port
+from offchain.settings import Settings
 
 UNFUNDED_KEY = "0x" + "11" * 32
 
@@ -250,6 +253,21 @@ def test_engine__the_chain_going_away_and_coming_back__resumes(tmp_path: Path) -
             engine.send_signal(signal.SIGTERM)
             rest, _ = engine.communicate(timeout=60)
     assert "Traceback" not in "".join(seen) + rest
+
+
+def test_web3_cache_validation_failing_in_an_outage__prints_no_traceback(
+    node: Anvil, caplog: pytest.LogCaptureFixture
+) -> None:
+    # web3 checks whether a reply may be cached with a call of its own; in an outage that call
+    # fails after the reply came, and web3 logs it at ERROR with a traceback (the cause of the
+    # resume test above failing now and then). The request's caller reports the outage itself.
+    chain = Chain.connect(Settings(rpc_url=node.url))
+    with caplog.at_level(logging.ERROR):
+        chain.w3.provider.logger.error(
+            "There was an exception while caching the request.", exc_info=ConnectionError("gone")
+        )
+        chain.w3.provider.logger.error("any other provider error")
+    assert [r.getMessage() for r in caplog.records] == ["any other provider error"]
 
 
 def _children(pid: int) -> set[int]:

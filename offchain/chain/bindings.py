@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -133,6 +134,13 @@ class Event:
     log_index: int
 
 
+def _without_cache_noise(record: logging.LogRecord) -> bool:
+    """Drops web3's ERROR (with a traceback) when its cache's own validation call fails, as it
+    does whenever the node is unreachable: the request itself fails and its caller reports
+    the outage in one line (`RpcUnreachable`, the services' "chain unreachable")."""
+    return not record.getMessage().startswith("There was an exception while caching")
+
+
 class Chain:
     """One connection to one chain, with the artifacts and the signers it may use."""
 
@@ -147,11 +155,11 @@ class Chain:
     def connect(cls, settings: Settings, rpc_url: str | None = None) -> Chain:
         url = rpc_url or settings.rpc_url
         # Caching eth_chainId saves one round trip on every call web3 makes.
-        w3 = Web3(
-            HTTPProvider(
-                url, request_kwargs={"timeout": settings.rpc_timeout_s}, cache_allowed_requests=True
-            )
+        provider = HTTPProvider(
+            url, request_kwargs={"timeout": settings.rpc_timeout_s}, cache_allowed_requests=True
         )
+        provider.logger.addFilter(_without_cache_noise)
+        w3 = Web3(provider)
         # web3's default middleware (ENS lookups, validation, gas strategies) costs milliseconds
         # per call and does nothing for us: addresses are checksummed here and fees come from
         # the node or the submitter.
