@@ -409,6 +409,18 @@ def bench_quorum(json_path: Path | None) -> None:
     run(json_path)
 
 
+@bench.command("link")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--accounts", type=click.IntRange(1, 5_000), default=200, show_default=True)
+@click.option("--venues", type=click.IntRange(2, 8), default=3, show_default=True)
+@click.option("--steps", type=click.IntRange(1, 1_000), default=20, show_default=True)
+def bench_link(json_path: Path | None, accounts: int, venues: int, steps: int) -> None:
+    """Certificate lag and gas across linked venues (books split across venues)."""
+    from offchain.bench.link import run
+
+    run(json_path, accounts=accounts, venues=venues, steps=steps)
+
+
 @bench.command("prove")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def bench_prove(json_path: Path | None) -> None:
