@@ -217,6 +217,9 @@ class Deployment(Frozen):
     insurance_fund: str
     backstop_offer: str | None = None
     auto_deleverage: str | None = None
+    # The venue's VenueLink when it is linked to venues on other chains (offchain/link/deploy.py);
+    # then the clearinghouse's attestor is this link, which falls back to `attestation_verifier`.
+    venue_link: str | None = None
     assets: tuple[AssetRecord, ...]
     collaterals: tuple[CollateralRecord, ...]
     markets: tuple[MarketRecord, ...]

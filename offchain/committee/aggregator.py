@@ -13,6 +13,7 @@ from typing import Protocol
 
 from offchain.committee import bls
 from offchain.committee.backends import NATIVE, Backend
+from offchain.committee.member import Proposal
 from offchain.committee.registry import Certificate
 from offchain.errors import QuorumNotReached, SigningRefused
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 class Signer(Protocol):
-    def sign(self, sequence: int, message: bytes) -> bytes: ...
+    def sign(self, sequence: int, message: bytes, proposal: Proposal | None = None) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,22 @@ class Aggregator:
         message: bytes,
         members: Mapping[int, Signer],
         cached_sets: Collection[int] = (),
+        proposal: Proposal | None = None,
     ) -> Certificate:
         """Asks `members` (by registry index) in parallel; raises `QuorumNotReached` unless at
         least `threshold` valid partials, none from an equivocating member, come back. When a
         signer set in `cached_sets` (bitmaps cached on the registry) signed in full, the
-        certificate names exactly that set: it verifies with no G2 addition on-chain."""
+        certificate names exactly that set: it verifies with no G2 addition on-chain. A
+        `proposal` (the message's inputs) goes to every member, which rebuilds the message from
+        its own mirrors before it signs."""
         refusals: dict[int, str] = {}
 
         def ask(index: int) -> tuple[int, bytes | None]:
+            signer = members[index]
             try:
-                return index, members[index].sign(sequence, message)
+                if proposal is None:
+                    return index, signer.sign(sequence, message)
+                return index, signer.sign(sequence, message, proposal)
             except SigningRefused as exc:
                 refusals[index] = exc.cause
                 return index, None

@@ -1,13 +1,21 @@
 """A committee member: signs a certificate's 32-byte message only when its own view reproduces
 that message, and never two different messages for one sequence (THREATS G06).
 
-`reproduces(sequence, message)` is the member's view: for now a callback; cross-venue
-certificates will plug in "my own mirror rebuilds this certificate and encodes it to this
-message". A member runs in-process (`Member`) or as its own process speaking JSON lines on
-stdin/stdout (`python -m offchain.committee.member --view FILE`, key in the environment):
+A member's view answers in one of two ways. `reproduces(sequence, message)` says whether the
+member's own view holds that message for that sequence (a callback, or a file of messages). A
+request may instead carry a `proposal`: the message's inputs as JSON (a cross-venue
+certificate, a pledge order), and `rebuild(proposal)` returns the message the member's OWN
+mirrors build from it (offchain/link/view.py), or raises `SigningRefused`; the member signs only
+if that equals the message. Either way it never signs two messages for one sequence (for a
+certificate of a link, the "sequence" is the account's slot: account and link sequence packed
+into one integer, `link.view.certificate_slot`).
+
+A member runs in-process (`Member`) or as its own process speaking JSON lines on stdin/stdout
+(`python -m offchain.committee.member --view FILE`, or a view of its own such as
+`python -m offchain.link.member`; key in the environment):
 
     → {"method": "public_key"}                         ← {"result": "0x…256 bytes"}
-    → {"method": "sign", "sequence": 7, "message": "0x…32 bytes"}
+    → {"method": "sign", "sequence": 7, "message": "0x…32 bytes"[, "proposal": {…}]}
                                                        ← {"result": "0x…128 bytes"} | {"error": "…"}
 """
 
@@ -18,7 +26,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +35,8 @@ from offchain.committee.bls import SecretKey
 from offchain.errors import ConfigError, SigningRefused
 
 Reproduces = Callable[[int, bytes], bool]
+Proposal = Mapping[str, Any]  # a message's inputs, as JSON
+Rebuild = Callable[[Proposal], bytes]
 KEY_ENV = "MARGINSYNC_COMMITTEE_KEY"
 MESSAGE_BYTES = 32
 
@@ -34,13 +44,16 @@ MESSAGE_BYTES = 32
 class Member:
     """One member's key, view and memory of what it signed."""
 
-    def __init__(self, key: SecretKey, reproduces: Reproduces) -> None:
+    def __init__(
+        self, key: SecretKey, reproduces: Reproduces, rebuild: Rebuild | None = None
+    ) -> None:
         self._key = key
         self._reproduces = reproduces
+        self._rebuild = rebuild
         self._signed: dict[int, bytes] = {}
         self.public_key = key.public_key()
 
-    def sign(self, sequence: int, message: bytes) -> bytes:
+    def sign(self, sequence: int, message: bytes, proposal: Proposal | None = None) -> bytes:
         if len(message) != MESSAGE_BYTES:
             raise SigningRefused(f"a certificate message is {MESSAGE_BYTES} bytes", "")
         earlier = self._signed.get(sequence)
@@ -49,12 +62,24 @@ class Member:
                 f"already signed 0x{earlier.hex()} for sequence {sequence}",
                 "a sequence is certified once; propose a new sequence",
             )
-        if not self._reproduces(sequence, message):
+        if proposal is not None:
+            self._check_rebuilds(message, proposal)
+        elif not self._reproduces(sequence, message):
             raise SigningRefused(
                 f"my view does not reproduce 0x{message.hex()} for sequence {sequence}", ""
             )
         self._signed[sequence] = message
         return self._key.sign(message)
+
+    def _check_rebuilds(self, message: bytes, proposal: Proposal) -> None:
+        if self._rebuild is None:
+            raise SigningRefused("this member checks no proposals", "send the message alone")
+        rebuilt = self._rebuild(proposal)  # raises SigningRefused when it cannot
+        if rebuilt != message:
+            raise SigningRefused(
+                f"my mirrors rebuild 0x{rebuilt.hex()}, not 0x{message.hex()}",
+                "the proposal's state is not the chain's as this member sees it",
+            )
 
 
 def view_from_file(path: Path) -> Reproduces:
@@ -80,7 +105,8 @@ def serve(member: Member, lines_in: IO[str], lines_out: IO[str]) -> None:
                 reply = {"result": "0x" + member.public_key.hex()}
             elif request["method"] == "sign":
                 message = bytes.fromhex(str(request["message"]).removeprefix("0x"))
-                reply = {"result": "0x" + member.sign(int(request["sequence"]), message).hex()}
+                signature = member.sign(int(request["sequence"]), message, request.get("proposal"))
+                reply = {"result": "0x" + signature.hex()}
             else:
                 reply = {"error": f"unknown method {request['method']!r}"}
         except SigningRefused as exc:
@@ -92,12 +118,19 @@ def serve(member: Member, lines_in: IO[str], lines_out: IO[str]) -> None:
 
 
 class MemberProcess:
-    """A member in its own process, driven over its stdin/stdout."""
+    """A member in its own process, driven over its stdin/stdout: by default this module with a
+    view file, or `command` (e.g. `[python, -m, offchain.link.member, --config, FILE]`)."""
 
-    def __init__(self, key: SecretKey, view: Path) -> None:
+    def __init__(
+        self, key: SecretKey, view: Path | None = None, command: Sequence[str] | None = None
+    ) -> None:
+        if command is None:
+            if view is None:
+                raise ConfigError("a member process needs a view file or a command", "give one")
+            command = [sys.executable, "-m", "offchain.committee.member", "--view", str(view)]
         env = {**os.environ, KEY_ENV: hex(key.value)}
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "offchain.committee.member", "--view", str(view)],
+            list(command),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -122,8 +155,14 @@ class MemberProcess:
             raise SigningRefused(str(reply["error"]), "")
         return str(reply["result"])
 
-    def sign(self, sequence: int, message: bytes) -> bytes:
-        request = {"method": "sign", "sequence": sequence, "message": "0x" + message.hex()}
+    def sign(self, sequence: int, message: bytes, proposal: Proposal | None = None) -> bytes:
+        request: dict[str, Any] = {
+            "method": "sign",
+            "sequence": sequence,
+            "message": "0x" + message.hex(),
+        }
+        if proposal is not None:
+            request["proposal"] = dict(proposal)
         return bytes.fromhex(self._request(request)[2:])
 
     def close(self) -> None:
@@ -132,14 +171,19 @@ class MemberProcess:
         self._proc.wait(timeout=10)
 
 
+def key_from_env() -> SecretKey:
+    """The member's BLS secret key, from `MARGINSYNC_COMMITTEE_KEY` (hex)."""
+    raw = os.environ.get(KEY_ENV)
+    if not raw:
+        raise ConfigError(f"{KEY_ENV} is not set", "give the member's BLS secret key as hex")
+    return SecretKey(int(raw, 16))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="A marginsync committee member (JSON lines).")
     parser.add_argument("--view", type=Path, required=True, help="JSON {sequence: message}")
     args = parser.parse_args(argv)
-    raw = os.environ.get(KEY_ENV)
-    if not raw:
-        raise ConfigError(f"{KEY_ENV} is not set", "give the member's BLS secret key as hex")
-    serve(Member(SecretKey(int(raw, 16)), view_from_file(args.view)), sys.stdin, sys.stdout)
+    serve(Member(key_from_env(), view_from_file(args.view)), sys.stdin, sys.stdout)
 
 
 if __name__ == "__main__":
