@@ -21,7 +21,7 @@ from enum import IntEnum
 from typing import Any
 
 from eth_abi import encode as abi_encode
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 from offchain.attest import UINT64_MAX, InvalidAttestation, _check_address, _check_uint
 
@@ -38,6 +38,11 @@ VENUE_ABI = "(uint64,address,address)"
 VENUE_VIEW_ABI = "(uint64,address,uint64,uint64,uint256,uint256,uint256,uint256,uint256[])"
 CERTIFICATE_ABI = f"(bytes32,address,uint64,uint64,int256,uint256,uint256,{VENUE_VIEW_ABI}[])"
 ORDER_ABI = "(bytes32,uint64,address,uint8,uint256,uint256,uint256,bytes32,uint64)"
+
+
+def _abi_address(address: str) -> str:
+    # web3 takes only checksummed addresses; the digest is the same for any case.
+    return str(to_checksum_address(address))
 
 
 def _check_bytes32(where: str, value: bytes) -> None:
@@ -59,7 +64,7 @@ class Venue:
         _check_address("Venue.claim_receiver", self.claim_receiver)
 
     def as_abi(self) -> tuple[int, str, str]:
-        return (self.chain_id, self.link, self.claim_receiver)
+        return (self.chain_id, _abi_address(self.link), _abi_address(self.claim_receiver))
 
 
 def link_id(chain_ids: Sequence[int], links: Sequence[str]) -> bytes:
@@ -103,7 +108,7 @@ class VenueView:
     def as_abi(self) -> tuple[Any, ...]:
         return (
             self.chain_id,
-            self.link,
+            _abi_address(self.link),
             self.position_nonce,
             self.pledge_nonce,
             self.im_wad,
@@ -149,7 +154,7 @@ class Certificate:
     def as_abi(self) -> tuple[Any, ...]:
         return (
             self.link_id,
-            self.account,
+            _abi_address(self.account),
             self.sequence,
             self.issued_at,
             self.global_equity_wad,
@@ -199,7 +204,7 @@ class Order:
         return (
             self.link_id,
             self.chain_id,
-            self.link,
+            _abi_address(self.link),
             int(self.kind),
             self.pledge_id,
             self.amount,
