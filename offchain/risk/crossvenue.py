@@ -43,6 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from offchain.risk.checks import FloatArray, IntArray, RiskInputError, as_float_array
+from offchain.risk.config import StandardMarginConfig
 from offchain.risk.standard import TierSchedule, tiered_margin
 
 WadArray = NDArray[Any]  # object arrays of Python ints (wad); exact, like the contract
@@ -67,6 +68,24 @@ class CrossVenueParams:
 
     tiers: TierSchedule  # one row per common market
     hedge_haircut: float = DEFAULT_HEDGE_HAIRCUT
+
+    @classmethod
+    def standard(
+        cls,
+        n_markets: int,
+        config: StandardMarginConfig | None = None,
+        hedge_haircut: float = DEFAULT_HEDGE_HAIRCUT,
+    ) -> CrossVenueParams:
+        """The product's standard tiers (default: IM 10% / MM 6.5% below $1M) on every market."""
+        tiers = (config or StandardMarginConfig()).tiers
+        return cls(
+            TierSchedule.build(
+                [[t.notional_floor_usd for t in tiers]] * n_markets,
+                [[t.im_rate for t in tiers]] * n_markets,
+                [[t.mm_rate for t in tiers]] * n_markets,
+            ),
+            hedge_haircut,
+        )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.hedge_haircut <= 1.0:
