@@ -104,11 +104,10 @@ def test_disagreement__one_venue_under_its_mm_while_the_other_is_healthy__one_ti
 
 
 def test_unnecessary__a_leg_liquidated_while_the_whole_book_is_healthy__counts() -> None:
-    global_equity = np.array([[100.0, 100.0], [100.0, 3.0]])
-    global_mm = np.array([[10.0, 10.0], [10.0, 10.0]])
-    # (point, trader): trader 0 at point 1 is healthy as a whole; trader 1 at point 1 is not.
-    assert unnecessary_liquidations([(1, 0), (1, 1)], global_equity, global_mm) == 1
-    assert unnecessary_liquidations([], global_equity, global_mm) == 0
+    # [point, trader]: trader 0 is healthy as a whole at point 1, trader 1 is not.
+    healthy = np.array([[True, True], [True, False]])
+    assert unnecessary_liquidations([(1, 0), (1, 1)], healthy) == 1
+    assert unnecessary_liquidations([], healthy) == 0
 
 
 def test_collateral_required__hedged_book__isolated_funds_each_leg_linked_the_net() -> None:

@@ -55,10 +55,12 @@ from offchain.lab.venues_population import (
     venue_population,
 )
 from offchain.models import WAD, SystemSpec
+from offchain.risk.crossvenue import Book, CrossVenueParams, WadArray, global_view
 from offchain.settings import Settings
 from offchain.sync.keys import LOCAL_VENUE_CHAIN_IDS
 
 FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
 DEFAULT_VENUES = 3
 MAX_VENUES = 8
 VENUE_CHAIN_IDS = LOCAL_VENUE_CHAIN_IDS[:MAX_VENUES]
@@ -93,15 +95,15 @@ RULE_SETS = (ISOLATED,)
 @dataclass
 class VenuesRun:
     """What one rule set produced. Arrays are [point, trader, venue] at decision points (point
-    0: after opening), USD; `sizes` adds a market axis (signed, base units)."""
+    0: after opening), USD; `sizes` adds a market axis (signed, units of the underlying, markets
+    by symbol)."""
 
     rule_set: RuleSet
     venue_runs: list[GenerationRun]
     equity: FloatArray
     mm: FloatArray  # the maintenance requirement in force
-    static_mm: FloatArray  # the venue's standalone (static) one
+    whole_book_healthy: BoolArray  # [point, trader], by the global model (X1)
     sizes: FloatArray
-    prices_usd: FloatArray  # [point, market]
     deposits_usd: FloatArray  # [trader, venue]
     liquidated: list[tuple[int, int, int]]  # (decision point, trader, venue) per Liquidate event
     certificate_lag_ms: list[float] = field(default_factory=list)
@@ -210,7 +212,7 @@ def run_rule_set(
         )
         for run in runs:
             run.open(started)
-        recorder = _Recorder(runs)
+        recorder = _Recorder(runs, lambda: np.zeros((len(population), venues), dtype=object))
         recorder.record(0)
         on_progress("positions opened")
         for k in range(1, path.steps + 1):
@@ -233,11 +235,10 @@ def run_rule_set(
     return VenuesRun(
         rule_set=rule_set,
         venue_runs=venue_runs,
-        equity=np.array(recorder.equity),
-        mm=np.array(recorder.mm),
-        static_mm=np.array(recorder.static_mm),
+        equity=np.array(recorder.equity, dtype=np.float64) / WAD,
+        mm=np.array(recorder.mm, dtype=np.float64) / WAD,
+        whole_book_healthy=np.array(recorder.whole_book_healthy),
         sizes=np.array(recorder.sizes),
-        prices_usd=np.array(recorder.prices),
         deposits_usd=np.array(
             [
                 [p.collateral_usd for p in venue_plans(population, v, linked=rule_set.linked)]
@@ -250,50 +251,50 @@ def run_rule_set(
 
 
 class _Recorder:
-    """Every venue's view of every trader at each decision point, from the venues' mirrors."""
+    """Every venue's view of every trader at each decision point, from the venues' mirrors, and
+    the whole book's verdict by the global model (`crossvenue.global_view`) at those prices."""
 
-    def __init__(self, runs: list[Run]) -> None:
+    def __init__(self, runs: list[Run], pledged: Callable[[], WadArray]) -> None:
         self.runs = runs
-        self.markets = sorted(m.id for m in runs[0].d.markets)
-        self.market_asset = {m.id: m.oracle_asset for m in runs[0].d.markets}
-        self.equity: list[list[list[float]]] = []
-        self.mm: list[list[list[float]]] = []
-        self.static_mm: list[list[list[float]]] = []
-        self.sizes: list[list[list[list[float]]]] = []
-        self.prices: list[list[float]] = []
+        self.pledged = pledged
+        # The link's common markets, by symbol: market m is the same underlying on every venue.
+        self.markets = sorted(runs[0].d.markets, key=lambda m: m.symbol)
+        self.params = CrossVenueParams.standard(len(self.markets))
+        self.equity: list[WadArray] = []
+        self.mm: list[WadArray] = []
+        self.whole_book_healthy: list[BoolArray] = []
+        self.sizes: list[FloatArray] = []
 
     def record(self, k: int) -> None:
-        equity, mm, static_mm, sizes = [], [], [], []
-        for account in self.runs[0].traders:
-            row_e, row_mm, row_s, row_sz = [], [], [], []
-            for run in self.runs:
-                prices = run.points[k]
-                mirror = run.ledger.mirror
+        traders = self.runs[0].traders
+        shape = (len(traders), len(self.runs))
+        equity, static_im, static_mm, mm = (np.zeros(shape, dtype=object) for _ in range(4))
+        sizes = np.zeros((*shape, len(self.markets)))
+        for v, run in enumerate(self.runs):
+            prices, mirror = run.points[k], run.ledger.mirror
+            ids = [run.d.market(m.symbol).id for m in self.markets]
+            for a, account in enumerate(traders):
                 static = mirror.health(account, prices, now=run.now_s)
-                _, in_force = run.requirement(account, static, prices)
+                equity[a, v] = static.equity_wad
+                static_im[a, v] = static.initial_margin_wad
+                static_mm[a, v] = static.maintenance_margin_wad
+                mm[a, v] = run.requirement(account, static, prices)[1]
                 positions = mirror.accounts[account].positions
-                row_e.append(static.equity_wad / WAD)
-                row_mm.append(in_force / WAD)
-                row_s.append(static.maintenance_margin_wad / WAD)
-                row_sz.append([positions.get(m, 0) / WAD for m in self.markets])
-            equity.append(row_e)
-            mm.append(row_mm)
-            static_mm.append(row_s)
-            sizes.append(row_sz)
+                sizes[a, v] = [positions.get(i, 0) / WAD for i in ids]
+        prices_usd = np.array(
+            [
+                [run.points[k][run.d.market(m.symbol).oracle_asset] / WAD for m in self.markets]
+                for run in self.runs
+            ]
+        )
+        book = Book(sizes, equity, static_im, static_mm, self.pledged())
+        self.whole_book_healthy.append(global_view(book, prices_usd, self.params).healthy)
         self.equity.append(equity)
         self.mm.append(mm)
-        self.static_mm.append(static_mm)
         self.sizes.append(sizes)
-        points = self.runs[0].points[k]
-        self.prices.append([points[self.market_asset[m]] / WAD for m in self.markets])
 
 
 # ---------------------------------------------------------------------------- figures
-def global_mm(run: VenuesRun) -> FloatArray:
-    """The whole book's maintenance requirement at each [point, trader]."""
-    return run.static_mm.sum(axis=2)
-
-
 def venues_figures(run: VenuesRun, population: list[VenueTrader]) -> dict[str, Any]:
     """One rule set's figures (definitions: `venues_metrics`)."""
     per_venue = [generation_metrics(r) for r in run.venue_runs]
@@ -310,7 +311,7 @@ def venues_figures(run: VenuesRun, population: list[VenueTrader]) -> dict[str, A
         "bad_debt": vm.summed(per_venue, "bad_debt"),
         "liquidations": int(vm.summed(per_venue, "liquidations")),
         "unnecessary_liquidations": vm.unnecessary_liquidations(
-            [(t, a) for t, a, _ in run.liquidated], run.equity.sum(axis=2), global_mm(run)
+            [(t, a) for t, a, _ in run.liquidated], run.whole_book_healthy
         ),
         "collateral_required": vm.by_kind(required, kinds),
         "collateral_posted": vm.by_kind(run.deposits_usd.sum(axis=1), kinds),

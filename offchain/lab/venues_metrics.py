@@ -8,7 +8,8 @@ All money is USD.
 * `bad_debt`, `liquidations`: the per-venue figures of `metrics.generation_metrics` summed over
   venues (each venue's `Liquidate` events; bad debt unpaid at resolution plus latent at the end).
 * `unnecessary_liquidations`: `Liquidate` events (legs) at a decision point where the trader's
-  whole book was healthy by the global model (X1): Σ venue equity ≥ the global MM.
+  whole book was healthy by the global model (X1, `offchain.risk.crossvenue.global_view`, the
+  link engine's model): Σ venue equity + pledges ≥ the global MM, at the decision point's prices.
 * `disagreement_ticks`: (decision point, trader) pairs where the trader is open on two or more
   venues and they disagree on whether it is healthy (equity ≥ MM in force on one, < on another).
 * `collateral_required`: the least collateral with which, along this run's path and books, no
@@ -46,11 +47,11 @@ def disagreement_ticks(equity: FloatArray, mm: FloatArray, open_: BoolArray) -> 
 
 
 def unnecessary_liquidations(
-    liquidated: Sequence[tuple[int, int]], global_equity: FloatArray, global_mm: FloatArray
+    liquidated: Sequence[tuple[int, int]], whole_book_healthy: BoolArray
 ) -> int:
-    """`Liquidate` events, each (decision point, trader), at which the whole book was healthy:
-    global equity ≥ global MM over [point, trader]."""
-    return sum(1 for t, a in liquidated if global_equity[t, a] >= global_mm[t, a])
+    """`Liquidate` events, each (decision point, trader), at which the trader's whole book met
+    the global maintenance requirement ([point, trader])."""
+    return sum(1 for t, a in liquidated if whole_book_healthy[t, a])
 
 
 def collateral_required(pnl: FloatArray, mm: FloatArray, *, linked: bool) -> FloatArray:
