@@ -20,7 +20,6 @@ the `FundingSettled` events are the whole funding ledger (paid ≥ received, I26
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
@@ -120,48 +119,58 @@ def run_generation(
 ) -> GenerationRun:
     """Runs `generation` over `lab_path` with `plans` on a fresh embedded Anvil."""
     started = time.perf_counter()
-    with started_run(generation, lab_path, plans, settings=settings) as run:
-        on_progress("deployed")
-        run.open(started)
-        on_progress("positions opened")
-        for k in range(1, lab_path.steps + 1):
-            run.act(k, run.move(k))
-            on_progress(f"update {k}/{lab_path.steps}: {len(run.liquidations)} liquidations")
-        return run.finish(started)
-
-
-@contextmanager
-def started_run(
-    generation: Generation,
-    lab_path: LabPath,
-    plans: list[TraderPlan],
-    *,
-    settings: Settings,
-    chain_id: int = DEFAULT_CHAIN_ID,
-) -> Iterator[Run]:
-    """A deployed, not yet opened run on a fresh embedded Anvil with `chain_id`, stopped on
-    exit. The caller drives it: `open`, then `move` and `act` per update, then `finish`; the
-    venues lab (`offchain.lab.venues`) drives several in lockstep."""
-    if len(plans) > MAX_TRADERS:
-        raise ConfigError(f"{len(plans)} traders", f"the lab runs at most {MAX_TRADERS} traders")
-    with Anvil(
-        accounts=FIRST_TRADER + len(plans) + 2, binary=settings.anvil_bin, chain_id=chain_id
-    ) as node:
-        chain = Chain.connect(settings, rpc_url=node.url)
-        roles = Roles.from_accounts(chain.accounts)
-        spec = SystemSpec(attestation=AttestationSpec() if generation.attested else None)
-        deployment = deploy_system(chain, spec, roles)
-        transport = Transport(node.url, chain)
-        transport.manual_mining()
-        run = Run(generation, lab_path, plans, chain, deployment, transport, spec)
+    with lab_chain(generation, len(plans), settings=settings) as c:
+        run = run_on(c, generation, lab_path, plans)
         try:
-            yield run
+            on_progress("deployed")
+            run.open(started)
+            on_progress("positions opened")
+            for k in range(1, lab_path.steps + 1):
+                run.act(k, run.move(k))
+                on_progress(f"update {k}/{lab_path.steps}: {len(run.liquidations)} liquidations")
+            return run.finish(started)
         finally:
             run.close()
 
 
+@dataclass(frozen=True)
+class LabChain:
+    """A fresh embedded Anvil with the system deployed, still mining every transaction."""
+
+    url: str
+    chain: Chain
+    deployment: Deployment
+    spec: SystemSpec
+
+
+@contextmanager
+def lab_chain(
+    generation: Generation, traders: int, *, settings: Settings, chain_id: int = DEFAULT_CHAIN_ID
+) -> Iterator[LabChain]:
+    """Anvil with `chain_id` and accounts for every role and `traders` traders, the system
+    deployed for `generation`; stopped on exit."""
+    if traders > MAX_TRADERS:
+        raise ConfigError(f"{traders} traders", f"the lab runs at most {MAX_TRADERS} traders")
+    with Anvil(
+        accounts=FIRST_TRADER + traders + 2, binary=settings.anvil_bin, chain_id=chain_id
+    ) as node:
+        chain = Chain.connect(settings, rpc_url=node.url)
+        spec = SystemSpec(attestation=AttestationSpec() if generation.attested else None)
+        yield LabChain(
+            node.url, chain, deploy_system(chain, spec, Roles.from_accounts(chain.accounts)), spec
+        )
+
+
+def run_on(c: LabChain, generation: Generation, lab_path: LabPath, plans: list[TraderPlan]) -> Run:
+    """A run on `c`, whose chain mines on demand from here on (at the scenario's clock)."""
+    transport = Transport(c.url, c.chain)
+    transport.manual_mining()
+    return Run(generation, lab_path, plans, c.chain, c.deployment, transport, c.spec)
+
+
 class Run:
-    """One generation on one deployed chain, driven update by update (see `started_run`)."""
+    """One generation on one deployed chain: `open`, `move` and `act` per update, `finish`;
+    `close` in any case. The venues lab (`offchain.lab.venues`) drives several in lockstep."""
 
     def __init__(
         self,
@@ -225,14 +234,14 @@ class Run:
     def requirement(
         self, account: str, static: Health, prices_e18: Mapping[int, int]
     ) -> tuple[int, int]:
-        """(IM, MM) in wad that `Clearinghouse._healthAt` uses now: the one S1 rule's answer."""
-        static_im, static_mm = static.initial_margin_wad, static.maintenance_margin_wad
-        state = self.ledger.mirror.accounts[account]
-        market_mask = self.ledger.mirror.market_asset_mask(account)
-        if not self.g.attested or market_mask == 0:
-            return static_im, static_mm
-        found = self.ledger.attestations.requirement_in_force(
-            account, state.nonce, market_mask, prices_e18, static_im, static_mm, self.now_s
+        """(IM, MM) in wad that `Clearinghouse._healthAt` uses now: the attestor's answer
+        (the link's certificate, the verifier's attestation, or static), from the mirror."""
+        found = self.ledger.mirror.requirement_in_force(
+            account,
+            static.initial_margin_wad,
+            static.maintenance_margin_wad,
+            prices_e18,
+            self.now_s,
         )
         return found.im_wad, found.mm_wad
 
@@ -578,17 +587,3 @@ def insolvencies(ledger: Ledger) -> list[Insolvency]:
         )
         for tick, e in ledger.named("InsolvencyResolved")
     ]
-
-
-def next_check_lag_ms(
-    update: int, every: int, steps: int, interval_s: float, wall_ms: Mapping[int, float]
-) -> float:
-    """Time from price update `update` until the next check that acts on it: whole updates
-    waited (scenario time) plus the measured wall time of that check. A check past the end of
-    the path never measured anything, so it takes the median of the measured ones."""
-    check = math.ceil(update / every) * every
-    waited_ms = (check - update) * interval_s * 1000.0
-    if check in wall_ms:
-        return waited_ms + wall_ms[check]
-    measured = list(wall_ms.values())
-    return waited_ms + (float(np.median(measured)) if measured else 0.0)

@@ -46,11 +46,13 @@ from offchain.lab.report import (
     write_venues_html,
     write_venues_plot,
 )
-from offchain.lab.runner import MAX_TRADERS, GenerationRun, Run, started_run
+from offchain.lab.runner import MAX_TRADERS, GenerationRun, Run, lab_chain, run_on
 from offchain.lab.scenarios import SCENARIOS, LabPath, lab_path
+from offchain.lab.venues_link import link_chains, pledge, pledged_wad_to
 from offchain.lab.venues_population import (
     PLEDGED_SHARE,
     VenueTrader,
+    pledges,
     venue_plans,
     venue_population,
 )
@@ -105,6 +107,7 @@ class VenuesRun:
     whole_book_healthy: BoolArray  # [point, trader], by the global model (X1)
     sizes: FloatArray
     deposits_usd: FloatArray  # [trader, venue]
+    pledged_usd: FloatArray  # [trader]: pledged in total (linked)
     liquidated: list[tuple[int, int, int]]  # (decision point, trader, venue) per Liquidate event
     certificate_lag_ms: list[float] = field(default_factory=list)
     committee_gas: int = 0
@@ -195,24 +198,27 @@ def run_rule_set(
     """One rule set: `venues` chains in lockstep over `path`."""
     started = time.perf_counter()
     with ExitStack() as stack:
-        runs = [
+        chains = [
             stack.enter_context(
-                started_run(
-                    GEN3,
-                    path,
-                    venue_plans(population, v, linked=rule_set.linked),
-                    settings=settings,
-                    chain_id=VENUE_CHAIN_IDS[v],
-                )
+                lab_chain(GEN3, len(population), settings=settings, chain_id=VENUE_CHAIN_IDS[v])
             )
             for v in range(venues)
         ]
-        on_progress(
-            f"{venues} venues deployed (chain ids {', '.join(str(r.chain.chain_id) for r in runs)})"
-        )
+        if rule_set.linked:
+            chains = link_chains(chains)
+        runs = [
+            run_on(c, GEN3, path, venue_plans(population, v, linked=rule_set.linked))
+            for v, c in enumerate(chains)
+        ]
+        for run in runs:
+            stack.callback(run.close)
+        ids = ", ".join(str(c.deployment.chain_id) for c in chains)
+        on_progress(f"{venues} venues deployed (chain ids {ids})" + ", linked" * rule_set.linked)
         for run in runs:
             run.open(started)
-        recorder = _Recorder(runs, lambda: np.zeros((len(population), venues), dtype=object))
+        if rule_set.linked:
+            pledge(runs, pledges(population))
+        recorder = _Recorder(runs, lambda: pledged_wad_to(runs))
         recorder.record(0)
         on_progress("positions opened")
         for k in range(1, path.steps + 1):
@@ -226,6 +232,7 @@ def run_rule_set(
                 f"({time.perf_counter() - started:.0f} s)"
             )
         venue_runs = [run.finish(started) for run in runs]
+    given = pledges(population) if rule_set.linked else []
     column = {a: i for i, a in enumerate(runs[0].traders)}
     liquidated = [
         (liq.update, column[liq.account], v)
@@ -245,6 +252,9 @@ def run_rule_set(
                 for v in range(venues)
             ]
         ).T,
+        pledged_usd=np.array(
+            [sum(p.amount_usd for p in given if p.trader == a) for a in range(len(population))]
+        ),
         liquidated=liquidated,
         wall_s=time.perf_counter() - started,
     )
@@ -314,7 +324,7 @@ def venues_figures(run: VenuesRun, population: list[VenueTrader]) -> dict[str, A
             [(t, a) for t, a, _ in run.liquidated], run.whole_book_healthy
         ),
         "collateral_required": vm.by_kind(required, kinds),
-        "collateral_posted": vm.by_kind(run.deposits_usd.sum(axis=1), kinds),
+        "collateral_posted": vm.by_kind(run.deposits_usd.sum(axis=1) + run.pledged_usd, kinds),
         "disagreement_ticks": vm.disagreement_ticks(
             run.equity[decisions], run.mm[decisions], open_[decisions]
         ),

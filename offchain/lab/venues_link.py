@@ -1,0 +1,118 @@
+"""The linked rule set of the venues lab: the link stood up over the lab's venue chains, the
+population's pledges, and the product's link engine driven at the lab's clock.
+
+* `link_chains`: a CommitteeRegistry per chain with the same development committee
+  (`COMMITTEE_SIZE` keys, threshold `COMMITTEE_THRESHOLD`), then `offchain.link.deploy_link`: a
+  VenueLink per venue, configured with the whole list, over the venue's Gen 3 verifier (its
+  `inner`), made the clearinghouse's attestor. Done before the lab's chains stop automining.
+* `pledge`: every pledge of the population (`venues_population.pledges`): USDC minted to the
+  trader on the holding venue's chain, approved to its VenueLink and pledged to the target venue
+  from the trader's own wallet (X3), and a rebalance cap of everything it pledged there (X5).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from offchain.chain.client import MAX_UINT
+from offchain.committee.bls import dev_secret_keys
+from offchain.committee.registry import Registry
+from offchain.lab.runner import DEPOSIT_GAS_LIMIT, LabChain, Run
+from offchain.lab.transport import Tx
+from offchain.lab.venues_population import Pledge
+from offchain.link.deploy import deploy_link
+from offchain.link.messages import pledged_wad
+from offchain.risk.crossvenue import WadArray
+
+COMMITTEE_SIZE = 5
+COMMITTEE_THRESHOLD = 3
+PLEDGE_GAS_LIMIT = 300_000
+
+
+def link_chains(chains: Sequence[LabChain]) -> list[LabChain]:
+    """The venues joined by a link (in `chains` order), with the deployments that name it."""
+    keys = dev_secret_keys(COMMITTEE_SIZE)
+    registries = [
+        Registry.deploy(c.chain, c.deployment.owner, keys, COMMITTEE_THRESHOLD).address
+        for c in chains
+    ]
+    linked = deploy_link([(c.chain, c.deployment) for c in chains], registries)
+    return [replace(c, deployment=d) for c, d in zip(chains, linked, strict=True)]
+
+
+def pledge(runs: Sequence[Run], pledges: Sequence[Pledge]) -> None:
+    """Sends every pledge from its trader's wallet on the holding venue, at the run's clock."""
+    by_holder: dict[int, list[Pledge]] = defaultdict(list)
+    for p in pledges:
+        by_holder[p.from_venue].append(p)
+    for holder, own in by_holder.items():
+        run = runs[holder]
+        d, enc = run.d, run.transport.codec.encode
+        link, usdc = str(d.venue_link), d.collateral("USDC")
+        units = [round(p.amount_usd * 10**usdc.decimals) for p in own]
+        caps: dict[str, int] = defaultdict(int)
+        txs = [
+            Tx(
+                d.owner,
+                usdc.token,
+                enc("MockERC20", "mint", d.owner, sum(units)),
+                DEPOSIT_GAS_LIMIT,
+                "mint USDC to pledge",
+            )
+        ]
+        for p, amount in zip(own, units, strict=True):
+            trader = run.traders[p.trader]
+            caps[trader] += amount
+            txs += [
+                Tx(
+                    d.owner,
+                    usdc.token,
+                    enc("MockERC20", "transfer", trader, amount),
+                    DEPOSIT_GAS_LIMIT,
+                    "USDC to the trader's wallet",
+                ),
+                Tx(
+                    trader,
+                    usdc.token,
+                    enc("MockERC20", "approve", link, MAX_UINT),
+                    DEPOSIT_GAS_LIMIT,
+                    "approve the link",
+                ),
+                Tx(
+                    trader,
+                    link,
+                    enc("VenueLink", "pledge", p.to_venue, amount),
+                    PLEDGE_GAS_LIMIT,
+                    f"pledge to venue {p.to_venue}",
+                ),
+            ]
+        txs += [
+            Tx(
+                trader,
+                link,
+                enc("VenueLink", "setRebalanceCap", cap),
+                PLEDGE_GAS_LIMIT,
+                "rebalance cap",
+            )
+            for trader, cap in caps.items()
+        ]
+        run.transport.send_all(txs, timestamp_s=run.now_s)
+        run.ledger.pull()
+
+
+def pledged_wad_to(runs: Sequence[Run]) -> WadArray:
+    """[trader, venue]: the active pledges in each venue's favour, held on any venue (what a
+    certificate reports to it, X3), from every venue's LinkMirror."""
+    column = {a: i for i, a in enumerate(runs[0].traders)}
+    pledged = np.zeros((len(column), len(runs)), dtype=object)
+    for run in runs:
+        decimals = run.d.collateral("USDC").decimals
+        for v in range(len(runs)):
+            for p in run.ledger.mirror.link.pledged_to(v).values():
+                if p.account in column:
+                    pledged[column[p.account], v] += pledged_wad(p.amount, decimals)
+    return pledged
