@@ -34,8 +34,8 @@ from offchain.chain.sender import TxSender
 from offchain.committee.aggregator import Aggregator, Signer
 from offchain.errors import ContractRevert, QuorumNotReached
 from offchain.link.messages import Certificate, Order, certificate_digest, order_digest
-from offchain.link.orders import Built, claims, order_json, releases
-from offchain.link.view import CertificateProposal, LinkView, assets_of, certificate_slot
+from offchain.link.orders import claims, order_json, releases
+from offchain.link.view import Built, CertificateProposal, LinkView, assets_of, certificate_slot
 
 log = logging.getLogger("marginsync.link")
 
@@ -98,7 +98,7 @@ class LinkEngine:
         self.config = config or LinkEngineConfig()
         self.cached_sets = cached_sets
         self.clock = clock
-        self.built: dict[bytes, Built] = {}
+        self.known: dict[tuple[str, int], Built] = {}  # what we certified, by (account, seq)
         self.withheld: dict[str, set[tuple[int, int]]] = {}
         self.lags: list[Lag] = []
         self._accounts: dict[str, _Account] = {}
@@ -117,12 +117,12 @@ class LinkEngine:
             book = self.view.book(due, prices, now, self.withheld)
             pending: list[tuple[Certificate, list[Any]]] = []
             for account in due:
-                cert = self.view.certificate(
+                built = self.view.built(
                     book, account, self._accounts[account].sequence + 1, now, prices
                 )
-                sent = self._certify_and_send(cert, report)
+                sent = self._certify_and_send(built, report)
                 if sent:
-                    pending.append((cert, sent))
+                    pending.append((built.certificate, sent))
             report.certified = len(pending)
             report.applied = self._confirm(pending, report)
         report.orders = self._orders(now)
@@ -132,7 +132,7 @@ class LinkEngine:
         traders = set().union(
             *(
                 {a for a, s in v.mirror.accounts.items() if s.has_positions}
-                | v.mirror.ledger.accounts()
+                | {p.account for p in v.mirror.link.pledges.values()}
                 for v in self.view.venues
             )
         )
@@ -144,7 +144,7 @@ class LinkEngine:
                 state.seen, state.seen_at = fingerprint, seen_at
             if not self._priced(account, prices):
                 continue
-            max_age = min(v.mirror.ledger.max_age_s for v in self.view.venues)
+            max_age = min(v.mirror.link.max_age_s for v in self.view.venues)
             if (
                 fingerprint != state.fingerprint
                 or now >= state.issued_at + max_age - self.config.refresh_margin_s
@@ -156,7 +156,7 @@ class LinkEngine:
     def _first_seen(self, account: str) -> _Account:
         """An account the engine has not certified: its link sequence continues the highest any
         venue applied (a restarted engine never reuses one)."""
-        applied = [v.mirror.ledger.applied.get(account) for v in self.view.venues]
+        applied = [v.mirror.link.certificates.get(account) for v in self.view.venues]
         return _Account(sequence=max((a.sequence for a in applied if a), default=0))
 
     def _fingerprint(self, account: str) -> tuple[Any, ...]:
@@ -164,7 +164,7 @@ class LinkEngine:
         for v in self.view.venues:
             s = v.mirror.accounts.get(account)
             state = None if s is None else (s.nonce, s.cash_wad, tuple(sorted(s.balances.items())))
-            out.append((state, v.mirror.ledger.pledge_nonce(account)))
+            out.append((state, v.mirror.link.pledge_nonces.get(account, 0)))
         return (*out, tuple(sorted(self.withheld.get(account, ()))))
 
     def _priced(self, account: str, prices: Sequence[Mapping[int, int]]) -> bool:
@@ -184,11 +184,13 @@ class LinkEngine:
         return False
 
     # ------------------------------------------------------------------ certificates
-    def _certify_and_send(self, cert: Certificate, report: StepReport) -> list[Any]:
+    def _certify_and_send(self, built: Built, report: StepReport) -> list[Any]:
+        cert = built.certificate
         account = cert.account
         digest = certificate_digest(cert)
         withheld = frozenset(self.withheld.get(account, ()))
-        proposal = {"certificate": CertificateProposal.of(cert, withheld).as_json()}
+        blocks = self.view.heads()
+        proposal = {"certificate": CertificateProposal.of(cert, blocks, withheld).as_json()}
         state = self._accounts[account]
         state.sequence = cert.sequence  # burnt even if no quorum: members keep what they signed
         try:
@@ -203,7 +205,7 @@ class LinkEngine:
             report.refused[account] = str(exc)
             log.warning("no quorum for %s: %s", account, exc)
             return []
-        self.built[digest] = Built(cert, withheld)
+        self.known[(account, cert.sequence)] = built
         sent = []
         for v, venue in enumerate(self.view.venues):
             fn = self._link(v).functions.submitCertificate(
@@ -241,7 +243,7 @@ class LinkEngine:
 
     # ------------------------------------------------------------------ orders
     def _orders(self, now: int) -> int:
-        due = releases(self.view, self.built, now) + claims(self.view, now)
+        due = releases(self.view, self.known, now) + claims(self.view, now)
         done = 0
         for holder, order in due:
             if self._execute(holder, order):
@@ -259,7 +261,7 @@ class LinkEngine:
                 digest,
                 self.members,
                 self.cached_sets,
-                {"order": order_json(order)},
+                {"order": order_json(order), "blocks": list(self.view.heads())},
             )
         except QuorumNotReached as exc:
             log.warning(

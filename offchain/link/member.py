@@ -4,7 +4,9 @@ keeps "never two messages for one sequence").
 
 Proposals (JSON, the `proposal` of a sign request):
     {"certificate": CertificateProposal.as_json()}   the account's certificate at stated prices
-    {"order": {...Order fields...}}                   a RELEASE or CLAIM order the rules name
+    {"order": {...Order fields...}, "blocks": […]}    a RELEASE or CLAIM order the rules name
+Both name the block each venue's state was read at; the member reads its mirrors at least
+that far first.
 
 Run as a process (`python -m offchain.link.member --config FILE`, key in
 `MARGINSYNC_COMMITTEE_KEY`); FILE is JSON {"venues": [{"rpc_url": …, "deployment": {…}}, …]} in
@@ -24,8 +26,8 @@ from offchain.committee.bls import SecretKey
 from offchain.committee.member import Member, Proposal, key_from_env, serve
 from offchain.errors import SigningRefused
 from offchain.link.messages import Order, certificate_digest, order_digest
-from offchain.link.orders import Built, order_due, order_from_json
-from offchain.link.view import CertificateProposal, LinkView
+from offchain.link.orders import order_due, order_from_json
+from offchain.link.view import Built, CertificateProposal, LinkView
 from offchain.models import Deployment
 from offchain.settings import Settings
 
@@ -37,30 +39,24 @@ class LinkMember:
 
     def __init__(self, view: LinkView) -> None:
         self.view = view
-        self.built: dict[bytes, Built] = {}
+        self.known: dict[tuple[str, int], Built] = {}
 
     def rebuild(self, proposal: Proposal) -> bytes:
         if "certificate" in proposal:
             return self._certificate(CertificateProposal.from_json(proposal["certificate"]))
         if "order" in proposal:
+            self.view.sync_to([int(b) for b in proposal.get("blocks", ())])
             return self._order(order_from_json(proposal["order"]))
         raise SigningRefused("a proposal is a certificate or an order", "")
 
     def _certificate(self, proposal: CertificateProposal) -> bytes:
-        try:
-            cert = self.view.rebuild(proposal)
-        except SigningRefused:
-            self.view.sync()  # perhaps the proposer saw blocks we have not read yet
-            cert = self.view.rebuild(proposal)
-        digest = certificate_digest(cert)
-        self.built[digest] = Built(cert, frozenset(proposal.withheld))
-        return digest
+        built = self.view.rebuild(proposal)
+        self.known[(proposal.account, proposal.sequence)] = built
+        return certificate_digest(built.certificate)
 
     def _order(self, order: Order) -> bytes:
-        if not order_due(self.view, self.built, order, order.issued_at):
-            self.view.sync()
-            if not order_due(self.view, self.built, order, order.issued_at):
-                raise SigningRefused(f"my mirrors do not make {order.kind.name} order due", "")
+        if not order_due(self.view, self.known, order, order.issued_at):
+            raise SigningRefused(f"my mirrors do not make this {order.kind.name} order due", "")
         return order_digest(order)
 
     def member(self, key: SecretKey) -> Member:

@@ -15,92 +15,83 @@ checks one before it signs (`order_due`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from offchain.errors import SigningRefused
-from offchain.link.ledger import Pledge, PledgeState
-from offchain.link.messages import Certificate, Order, OrderKind, claim_id, order_digest
-from offchain.link.view import LinkView
+from offchain.link.ledger import PledgeState
+from offchain.link.messages import Order, OrderKind, claim_id, order_digest, pledged_wad
+from offchain.link.view import Built, LinkView
 
-WAD = 10**18
-
-
-@dataclass(frozen=True)
-class Built:
-    """A certificate the committee built, and the pledges it withheld: what `counted_nowhere`
-    needs to know of a digest a venue applied."""
-
-    certificate: Certificate
-    withheld: frozenset[tuple[int, int]] = field(default_factory=frozenset)
+Known = Mapping[tuple[str, int], Built]  # (account, sequence) → what the committee built
 
 
-def counted_nowhere(
-    view: LinkView, built: Mapping[bytes, Built], holder: int, pledge: Pledge, now: int
-) -> bool:
-    """Whether pledge (`holder`, `pledge`) counts in no certificate its target venue may still
-    hold in force at block time `now`: the target's applied certificate for the account is
-    absent, expired, or one we built after the pledge left ACTIVE or while withholding it."""
-    ledger = view.venues[pledge.to_venue].mirror.ledger
-    applied = ledger.applied.get(pledge.account)
-    if applied is None or now > applied.issued_at + ledger.max_age_s:
+def counted_nowhere(view: LinkView, known: Known, holder: int, pledge_id: int, now: int) -> bool:
+    """Whether pledge `pledge_id` held on venue `holder` counts in no certificate its target
+    venue may still hold in force at block time `now`: the target's certificate for the account
+    is absent, expired, or one we built without counting the pledge (built after it left
+    ACTIVE, or withholding it for a move)."""
+    pledge = view.venues[holder].mirror.link.pledges[pledge_id]
+    target = view.venues[pledge.to_venue].mirror.link
+    applied = target.certificates.get(pledge.account)
+    if applied is None or now > applied.issued_at + target.max_age_s:
         return True
-    known = built.get(applied.digest)
-    if known is None:
-        return False  # not ours: wait for it to expire
-    if (holder, pledge.pledge_id) in known.withheld:
-        return True
-    return (
-        pledge.state is not PledgeState.ACTIVE
-        and known.certificate.venues[holder].pledge_nonce >= pledge.nonce
-    )
+    built = known.get((pledge.account, applied.sequence))
+    return built is not None and (holder, pledge_id) not in built.counted
 
 
 def _order(
-    view: LinkView, holder: int, kind: OrderKind, pledge: Pledge, now: int, **f: Any
+    view: LinkView, holder: int, kind: OrderKind, pledge_id: int, now: int, **f: Any
 ) -> Order:
     venue = view.venues[holder]
-    return Order(view.link_id, venue.chain_id, venue.link, kind, pledge.pledge_id, now, **f)
+    return Order(view.link_id, venue.chain_id, venue.link, kind, pledge_id, now, **f)
 
 
-def releases(view: LinkView, built: Mapping[bytes, Built], now: int) -> list[tuple[int, Order]]:
+def releases(view: LinkView, known: Known, now: int) -> list[tuple[int, Order]]:
     """(holder venue, RELEASE order) of every releasing pledge phase 1 is done for."""
     return [
-        (w, _order(view, w, OrderKind.RELEASE, p, now))
+        (w, _order(view, w, OrderKind.RELEASE, i, now))
         for w, venue in enumerate(view.venues)
-        for p in venue.mirror.ledger.pledges.values()
-        if p.state is PledgeState.RELEASING and counted_nowhere(view, built, w, p, now)
+        for i, p in venue.mirror.link.pledges.items()
+        if p.state is PledgeState.RELEASING and counted_nowhere(view, known, w, i, now)
     ]
 
 
 def claims(view: LinkView, now: int) -> list[tuple[int, Order]]:
     """(holder venue, CLAIM order) for every loss booked on a venue and not yet claimed."""
-    paid = set().union(*(v.mirror.ledger.paid_claims for v in view.venues))
+    paid = set().union(*(v.mirror.link.paid_claims for v in view.venues))
+    claimable = (PledgeState.ACTIVE, PledgeState.RELEASING)
     out = []
     for v, venue in enumerate(view.venues):
-        for loss in venue.mirror.deficits:
+        for loss in venue.mirror.losses:
             cid = claim_id(venue.chain_id, loss.account, loss.block, loss.log_index)
+            # The largest pledge in v's favour (in wad); ties to the lowest venue, then id.
             candidates = [
-                (p.amount * 10 ** (18 - view.venues[w].quote_decimals), -w, -p.pledge_id, w, p)
+                (pledged_wad(p.amount, other.quote_decimals), -w, -i)
                 for w, other in enumerate(view.venues)
-                for p in other.mirror.ledger.pledges_of(
-                    loss.account, PledgeState.ACTIVE, PledgeState.RELEASING
-                )
-                if p.to_venue == v and p.amount > 0
+                for i, p in other.mirror.link.pledges.items()
+                if p.account == loss.account
+                and p.to_venue == v
+                and p.state in claimable
+                and p.amount > 0
             ]
             if cid in paid or not candidates:
                 continue
-            *_, w, p = max(candidates)  # the largest pledge; ties to the lowest venue, then id
-            scale = 10 ** (18 - view.venues[w].quote_decimals)
-            amount = min(p.amount, -(-loss.debt_wad // scale))
-            out.append(
-                (
-                    w,
-                    _order(
-                        view, w, OrderKind.CLAIM, p, now, amount=amount, to_venue=v, claim_id=cid
-                    ),
-                )
+            _, w, i = max(candidates)
+            holder, pledge_id = -w, -i
+            scale = 10 ** (18 - view.venues[holder].quote_decimals)
+            remaining = view.venues[holder].mirror.link.pledges[pledge_id].amount
+            amount = min(remaining, -(-loss.debt_wad // scale))  # the loss, rounded up
+            order = _order(
+                view,
+                holder,
+                OrderKind.CLAIM,
+                pledge_id,
+                now,
+                amount=amount,
+                to_venue=v,
+                claim_id=cid,
             )
+            out.append((holder, order))
     return out
 
 
@@ -136,11 +127,11 @@ def order_from_json(data: Any) -> Order:
         raise SigningRefused(f"malformed order proposal: {exc}", "") from exc
 
 
-def order_due(view: LinkView, built: Mapping[bytes, Built], order: Order, now: int) -> bool:
+def order_due(view: LinkView, known: Known, order: Order, now: int) -> bool:
     """A member's check of a RELEASE or CLAIM order: the rule above names it, at block time
     `now` (the order's own issue time is the rule's time: the contract bounds its age)."""
     if order.kind is OrderKind.RELEASE:
-        due = releases(view, built, now)
+        due = releases(view, known, now)
     elif order.kind is OrderKind.CLAIM:
         due = claims(view, now)
     else:

@@ -28,13 +28,11 @@ from typing import Any
 import numpy as np
 
 from offchain.chain.bindings import Chain
-from offchain.committee.member import Proposal
 from offchain.errors import ConfigError, SigningRefused
-from offchain.link.ledger import VenueMirror
+from offchain.link.ledger import PledgeState, VenueMirror
 from offchain.link.messages import (
     Certificate,
     VenueView,
-    certificate_digest,
     link_id,
     pledged_wad,
 )
@@ -105,11 +103,21 @@ class CertificateProposal:
     sequence: int
     issued_at: int
     prices: tuple[tuple[int, tuple[int, ...]], ...]
+    blocks: tuple[int, ...]  # per venue, the block the proposer's mirror stood at
     withheld: tuple[tuple[int, int], ...] = ()
 
     @classmethod
-    def of(cls, c: Certificate, withheld: Collection[tuple[int, int]] = ()) -> CertificateProposal:
-        return cls(c.account, c.sequence, c.issued_at, stated_prices(c), tuple(sorted(withheld)))
+    def of(
+        cls, c: Certificate, blocks: Sequence[int], withheld: Collection[tuple[int, int]] = ()
+    ) -> CertificateProposal:
+        return cls(
+            c.account,
+            c.sequence,
+            c.issued_at,
+            stated_prices(c),
+            tuple(blocks),
+            tuple(sorted(withheld)),
+        )
 
     def venue_prices(self) -> list[dict[int, int]]:
         return [dict(zip(assets_of(mask), prices, strict=True)) for mask, prices in self.prices]
@@ -120,17 +128,19 @@ class CertificateProposal:
             "sequence": self.sequence,
             "issued_at": self.issued_at,
             "prices": [[mask, list(prices)] for mask, prices in self.prices],
+            "blocks": list(self.blocks),
             "withheld": [list(w) for w in self.withheld],
         }
 
     @classmethod
-    def from_json(cls, data: Proposal) -> CertificateProposal:
+    def from_json(cls, data: Mapping[str, Any]) -> CertificateProposal:
         try:
             return cls(
                 str(data["account"]),
                 int(data["sequence"]),
                 int(data["issued_at"]),
                 tuple((int(m), tuple(int(p) for p in ps)) for m, ps in data["prices"]),
+                tuple(int(b) for b in data["blocks"]),
                 tuple(sorted((int(v), int(i)) for v, i in data.get("withheld", ()))),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -146,6 +156,15 @@ def assets_of(mask: int) -> list[int]:
 
 
 @dataclass(frozen=True)
+class Built:
+    """A certificate, and the pledges it counted (holder venue, pledge id): what a release or a
+    move needs to know of a certificate a venue holds (offchain/link/orders.py)."""
+
+    certificate: Certificate
+    counted: frozenset[tuple[int, int]]
+
+
+@dataclass(frozen=True)
 class LinkBook:
     """One risk pass over some accounts' whole books (rows in `accounts` order)."""
 
@@ -156,6 +175,7 @@ class LinkBook:
     masks: tuple[tuple[int, ...], ...]  # (A, V) price asset masks
     position_nonces: tuple[tuple[int, ...], ...]
     pledge_nonces: tuple[tuple[int, ...], ...]
+    counted: tuple[frozenset[tuple[int, int]], ...]  # per account: (holder venue, pledge id)
 
     def row(self, account: str) -> int:
         return self.accounts.index(account)
@@ -193,6 +213,23 @@ class LinkView:
         """Brings every venue's mirror to its chain's head; returns the events applied."""
         return sum(v.mirror.sync() for v in self.venues)
 
+    def heads(self) -> tuple[int, ...]:
+        """The block each venue's mirror stands at."""
+        return tuple(v.mirror.next_block - 1 for v in self.venues)
+
+    def sync_to(self, blocks: Sequence[int]) -> None:
+        """Brings each venue's mirror at least to `blocks` (one per venue): a member reads the
+        chain state a proposal was built from before it rebuilds it (a mirror never goes back:
+        one already past it rebuilds from newer state, and refuses if that differs)."""
+        if len(blocks) != len(self.venues):
+            raise SigningRefused(
+                f"the proposal names {len(blocks)} venues' blocks, the link has {len(self.venues)}",
+                "",
+            )
+        for venue, block in zip(self.venues, blocks, strict=True):
+            if venue.mirror.next_block <= block:
+                venue.mirror.sync(to_block=block)
+
     def mask(self, v: int, account: str) -> int:
         venue = self.venues[v]
         state = venue.mirror.accounts.get(account)
@@ -223,7 +260,7 @@ class LinkView:
         static_mm = np.zeros((n_acc, n_ven), dtype=object)
         pledged = np.zeros((n_acc, n_ven), dtype=object)
         prices_usd = np.zeros((n_ven, self.n_markets))
-        masks, position_nonces, pledge_nonces = [], [], []
+        masks, position_nonces, pledge_nonces, counted = [], [], [], []
         for v, venue in enumerate(self.venues):
             assets = {venue.mirror.markets[m].oracle_asset: c for m, c in venue.market_of.items()}
             for asset, price in prices[v].items():
@@ -231,6 +268,7 @@ class LinkView:
                     prices_usd[v, assets[asset]] = price / WAD
         for a, account in enumerate(accounts):
             row_masks, row_nonces, row_pledge_nonces = [], [], []
+            row_counted: set[tuple[int, int]] = set()
             for v, venue in enumerate(self.venues):
                 mask = self.mask(v, account)
                 stated = {i: prices[v][i] for i in assets_of(mask) if i in prices[v]}
@@ -243,7 +281,16 @@ class LinkView:
                 state = venue.mirror.accounts.get(account)
                 row_masks.append(mask)
                 row_nonces.append(0 if state is None else state.nonce)
-                row_pledge_nonces.append(venue.mirror.ledger.pledge_nonce(account))
+                row_pledge_nonces.append(venue.mirror.link.pledge_nonces.get(account, 0))
+                # Pledges come from the wallet: an account may pledge where it never traded.
+                for pledge_id, p in venue.mirror.link.pledges.items():
+                    if (
+                        p.account == account
+                        and p.state is PledgeState.ACTIVE  # a RELEASING one counts nowhere (X3)
+                        and (v, pledge_id) not in left_out.get(account, ())
+                    ):
+                        pledged[a, p.to_venue] += pledged_wad(p.amount, venue.quote_decimals)
+                        row_counted.add((v, pledge_id))
                 if state is None:
                     continue
                 for market_id, size in state.positions.items():
@@ -254,12 +301,10 @@ class LinkView:
                     h.initial_margin_wad,
                     h.maintenance_margin_wad,
                 )
-                for pledge_id, to_venue, amount in venue.mirror.ledger.active_pledges(account):
-                    if (v, pledge_id) not in left_out.get(account, ()):
-                        pledged[a, to_venue] += pledged_wad(amount, venue.quote_decimals)
             masks.append(tuple(row_masks))
             position_nonces.append(tuple(row_nonces))
             pledge_nonces.append(tuple(row_pledge_nonces))
+            counted.append(frozenset(row_counted))
         book = Book(sizes, equity, static_im, static_mm, wad_array(pledged))
         view = global_view(book, prices_usd, self.params)
         return LinkBook(
@@ -270,6 +315,7 @@ class LinkView:
             tuple(masks),
             tuple(position_nonces),
             tuple(pledge_nonces),
+            tuple(counted),
         )
 
     def certificate(
@@ -301,8 +347,17 @@ class LinkView:
             ),
         )
 
-    def rebuild(self, proposal: CertificateProposal) -> Certificate:
-        """The certificate this view's own mirrors give for a proposal's inputs."""
+    def built(
+        self, book: LinkBook, account: str, sequence: int, issued_at: int, prices: Sequence[Prices]
+    ) -> Built:
+        """`account`'s certificate out of `book`, with the pledges it counted."""
+        cert = self.certificate(book, account, sequence, issued_at, prices)
+        return Built(cert, book.counted[book.row(account)])
+
+    def rebuild(self, proposal: CertificateProposal) -> Built:
+        """The certificate this view's own mirrors give for a proposal's inputs, read at (or
+        past) the blocks the proposal was built at."""
+        self.sync_to(proposal.blocks)
         prices = proposal.venue_prices()
         if len(prices) != len(self.venues):
             raise SigningRefused(
@@ -310,17 +365,11 @@ class LinkView:
             )
         withheld = {proposal.account: proposal.withheld}
         book = self.book([proposal.account], prices, proposal.issued_at, withheld)
-        cert = self.certificate(
-            book, proposal.account, proposal.sequence, proposal.issued_at, prices
-        )
-        if stated_prices(cert) != proposal.prices:
+        built = self.built(book, proposal.account, proposal.sequence, proposal.issued_at, prices)
+        if stated_prices(built.certificate) != proposal.prices:
             raise SigningRefused(
                 f"{proposal.account}'s price masks here are {book.masks[0]}, the proposal's "
                 f"{[m for m, _ in proposal.prices]}",
                 "the proposer's positions or collateral differ from this member's mirrors",
             )
-        return cert
-
-    def rebuild_digest(self, proposal: Proposal) -> bytes:
-        """A member's `rebuild`: the digest its mirrors give for a JSON proposal."""
-        return certificate_digest(self.rebuild(CertificateProposal.from_json(proposal)))
+        return built
