@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("attest",),  # the EIP-712 batch, defined once
     ("chain",),  # bindings, anvil, deploy, client, event mirrors, the one sender
     ("committee", "prove"),  # BLS committee; the prover (model, Groth16 in Python, registry client)
+    ("link",),  # venues joined by a link: certificates, pledges, the link's mirror and deploy
     ("sync", "keeper", "backstop"),  # the engine; the keeper and the backstop beside it
     ("lab",),  # drives the engine and the keeper on its own chains
     ("ops",),  # the operator's and trader's commands: signers, funds, venue, views

@@ -1,39 +1,64 @@
 """The margin in force, from events alone: the account mirror plus the attestation verifier's
 S1 state, the proof registry's entries (the proof gate, P2) and, on a linked venue, its
 VenueLink's certificates and its committee's key epoch, fetched together so all views always
-stand at the same block (and rewind together)."""
+stand at the same block (and rewind together).
+
+The link's view is given from above (offchain/link/mirror.py builds it: `linked_margin_mirror`),
+since the link room sits above the chain layer; without it, a clearinghouse whose attestor is
+a venue link is mirrored as static margin, as any attestor the mirror does not know."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from offchain.chain.attestations import AttestationMirror, InForce
-from offchain.chain.bindings import Chain
+from offchain.chain.bindings import Chain, Event
 from offchain.chain.mirror import AccountMirror
 from offchain.chain.proven import ProofMirror, gated_mm
-from offchain.link.mirror import LinkMirror
 from offchain.models import Deployment
 
 log = logging.getLogger("marginsync.mirror")
+
+
+class LinkView(Protocol):
+    """A venue link's certificates and its committee's key epoch, from their events
+    (offchain/link/mirror.py's `LinkMirror`)."""
+
+    address: str  # the VenueLink
+    committee: str | None  # its committee registry
+    inner: str | None  # the verifier it asks when no certificate is in force
+    key_epoch: int
+
+    def apply(self, e: Event) -> None: ...
+
+    def apply_registry(self, e: Event) -> None: ...
+
+    def requirement_in_force(
+        self,
+        account: str,
+        position_nonce: int,
+        market_asset_mask: int,
+        prices_e18: Mapping[int, int],
+        static_im_wad: int,
+        static_mm_wad: int,
+        now: int,
+        key_epoch: int,
+    ) -> InForce: ...
 
 
 class MarginMirror(AccountMirror):
     """The account mirror plus the attestation verifier's and the proof registry's events,
     fetched in one `eth_getLogs` per block range so all views stand at the same block."""
 
-    def __init__(self, chain: Chain, d: Deployment) -> None:
+    def __init__(self, chain: Chain, d: Deployment, link: LinkView | None = None) -> None:
         super().__init__(chain, d.clearinghouse, d.insurance_fund, d.block)
         self.verifier = d.attestation_verifier
         self.registry = d.margin_proofs
         self.attestations = AttestationMirror()
         self.proofs = ProofMirror()
-        self.venue_link = d.venue_link
-        self.link = LinkMirror()
-        # The committee registry is fixed when the link is configured (once): read it here, so
-        # its key-epoch events come in the same `eth_getLogs` as everything else.
-        self.committee = _committee_of(chain, d.venue_link)
+        self.link = link
         self.attestor: str | None = None  # from `AttestorSet`; None or zero: static margin only
         self.gate: str | None = None  # from `MarginProofsSet`; None or zero: no proof gate
         self._warned: set[str] = set()
@@ -41,7 +66,8 @@ class MarginMirror(AccountMirror):
     _STATE = (*AccountMirror._STATE, "attestations", "attestor", "proofs", "gate", "link")
 
     def _fetch(self, start: int, end: int) -> list[tuple[int, Any]]:
-        others = (self.verifier, self.registry, self.venue_link, self.committee)
+        linked = (self.link.address, self.link.committee) if self.link else ()
+        others = (self.verifier, self.registry, *linked)
         addresses = [self.clearinghouse, *(a for a in others if a)]
         return [(e.block, e) for e in self.chain.get_events(addresses, start, end)]
 
@@ -51,9 +77,9 @@ class MarginMirror(AccountMirror):
             self.attestations.apply(item)
         elif source == (self.registry or "").lower():
             self.proofs.apply(item)
-        elif source == (self.venue_link or "").lower():
+        elif self.link and source == self.link.address.lower():
             self.link.apply(item)
-        elif source == (self.committee or "").lower():
+        elif self.link and source == (self.link.committee or "").lower():
             self.link.apply_registry(item)
         else:
             self.apply(item)
@@ -90,7 +116,7 @@ class MarginMirror(AccountMirror):
         attestor = self.attestor
         if mask == 0 or attestor is None or int(attestor, 16) == 0:
             return static
-        if self.venue_link and attestor.lower() == self.venue_link.lower():
+        if self.link and attestor.lower() == self.link.address.lower():
             linked = self.link.requirement_in_force(
                 account, state.nonce, mask, prices, static_im_wad, static_mm_wad, now,
                 self.link.key_epoch,
@@ -124,11 +150,3 @@ class MarginMirror(AccountMirror):
         mask = self.market_asset_mask(account)
         proven = self.proofs.proven_mm_wad(account, state.nonce, mask, prices)
         return gated_mm(static_mm_wad, attested, proven)
-
-
-def _committee_of(chain: Chain, venue_link: str | None) -> str | None:
-    """The committee registry a venue link verifies with (None: no link, or not configured)."""
-    if not venue_link:
-        return None
-    registry = str(chain.contract("VenueLink", venue_link).functions.registry().call())
-    return registry if int(registry, 16) else None

@@ -12,7 +12,8 @@ its in-force rule, exactly as the contract computes it.
 
 `requirement_in_force` is the one Python copy of `VenueLink.requirementInForce`'s certificate
 branch (the fallback is the caller's: offchain/chain/margin_mirror.py asks the attestation
-mirror next, as the contract asks its inner verifier).
+mirror next, as the contract asks its inner verifier). `linked_margin_mirror` builds a venue's
+MarginMirror with its link's mirror plugged in.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from enum import IntEnum
 from typing import Any
 
 from offchain.chain.attestations import InForce
-from offchain.chain.bindings import Event
+from offchain.chain.bindings import Chain, Event
+from offchain.chain.margin_mirror import MarginMirror
 from offchain.link.messages import Venue
+from offchain.models import Deployment
 
 BPS = 10_000
 DEFAULT_MAX_AGE_S = 30  # VenueLink's initial maxAgeSeconds (also in its first ParamsSet)
@@ -63,9 +66,12 @@ class Pledge:
 
 
 class LinkMirror:
-    """Applies one VenueLink's events in order (the caller fetches them)."""
+    """Applies one VenueLink's events, and its committee registry's, in order (the caller
+    fetches them: `MarginMirror` does, in the same `eth_getLogs` as the venue's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str, committee: str | None) -> None:
+        self.address = address
+        self.committee = committee
         self.link_id: bytes | None = None
         self.venues: tuple[Venue, ...] = ()
         self.self_index: int | None = None
@@ -199,6 +205,18 @@ class LinkMirror:
         im = clamp(c.im_wad, static_im_wad, c.pledged_wad)
         mm = clamp(c.mm_wad, static_mm_wad, c.pledged_wad)
         return InForce(True, max(im, mm), mm)
+
+
+def linked_margin_mirror(chain: Chain, d: Deployment) -> MarginMirror:
+    """The venue's margin mirror, with its link's certificates when it is linked: what the
+    keeper and the engine use on any venue."""
+    if not d.venue_link:
+        return MarginMirror(chain, d)
+    # The registry is fixed when the link is configured (once): one read here, so its key-epoch
+    # events come in the same `eth_getLogs` as everything else.
+    registry = str(chain.contract("VenueLink", d.venue_link).functions.registry().call())
+    committee = registry if int(registry, 16) else None
+    return MarginMirror(chain, d, LinkMirror(d.venue_link, committee))
 
 
 def clamp(certified_wad: int, static_wad: int, pledged_wad: int) -> int:

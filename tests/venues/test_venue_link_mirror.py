@@ -15,7 +15,7 @@ from offchain.chain.client import wad
 from offchain.chain.margin_mirror import MarginMirror
 from offchain.committee.bls import dev_secret_keys
 from offchain.link.messages import OrderKind
-from offchain.link.mirror import PledgeState
+from offchain.link.mirror import LinkMirror, PledgeState, linked_margin_mirror
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_margin_mirror_equals_the_link_and_account_health_in_force_and_after_eve
     linked: Linked, trader: str
 ) -> None:
     # X2, G08, K4: the keeper's view of a linked venue is the contract's, clause by clause.
-    mirror = MarginMirror(linked.chains[0], linked.deployments[0])
+    mirror = linked_margin_mirror(linked.chains[0], linked.deployments[0])
     client = linked.clients[0]
     ours, theirs, mm = _mirrored(linked, mirror, trader)
     assert ours == theirs == InForce(False, wad(3_000), wad(1_950))
@@ -105,7 +105,7 @@ def test_margin_mirror_falls_back_to_the_inner_verifier_as_the_link_does(
     linked: Linked, trader: str
 ) -> None:
     # X6: no certificate in force → the venue's own attestation, mirrored from its events.
-    mirror = MarginMirror(linked.chains[0], linked.deployments[0])
+    mirror = linked_margin_mirror(linked.chains[0], linked.deployments[0])
     client = linked.clients[0]
     batch = _batch(client, [_entry(client, trader, 4_500, 2_500)])
     send_fast(
@@ -142,9 +142,10 @@ def test_link_mirror_rebuilds_pledges_nonces_and_allowances_from_events(
     send_fast(client.chain, link.functions.setRebalanceCap(usdc(5_000)), trader)
     linked.execute(0, linked.order(0, OrderKind.MOVE, 2, amount=usdc(2_000), to_venue=1))
     send_fast(client.chain, link.functions.requestRelease(1), trader)
-    mirror = MarginMirror(linked.chains[0], linked.deployments[0])
+    mirror = linked_margin_mirror(linked.chains[0], linked.deployments[0])
     mirror.sync()
     m = mirror.link
+    assert isinstance(m, LinkMirror)
     assert m.link_id == linked.link_id
     assert m.self_index == 0
     assert [v.link for v in m.venues] == [x.address for x in linked.links]
