@@ -12,17 +12,18 @@ from typing import Any, TypeVar
 
 import click
 import requests
-from pydantic import ValidationError
 from rich.console import Console
 
-from offchain.chain import Chain, checksum
+from offchain.chain import Chain
 from offchain.chain.client import Client, connect
-from offchain.chain.journal import default_journal
 from offchain.errors import ConfigError, MarginsyncError
-from offchain.models import Deployment, SystemSpec
+from offchain.models import Deployment
 from offchain.ops.commands import COMMANDS
-from offchain.ops.funds import ENGINE_GAS, KEEPER_GAS, require_funds
-from offchain.ops.heartbeat import EngineStatus, Heartbeat, KeeperStatus
+from offchain.ops.funds import ENGINE_GAS, require_funds
+from offchain.ops.heartbeat import EngineStatus, Heartbeat
+from offchain.ops.operator import COMMANDS as OPERATOR_COMMANDS
+from offchain.ops.operator import STATUS_EVERY, status_line
+from offchain.ops.pledges import COMMANDS as PLEDGE_COMMANDS
 from offchain.ops.prices import current_price_usd, parse_starts
 from offchain.prove.cli import prove as prove_command
 from offchain.settings import Settings
@@ -32,14 +33,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 # numpy seeds are unsigned 32-bit; anything else is a user error, not a traceback.
 SEED = click.IntRange(0, 2**32 - 1)
 MAX_FEED_STEPS = 100_000
-STATUS_EVERY = click.option(
-    "--status-every",
-    "status_every_s",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Seconds between status lines (0: none).",
-)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -61,10 +54,22 @@ def _connect(ctx: click.Context) -> tuple[Chain, Deployment]:
     default=None,
     help="Where deployments/<chainId>.json live.",
 )
+@click.option(
+    "--venue",
+    "venue_ref",
+    envvar="MARGINSYNC_VENUE",
+    default=None,
+    metavar="INDEX|CHAIN_ID",
+    help="Run on this venue of the link file in MARGINSYNC_LINK (instead of --rpc-url).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log what the keeper and engine do.")
 @click.pass_context
 def cli(
-    ctx: click.Context, rpc_url: str | None, deployments_dir: Path | None, verbose: bool
+    ctx: click.Context,
+    rpc_url: str | None,
+    deployments_dir: Path | None,
+    venue_ref: str | None,
+    verbose: bool,
 ) -> None:
     """marginsync: a synchronised margin engine for on-chain derivatives."""
     logging.basicConfig(
@@ -72,65 +77,17 @@ def cli(
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     overrides: dict[str, Any] = {}
+    if rpc_url and venue_ref:
+        raise ConfigError("--rpc-url and --venue both name the node", "give one of them")
     if rpc_url:
         overrides["rpc_url"] = rpc_url
+    if venue_ref:
+        from offchain.ops.venues import venue_url
+
+        overrides["rpc_url"] = venue_url(venue_ref)
     if deployments_dir:
         overrides["deployments_dir"] = deployments_dir
     ctx.obj = Settings(**overrides)
-
-
-@cli.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="SystemSpec as JSON (defaults: ETH/BTC/SOL perps, USDC/WETH/WBTC collateral).",
-)
-@click.option(
-    "--engine-signer",
-    "engine_signers",
-    multiple=True,
-    metavar="ADDRESS",
-    help="An engine signer address to register (repeat per signer) [default: the addresses of "
-    "MARGINSYNC_ENGINE_KEYS / _KEYSTORES; on a local chain the public development keys].",
-)
-@click.option(
-    "--threshold", type=click.IntRange(1, 32), default=None, help="Signatures per attestation, k."
-)
-@click.pass_context
-def deploy(
-    ctx: click.Context,
-    config_path: Path | None,
-    engine_signers: tuple[str, ...],
-    threshold: int | None,
-) -> None:
-    """Deploy and wire the contracts; record them in deployments/<chainId>.json."""
-    from offchain.ops.deployment import deploy as deploy_operator
-
-    settings = _settings(ctx)
-    try:
-        spec = (
-            SystemSpec.model_validate_json(config_path.read_text()) if config_path else SystemSpec()
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{config_path}: {where}: {first['msg']}", "fix that field") from exc
-    chain = Chain.connect(settings)
-    done = deploy_operator(
-        chain,
-        spec,
-        engine_signers=engine_signers,
-        threshold=threshold,
-        progress=lambda s: console.print(f"deploy: {s}"),
-    )
-    d = done.deployment
-    path = d.save(settings.deployments_dir)
-    console.print(
-        f"clearinghouse {d.clearinghouse}\noracle router {d.oracle_router}\nregistry      {path}\n"
-        f"{done.signers_line()}",
-        soft_wrap=True,
-    )
 
 
 @cli.command()
@@ -211,93 +168,6 @@ def feed(
         console.print(f"[{step + 1}/{steps}] {line}")
         if interval_s and step + 1 < steps:
             time.sleep(interval_s)
-
-
-@cli.command()
-@click.option(
-    "--key-env",
-    default="MARGINSYNC_PRIVATE_KEY",
-    show_default=True,
-    help="Variable holding the keeper's key; unset on Anvil: an unlocked account.",
-)
-@click.option("--address", default=None, help="Unlocked node account to send from (local chains).")
-@click.option("--once", is_flag=True, help="One round, then exit.")
-@click.option("--poll", "poll_s", type=click.FloatRange(min=0.05), default=1.0, show_default=True)
-@click.option(
-    "--journal",
-    "journal_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="SQLite write-ahead journal [default: .marginsync/keeper-<chain>-<address>.sqlite].",
-)
-@click.option(
-    "--max-per-round",
-    type=click.IntRange(min=1),
-    default=20,
-    show_default=True,
-    help="Liquidations sent per block, deepest shortfall first (staged, not a stampede).",
-)
-@click.option("--min-profit-usd", type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option("--max-fee-gwei", type=click.FloatRange(min=0, min_open=True), default=5_000.0)
-@STATUS_EVERY
-@click.pass_context
-def keeper(
-    ctx: click.Context,
-    key_env: str,
-    address: str | None,
-    once: bool,
-    poll_s: float,
-    journal_path: Path | None,
-    max_per_round: int,
-    min_profit_usd: float,
-    max_fee_gwei: float,
-    status_every_s: float,
-) -> None:
-    """Liquidate under-water accounts found from contract events."""
-    import os
-
-    from offchain.keeper import Keeper, KeeperConfig
-
-    chain, d = _connect(ctx)
-    key = os.environ.get(key_env)
-    if not (key or address or chain.accounts):
-        raise ConfigError(
-            f"no keeper key: {key_env} is unset and the node unlocks no account",
-            f"set {key_env} to the keeper's funded key",
-        )
-    sender = chain.add_key(key) if key else checksum(address or chain.accounts[-1])
-    require_funds(chain, sender, "keeper", KEEPER_GAS, key_env)
-    journal = journal_path or default_journal("keeper", chain.chain_id, chain.genesis_tag, sender)
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    config = KeeperConfig(
-        max_per_round=max_per_round, min_profit_usd=min_profit_usd, max_fee_gwei=max_fee_gwei
-    )
-    k = Keeper(Client(chain, d), sender, config=config, journal=journal)
-
-    status = KeeperStatus(k.mirror, lambda: chain.w3.eth.block_number)
-
-    def report(n: int, done: list[Any]) -> None:
-        status.on_round(done)
-        for liq in done:
-            console.print(
-                f"liquidated {liq.account} market {liq.market_id}: "
-                f"{liq.closed_size_wad / 1e18:g} @ {liq.price_e18 / 1e18:,.2f}, "
-                f"reward ${liq.keeper_reward_wad / 1e18:,.2f}, gas {liq.gas_used:,}"
-            )
-        if once or done:
-            console.print(
-                f"round {n + 1}: {len(done)} liquidation(s); "
-                f"{len(k.mirror.accounts)} accounts mirrored"
-            )
-
-    console.print(f"keeper {sender} on chain {chain.chain_id}")
-    beat = Heartbeat(0 if once else status_every_s, status, lambda s: _status_line("keeper", s))
-    with beat:
-        k.run(poll_interval_s=poll_s, rounds=1 if once else None, on_round=report)
-
-
-def _status_line(service: str, line: str) -> None:
-    console.print(f"{service}: {line}", soft_wrap=True)  # one line per beat, for log tools
 
 
 VENUES = "Split the books across N venues (default 3): isolated vs linked, not the generations."
@@ -491,7 +361,7 @@ def engine(
             console.print(f"engine: done: {report.summary()}")
         else:
             status = EngineStatus(eng.metrics.registry, lambda: chain.w3.eth.block_number)
-            with Heartbeat(status_every_s, status, lambda s: _status_line("engine", s)):
+            with Heartbeat(status_every_s, status, lambda s: status_line("engine", s)):
                 asyncio.run(eng.run(ticks))
     finally:
         eng.close()
@@ -559,7 +429,7 @@ def bench_all(json_dir: Path | None) -> None:
     quorum.run(json_dir / "quorum.json" if json_dir else None)
 
 
-for _command in (*COMMANDS, prove_command):
+for _command in (*OPERATOR_COMMANDS, *COMMANDS, *PLEDGE_COMMANDS, prove_command):
     cli.add_command(_command)
 
 

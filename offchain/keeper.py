@@ -14,6 +14,9 @@ One round per new block (`run`), each a thin pass over library calls that tests 
    the reward, so it never pays more for gas than it earns, D02), then a journaled send.
 5. Wait briefly for receipts; results are read from `Liquidate` events.
 
+One process may keep several venues (`run_keepers`): a `Keeper` per venue, each with its own
+chain, mirror and journal, polled in turn.
+
 Racing keepers (D08, E03): every liquidation asks for `maxCloseSize = type(uint256).max`, so the
 contract alone decides what closes from the state the transaction lands on. A loser fails its
 pre-flight (nothing sent) or reverts cheaply on the `NoPosition` / `AccountHealthy` checks, and
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +42,10 @@ from web3.types import RPCEndpoint
 from offchain.chain import Chain, checksum
 from offchain.chain.client import MAX_UINT, Client, Preview
 from offchain.chain.journal import Journal, Outcome, TxState
-from offchain.chain.margin_mirror import MarginMirror
 from offchain.chain.sender import GWEI, FeePolicy, Fees, TxSender
 from offchain.chain.signers import tx_signer_for
 from offchain.errors import SendRejected
+from offchain.link.mirror import linked_margin_mirror
 from offchain.models import WAD, Deployment
 from offchain.risk.health import BPS
 
@@ -251,7 +254,8 @@ class Keeper:
         self.chain: Chain = client.chain
         self.address = str(checksum(address))
         self.config = config or KeeperConfig()
-        self.mirror = MarginMirror(client.chain, client.d)
+        # On a linked venue the link's certificates first, as the contract asks (X2, X6).
+        self.mirror = linked_margin_mirror(client.chain, client.d)
         self.gas_price_asset = gas_price_asset
         self._wire = _Wire(client.chain, client.d)
         self.sender = TxSender(
@@ -273,6 +277,8 @@ class Keeper:
         self._quoted: dict[int, tuple[int, int]] = {}  # broken feeds' (low, high) quotes
         # Transactions a previous process journaled: finished or re-broadcast before any new one.
         self._settled = self.sender.resume()
+        self._last_block = -1
+        self._standing: dict[tuple[str, str, int], Liquidation] = {}
 
     # ------------------------------------------------------------------ reading
     def prices(self) -> dict[int, int]:
@@ -528,6 +534,24 @@ class Keeper:
         }
 
     # ------------------------------------------------------------------ the loop
+    def poll(self) -> list[Liquidation] | None:
+        """A round if the chain has a block the last round did not see, else None. A node that
+        does not answer is None too: what was sent is journaled; the next round picks it up."""
+        try:
+            block = self.chain.w3.eth.block_number
+            if block == self._last_block:
+                return None
+            done = self.step()
+        except requests.RequestException as exc:
+            log.warning("round interrupted by %s: %s", type(exc).__name__, exc)
+            return None
+        self._last_block = block
+        # A liquidation whose block a reorganisation took away counts once, when it lands again.
+        void = set(self.last_round.reorged)
+        self._standing = {k: v for k, v in self._standing.items() if k[0] not in void}
+        self._standing.update({(d.tx_hash, d.account, d.market_id): d for d in done})
+        return done
+
     def run(
         self,
         *,
@@ -536,27 +560,38 @@ class Keeper:
         on_round: Callable[[int, list[Liquidation]], None] = lambda _r, _l: None,
     ) -> list[Liquidation]:
         """One round per new block until `rounds` are done (forever if None). Returns the
-        liquidations that stand: one whose block a reorganisation took away counts once, when
-        its transaction lands again."""
-        total: dict[tuple[str, str, int], Liquidation] = {}
-        last_block = -1
-        n = 0
-        while rounds is None or n < rounds:
-            try:
-                block = self.chain.w3.eth.block_number
-                if block == last_block:
-                    time.sleep(poll_interval_s)
-                    continue
-                done = self.step()
-            except requests.RequestException as exc:
-                # An RPC outage: what was sent is journaled; the next round picks it up (D05).
-                log.warning("round interrupted by %s: %s", type(exc).__name__, exc)
-                time.sleep(poll_interval_s)
+        liquidations of every round so far that still stand."""
+        run_keepers(
+            [self],
+            poll_interval_s=poll_interval_s,
+            rounds=rounds,
+            on_round=lambda _keeper, n, done: on_round(n, done),
+        )
+        return list(self._standing.values())
+
+
+def run_keepers(
+    keepers: Sequence[Keeper],
+    *,
+    poll_interval_s: float = 1.0,
+    rounds: int | None = None,
+    on_round: Callable[[Keeper, int, list[Liquidation]], None] = lambda _k, _r, _l: None,
+) -> None:
+    """One loop for the keepers of several venues (one chain each): each takes a round when
+    its own chain has a new block and liquidates by the requirement in force on its own venue
+    (its `MarginMirror`); `rounds` counts per keeper (forever if None). `on_round` gets the
+    keeper that acted, its round number and its liquidations."""
+    count = [0] * len(keepers)
+    while rounds is None or min(count) < rounds:
+        acted = False
+        for i, keeper in enumerate(keepers):
+            if rounds is not None and count[i] >= rounds:
                 continue
-            last_block = block
-            void = set(self.last_round.reorged)
-            total = {k: v for k, v in total.items() if k[0] not in void}
-            total.update({(d.tx_hash, d.account, d.market_id): d for d in done})
-            on_round(n, done)
-            n += 1
-        return list(total.values())
+            done = keeper.poll()
+            if done is None:
+                continue
+            acted = True
+            on_round(keeper, count[i], done)
+            count[i] += 1
+        if not acted:
+            time.sleep(poll_interval_s)

@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 import requests
 
@@ -35,6 +36,16 @@ def find_anvil(configured: str | None = None) -> str:
     )
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _unblock_stop_signals() -> None:
+    """In the child, before exec: it inherits the mask `start` holds while it forks; with the
+    stop signals still blocked, the node would ignore SIGTERM (`stop`, `kill <pid>`) until
+    SIGKILL."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -53,7 +64,10 @@ class Anvil:
         chain_id: int = 31337,
         binary: str | None = None,
         extra_args: tuple[str, ...] = (),
+        home: Path | None = None,
     ) -> None:
+        """`home`: a folder for the node's log and spilled state, kept when it stops (a node
+        that will be `detach`ed); without one both go to a temporary folder `stop` removes."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.chain_id = chain_id
@@ -78,25 +92,35 @@ class Anvil:
         self._args = [*args, *extra_args]
         self._proc: subprocess.Popen[bytes] | None = None
         self._cache: str | None = None
+        self.home = home
 
     def start(self, timeout_s: float = 20.0) -> Anvil:
         # A SIGTERM/SIGINT landing between the fork and the assignment would orphan the node:
         # hold them until `_proc` is set, then let them raise inside the `try` below.
-        held = {signal.SIGINT, signal.SIGTERM}
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             # Anvil spills old block states to disk (by default under ~/.foundry/anvil/tmp, and
             # never removed when the node is killed): a lab run or a test suite left gigabytes
             # there. Each node gets its own folder, removed by `stop`.
-            self._cache = tempfile.mkdtemp(prefix="marginsync-anvil-")
+            if self.home is None:
+                self._cache = cache = tempfile.mkdtemp(prefix="marginsync-anvil-")
+                stderr: int | IO[bytes] = subprocess.PIPE
+            else:
+                (self.home / "cache").mkdir(parents=True, exist_ok=True)
+                cache = str(self.home / "cache")
+                # A file, not a pipe: a detached node outlives the reader a pipe would need.
+                stderr = (self.home / "anvil.log").open("ab")
             self._proc = subprocess.Popen(
-                [*self._args, "--cache-path", self._cache],
+                [*self._args, "--cache-path", cache],
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=stderr,
                 start_new_session=True,
+                preexec_fn=_unblock_stop_signals,
             )
+            if not isinstance(stderr, int):
+                stderr.close()  # the node holds its own copy
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         try:
             self._wait_until_up(timeout_s)
         except BaseException:
@@ -111,7 +135,13 @@ class Anvil:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                err = (
+                    self._proc.stderr.read().decode()
+                    if self._proc.stderr
+                    else (self.home / "anvil.log").read_text()
+                    if self.home
+                    else ""
+                )
                 raise ToolchainError(f"Anvil exited at start: {err.strip()}", "check the arguments")
             try:
                 body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
@@ -120,6 +150,15 @@ class Anvil:
             except requests.RequestException:
                 time.sleep(0.05)
         raise ToolchainError(f"Anvil did not answer on {self.url} within {timeout_s}s", "retry")
+
+    def detach(self) -> int:
+        """Lets the running node outlive this process (it runs in its own session); returns
+        its pid, which stops it (`kill <pid>`). `stop` no longer touches it."""
+        if self._proc is None or self._proc.poll() is not None:
+            raise ToolchainError("the Anvil node is not running", "start it before detaching")
+        pid = self._proc.pid
+        self._proc = None
+        return pid
 
     def stop(self) -> None:
         if self._proc and self._proc.poll() is None:

@@ -23,7 +23,7 @@ def _client(ctx: click.Context) -> Client:
     return Client(*connect(settings))
 
 
-def _trader(ctx: click.Context, client: Client, given: str | None) -> str:
+def trader_account(ctx: click.Context, client: Client, given: str | None) -> str:
     """--account, else the MARGINSYNC_PRIVATE_KEY account, else Anvil's account 4."""
     from offchain.ops.venue import require_signer
 
@@ -46,7 +46,7 @@ def _trader(ctx: click.Context, client: Client, given: str | None) -> str:
     )
 
 
-def _account_option(f: click.decorators.FC) -> click.decorators.FC:
+def account_option(f: click.decorators.FC) -> click.decorators.FC:
     return click.option(
         "--account",
         default=None,
@@ -58,7 +58,7 @@ def _account_option(f: click.decorators.FC) -> click.decorators.FC:
 @click.command()
 @click.argument("amount")
 @click.argument("symbol", default="USDC")
-@_account_option
+@account_option
 @click.option("--mint", is_flag=True, help="Mint the mock token to the wallet first (faucet).")
 @click.pass_context
 def deposit(ctx: click.Context, amount: str, symbol: str, account: str | None, mint: bool) -> None:
@@ -66,27 +66,27 @@ def deposit(ctx: click.Context, amount: str, symbol: str, account: str | None, m
     from offchain.chain.client import units
 
     client = _client(ctx)
-    trader = _trader(ctx, client, account)
+    trader = trader_account(ctx, client, account)
     c = client.d.collateral(symbol)
     if mint:
         token = client.tokens[c.symbol]
-        raw = units(_amount(amount), c.decimals)
+        raw = units(positive_amount(amount), c.decimals)
         client.chain.send(token.functions.mint(trader, raw), trader, f"mint {c.symbol}")
-    credited = client.deposit(trader, c.symbol, _amount(amount))
+    credited = client.deposit(trader, c.symbol, positive_amount(amount))
     console.print(f"deposited {credited / 10**c.decimals:,.6g} {c.symbol} for {trader}")
 
 
 @click.command()
 @click.argument("amount")
 @click.argument("symbol", default="USDC")
-@_account_option
+@account_option
 @click.pass_context
 def withdraw(ctx: click.Context, amount: str, symbol: str, account: str | None) -> None:
     """Withdraw AMOUNT of collateral SYMBOL (default USDC) to the trader's wallet."""
     client = _client(ctx)
-    trader = _trader(ctx, client, account)
+    trader = trader_account(ctx, client, account)
     c = client.d.collateral(symbol)
-    client.withdraw(trader, c.symbol, _amount(amount))
+    client.withdraw(trader, c.symbol, positive_amount(amount))
     console.print(f"withdrew {amount} {c.symbol} to {trader}")
 
 
@@ -94,7 +94,7 @@ def withdraw(ctx: click.Context, amount: str, symbol: str, account: str | None) 
 @click.argument("market")
 @click.argument("side", type=click.Choice(["buy", "sell"]))
 @click.argument("size")
-@_account_option
+@account_option
 @click.pass_context
 def trade(ctx: click.Context, market: str, side: str, size: str, account: str | None) -> None:
     """Buy or sell SIZE base units of MARKET at the oracle price (development venue).
@@ -104,9 +104,9 @@ def trade(ctx: click.Context, market: str, side: str, size: str, account: str | 
     from offchain.ops.venue import trade as settle
 
     client = _client(ctx)
-    trader = _trader(ctx, client, account)
+    trader = trader_account(ctx, client, account)
     m = client.d.market(market)
-    signed = _amount(size) if side == "buy" else f"-{_amount(size)}"
+    signed = positive_amount(size) if side == "buy" else f"-{positive_amount(size)}"
     price = settle(client, trader, m.id, signed)
     console.print(f"{side} {size} {m.symbol} @ {price / 1e18:,.2f} for {trader}")
     _print_account(client, trader)
@@ -119,7 +119,7 @@ def account(ctx: click.Context, address: str | None) -> None:
     """Collateral, positions, equity, margin in force (attested or static), health and
     liquidation prices of ADDRESS [default: the trader account]."""
     client = _client(ctx)
-    _print_account(client, address or _trader(ctx, client, None))
+    _print_account(client, address or trader_account(ctx, client, None))
 
 
 @click.command()
@@ -168,9 +168,10 @@ def status(ctx: click.Context) -> None:
 
 
 def _print_account(client: Client, address: str) -> None:
-    from offchain.ops.views import account_view
+    from offchain.ops.views import account_view, link_account_view
 
     v = account_view(client, address)
+    quote = client.d.collaterals[0]
     held = ", ".join(f"{amount:,.6g} {sym}" for sym, amount in v.collateral.items() if amount)
     console.print(f"account {v.address}: cash ${v.cash_usd:,.2f}" + (f", {held}" if held else ""))
     if v.positions:
@@ -184,15 +185,28 @@ def _print_account(client: Client, address: str) -> None:
     if v.funding_owed_usd:
         side = "owes" if v.funding_owed_usd > 0 else "is owed"
         console.print(f"funding: {side} ${abs(v.funding_owed_usd):,.2f} (counted in equity)")
-    source = "attested" if v.attested else "static"
+    source = "certified" if v.certified else "attested" if v.attested else "static"
     health = f"{v.health:.3f}" if v.health is not None else "-"
     console.print(
         f"equity ${v.equity_usd:,.2f}; IM ${v.im_usd:,.2f}, MM ${v.mm_usd:,.2f} ({source}; static "
         f"IM ${v.static_im_usd:,.2f}, MM ${v.static_mm_usd:,.2f}); health {health} (equity / MM)"
     )
+    link = link_account_view(client, v.address)
+    if link is not None:
+        last = f"certificate {link.sequence}" if link.sequence else "no certificate yet"
+        in_force = " (in force)" if v.certified else ""
+        held = ", ".join(
+            f"#{p.pledge_id} for venue {p.to_venue} {p.amount / 10**quote.decimals:,.6g} "
+            f"{quote.symbol} {p.state.name.lower()}"
+            for p in link.held
+        )
+        console.print(
+            f"link: {last}{in_force}, pledges counted here ${link.pledged_usd:,.2f}; "
+            f"pledged from here: {held or 'none'}"
+        )
 
 
-def _amount(text: str) -> str:
+def positive_amount(text: str) -> str:
     from decimal import Decimal, InvalidOperation
 
     try:

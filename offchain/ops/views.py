@@ -1,15 +1,16 @@
 """Read-only views: one account (`marginsync account`) and the deployment (`marginsync status`).
 
 Figures come from the contracts' own views (`accountHealth` is the one health function;
-`requirementInForce` says whether an attestation or the static rule sets the margin), so what is
-shown is what a liquidation would see.
+`requirementInForce` says whether a certificate, an attestation or the static rule sets the
+margin), so what is shown is what a liquidation would see.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
-from offchain.chain import checksum
+from offchain.chain import Chain, checksum
 from offchain.chain.client import Client
 from offchain.chain.mirror import AccountMirror
 from offchain.models import WAD
@@ -47,15 +48,69 @@ class AccountView:
     mm_usd: float
     static_im_usd: float
     static_mm_usd: float
-    attested: bool
+    attested: bool  # an engine attestation sets the margin (S1)
     # Funding the positions owe since they last settled, already out of equity (I26); None when
     # a feed is broken (the contract then values at quotes and the difference is not funding).
     funding_owed_usd: float | None = None
+    certified: bool = False  # a cross-venue certificate sets it (a linked venue, X2)
 
     @property
     def health(self) -> float | None:
         """Equity over maintenance margin: below 1 the account is liquidatable."""
         return self.equity_usd / self.mm_usd if self.mm_usd else None
+
+
+class PledgeState(IntEnum):  # IVenueLink.PledgeState
+    NONE = 0
+    ACTIVE = 1
+    RELEASING = 2
+    RELEASED = 3
+
+
+@dataclass(frozen=True)
+class PledgeRow:
+    """One pledge as the VenueLink holding it knows it."""
+
+    pledge_id: int
+    account: str
+    to_venue: int
+    state: PledgeState
+    amount: int  # quote token units remaining
+
+
+@dataclass(frozen=True)
+class LinkAccountView:
+    """An account on a linked venue: its last certificate here and the pledges held here."""
+
+    sequence: int  # of the last certificate applied here; 0: none yet
+    issued_at: int
+    pledged_usd: float  # pledges on other venues that certificate counts in this venue's favour
+    held: list[PledgeRow]  # pledges this venue's link holds for the account (for other venues)
+
+
+def pledges_of(chain: Chain, link_address: str, account: str) -> list[PledgeRow]:
+    """`account`'s pledges held by the VenueLink at `link_address`, oldest first."""
+    link = chain.contract("VenueLink", link_address)
+    rows = []
+    for pledge_id in range(1, int(link.functions.pledgeCount().call()) + 1):
+        owner, to_venue, state, amount = link.functions.pledgeOf(pledge_id).call()
+        if checksum(owner) == checksum(account):
+            rows.append(PledgeRow(pledge_id, checksum(owner), to_venue, PledgeState(state), amount))
+    return rows
+
+
+def link_account_view(client: Client, address: str) -> LinkAccountView | None:
+    """None on a venue that is not linked."""
+    if not client.d.venue_link:
+        return None
+    link = client.chain.contract("VenueLink", client.d.venue_link)
+    applied = link.functions.appliedCertificate(checksum(address)).call()
+    return LinkAccountView(
+        sequence=int(applied[0]),
+        issued_at=int(applied[1]),
+        pledged_usd=int(applied[7]) / WAD,
+        held=pledges_of(client.chain, client.d.venue_link, address),
+    )
 
 
 def account_view(client: Client, address: str) -> AccountView:
@@ -78,24 +133,32 @@ def account_view(client: Client, address: str) -> AccountView:
         known,
     )
     h = client.health(account)
-    attested = False
-    if d.attestation_verifier and any(positions.values()):
+    mask = 0
+    for mid, size in positions.items():
+        if size:
+            mask |= 1 << markets[mid].oracle_asset
+    args = (
+        account,
+        raw["nonce"],
+        mask,
+        # One current price per asset of the mask, ascending asset id.
+        [prices[a] or 0 for a in range(mask.bit_length()) if mask >> a & 1],
+        static.initial_margin_wad,
+        static.maintenance_margin_wad,
+    )
+    attested = certified = False
+    inner: tuple[bool, int, int] = (False, static.initial_margin_wad, static.maintenance_margin_wad)
+    if d.attestation_verifier and mask:
         verifier = client.chain.contract("AttestationVerifier", d.attestation_verifier)
-        mask = 0
-        for mid, size in positions.items():
-            if size:
-                mask |= 1 << markets[mid].oracle_asset
-        attested = bool(
-            verifier.functions.requirementInForce(
-                account,
-                raw["nonce"],
-                mask,
-                # One current price per asset of the mask, ascending asset id.
-                [prices[a] or 0 for a in range(mask.bit_length()) if mask >> a & 1],
-                static.initial_margin_wad,
-                static.maintenance_margin_wad,
-            ).call()[0]
-        )
+        ok, im, mm = verifier.functions.requirementInForce(*args).call()
+        inner = attested, _, _ = (bool(ok), int(im), int(mm))
+    if d.venue_link and mask:
+        # The link answers its certificate when one is in force, else what its inner verifier
+        # (the one above) answers: a different answer is the certificate's.
+        link = client.chain.contract("VenueLink", d.venue_link)
+        ok, im, mm = link.functions.requirementInForce(*args).call()
+        certified = bool(ok) and (bool(ok), int(im), int(mm)) != inner
+        attested = attested and not certified
     static_mm = static.maintenance_margin_wad
     scale = h.maintenance_margin_wad / static_mm if static_mm else 1.0
     views = []
@@ -136,6 +199,7 @@ def account_view(client: Client, address: str) -> AccountView:
         attested,
         # `static` counts no funding: the contract's equity is lower by exactly what is owed.
         (static.equity_wad - h.equity_wad) / WAD if len(known) == len(prices) else None,
+        certified,
     )
 
 
