@@ -18,6 +18,7 @@ from offchain.lab.venues_metrics import (
     by_kind,
     collateral_required,
     disagreement_ticks,
+    everywhere_certified,
     percentiles,
     unnecessary_liquidations,
 )
@@ -89,6 +90,20 @@ def test_venues_lab__isolated__has_no_certificates(report: dict[str, Any]) -> No
     isolated = report["venues"]["isolated"]
     assert isolated["certificate_lag_ms"] is None
     assert isolated["gas"]["committee"] == 0
+    assert isolated["certified_ticks"] == isolated["disagreement_ticks_certified"] == 0
+
+
+def test_venues_lab__linked__certificates_in_force_and_the_same_collateral(
+    report: dict[str, Any],
+) -> None:
+    isolated, linked = report["venues"]["isolated"], report["venues"]["linked"]
+    # X3: the same total collateral per trader, part of it pledged instead of deposited.
+    assert linked["collateral_posted"] == isolated["collateral_posted"]
+    assert linked["certified_ticks"] > 0
+    assert linked["gas"]["committee"] > 0
+    assert set(linked["certificate_lag_ms"]) == {"p50", "p99"}
+    assert linked["certificate_lag_ms"]["p50"] <= linked["certificate_lag_ms"]["p99"]
+    assert linked["disagreement_ticks_certified"] <= linked["disagreement_ticks"]
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -101,6 +116,11 @@ def test_disagreement__one_venue_under_its_mm_while_the_other_is_healthy__one_ti
     assert disagreement_ticks(equity, mm, open_) == 1
     # Both venues under: they agree.
     assert disagreement_ticks(np.full_like(equity, 1.0), mm, open_) == 0
+    # Counted only where a certificate is in force on every open venue, when asked.
+    certified = np.array([[[True, True], [True, False]], [[True, False], [True, False]]])
+    where = everywhere_certified(certified, open_)
+    assert where.tolist() == [[True, True], [False, True]]
+    assert disagreement_ticks(equity, mm, open_, where) == 0
 
 
 def test_unnecessary__a_leg_liquidated_while_the_whole_book_is_healthy__counts() -> None:

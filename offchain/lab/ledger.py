@@ -3,9 +3,10 @@
 The lab never reads an account's storage in its loop (S7/I17): after each batch of transactions
 it pulls the new logs of the clearinghouse and of the contracts it asks for margin (the
 attestation verifier, and on a linked venue its VenueLink and committee registry), applies them
-to the product's `offchain.chain.margin_mirror.MarginMirror` (the accounts, and the one rule
-that tells which requirement is in force: the link's certificate, then the verifier's
-attestation, then static), and keeps every event tagged with the price update it happened in.
+to the product's margin mirror (`offchain.link.mirror.linked_margin_mirror`: the accounts, and
+the one rule that tells which requirement is in force: the link's certificate, then the
+verifier's attestation, then static), and keeps every event tagged with the price update it
+happened in.
 Metrics are then computed from these events and the exact integer health mirror, and checked
 against the chain once at the end.
 """
@@ -15,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from offchain.chain import Chain, Event
-from offchain.chain.margin_mirror import MarginMirror
 from offchain.lab.transport import Transport
+from offchain.link.mirror import linked_margin_mirror
 from offchain.models import Deployment
 from offchain.risk.funding import owed
 
@@ -25,8 +26,12 @@ class Ledger:
     def __init__(self, chain: Chain, deployment: Deployment, transport: Transport) -> None:
         self.transport = transport
         self.deployment = deployment
-        self.mirror = MarginMirror(chain, deployment)
-        others = (deployment.attestation_verifier, deployment.venue_link, self.mirror.committee)
+        self.mirror = linked_margin_mirror(chain, deployment)
+        link = self.mirror.link
+        others = (
+            deployment.attestation_verifier,
+            *((link.address, link.committee) if link else ()),
+        )
         self._addresses = [deployment.clearinghouse, *(a for a in others if a)]
         self._next_block = deployment.block
         self.tick = 0  # the price update the next events belong to (0 = opening positions)

@@ -351,6 +351,8 @@ VENUE_ROWS: tuple[tuple[str, str], ...] = (
     ("  single-venue $", "collateral_required.single"),
     ("collateral posted $", "collateral_posted.total"),
     ("disagreement ticks", "disagreement_ticks"),
+    ("  while certified everywhere", "disagreement_ticks_certified"),
+    ("account-ticks certified everywhere", "certified_ticks"),
     ("certificate lag p50 ms", "certificate_lag_ms.p50"),
     ("certificate lag p99 ms", "certificate_lag_ms.p99"),
     ("gas: committee", "gas.committee"),

@@ -48,7 +48,7 @@ from offchain.lab.report import (
 )
 from offchain.lab.runner import MAX_TRADERS, GenerationRun, Run, lab_chain, run_on
 from offchain.lab.scenarios import SCENARIOS, LabPath, lab_path
-from offchain.lab.venues_link import link_chains, pledge, pledged_wad_to
+from offchain.lab.venues_link import LinkDriver, link_chains, pledge, pledged_wad_to
 from offchain.lab.venues_population import (
     PLEDGED_SHARE,
     VenueTrader,
@@ -56,6 +56,7 @@ from offchain.lab.venues_population import (
     venue_plans,
     venue_population,
 )
+from offchain.link.mirror import LinkMirror
 from offchain.models import WAD, SystemSpec
 from offchain.risk.crossvenue import Book, CrossVenueParams, WadArray, global_view
 from offchain.settings import Settings
@@ -91,7 +92,7 @@ LINKED = RuleSet(
     "rebalancing within a cap (X5)",
     linked=True,
 )
-RULE_SETS = (ISOLATED,)
+RULE_SETS = (ISOLATED, LINKED)
 
 
 @dataclass
@@ -105,6 +106,7 @@ class VenuesRun:
     equity: FloatArray
     mm: FloatArray  # the maintenance requirement in force
     whole_book_healthy: BoolArray  # [point, trader], by the global model (X1)
+    certified: BoolArray  # a link certificate in force
     sizes: FloatArray
     deposits_usd: FloatArray  # [trader, venue]
     pledged_usd: FloatArray  # [trader]: pledged in total (linked)
@@ -216,13 +218,18 @@ def run_rule_set(
         on_progress(f"{venues} venues deployed (chain ids {ids})" + ", linked" * rule_set.linked)
         for run in runs:
             run.open(started)
+        driver = None
         if rule_set.linked:
             pledge(runs, pledges(population))
+            driver = LinkDriver(runs)
+            driver.step()
         recorder = _Recorder(runs, lambda: pledged_wad_to(runs))
         recorder.record(0)
-        on_progress("positions opened")
+        on_progress("positions opened" + ", pledged and certified" * rule_set.linked)
         for k in range(1, path.steps + 1):
             ticks = [run.move(k) for run in runs]
+            if driver is not None:
+                driver.step()
             recorder.record(k)
             for run, tick_at in zip(runs, ticks, strict=True):
                 run.act(k, tick_at)
@@ -245,6 +252,7 @@ def run_rule_set(
         equity=np.array(recorder.equity, dtype=np.float64) / WAD,
         mm=np.array(recorder.mm, dtype=np.float64) / WAD,
         whole_book_healthy=np.array(recorder.whole_book_healthy),
+        certified=np.array(recorder.certified),
         sizes=np.array(recorder.sizes),
         deposits_usd=np.array(
             [
@@ -256,6 +264,8 @@ def run_rule_set(
             [sum(p.amount_usd for p in given if p.trader == a) for a in range(len(population))]
         ),
         liquidated=liquidated,
+        certificate_lag_ms=driver.lags_ms if driver else [],
+        committee_gas=driver.gas if driver else 0,
         wall_s=time.perf_counter() - started,
     )
 
@@ -273,6 +283,7 @@ class _Recorder:
         self.equity: list[WadArray] = []
         self.mm: list[WadArray] = []
         self.whole_book_healthy: list[BoolArray] = []
+        self.certified: list[BoolArray] = []
         self.sizes: list[FloatArray] = []
 
     def record(self, k: int) -> None:
@@ -280,6 +291,7 @@ class _Recorder:
         shape = (len(traders), len(self.runs))
         equity, static_im, static_mm, mm = (np.zeros(shape, dtype=object) for _ in range(4))
         sizes = np.zeros((*shape, len(self.markets)))
+        certified = np.zeros(shape, dtype=np.bool_)
         for v, run in enumerate(self.runs):
             prices, mirror = run.points[k], run.ledger.mirror
             ids = [run.d.market(m.symbol).id for m in self.markets]
@@ -289,6 +301,7 @@ class _Recorder:
                 static_im[a, v] = static.initial_margin_wad
                 static_mm[a, v] = static.maintenance_margin_wad
                 mm[a, v] = run.requirement(account, static, prices)[1]
+                certified[a, v] = _certified(run, account, prices)
                 positions = mirror.accounts[account].positions
                 sizes[a, v] = [positions.get(i, 0) / WAD for i in ids]
         prices_usd = np.array(
@@ -302,6 +315,17 @@ class _Recorder:
         self.equity.append(equity)
         self.mm.append(mm)
         self.sizes.append(sizes)
+        self.certified.append(certified)
+
+
+def _certified(run: Run, account: str, prices: dict[int, int]) -> bool:
+    """Whether the venue's link certificate for `account` is in force (False: not linked)."""
+    mirror = run.ledger.mirror
+    link = mirror.link
+    if not isinstance(link, LinkMirror):
+        return False
+    nonce, mask = mirror.accounts[account].nonce, mirror.market_asset_mask(account)
+    return link.in_force(account, nonce, mask, prices, run.now_s, link.key_epoch) is not None
 
 
 # ---------------------------------------------------------------------------- figures
@@ -311,6 +335,7 @@ def venues_figures(run: VenuesRun, population: list[VenueTrader]) -> dict[str, A
     open_ = np.abs(run.sizes).sum(axis=3) > 0.0
     decisions = slice(1, None)
     kinds = [t.kind for t in population]
+    certified = vm.everywhere_certified(run.certified[decisions], open_[decisions])
     required = vm.collateral_required(
         run.equity - run.deposits_usd[None, :, :], run.mm, linked=run.rule_set.linked
     )
@@ -328,6 +353,10 @@ def venues_figures(run: VenuesRun, population: list[VenueTrader]) -> dict[str, A
         "disagreement_ticks": vm.disagreement_ticks(
             run.equity[decisions], run.mm[decisions], open_[decisions]
         ),
+        "disagreement_ticks_certified": vm.disagreement_ticks(
+            run.equity[decisions], run.mm[decisions], open_[decisions], certified
+        ),
+        "certified_ticks": int(certified.sum()),
         "certificate_lag_ms": vm.percentiles(run.certificate_lag_ms),
         "gas": {
             "committee": run.committee_gas,

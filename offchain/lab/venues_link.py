@@ -8,6 +8,12 @@ population's pledges, and the product's link engine driven at the lab's clock.
 * `pledge`: every pledge of the population (`venues_population.pledges`): USDC minted to the
   trader on the holding venue's chain, approved to its VenueLink and pledged to the target venue
   from the trader's own wallet (X3), and a rebalance cap of everything it pledged there (X5).
+* `LinkDriver`: the product's `offchain.link.engine.LinkEngine` over the lab's venues, built as
+  the engine's own end-to-end tests build it (a `LinkView` of fresh mirrors, the committee's
+  aggregator, members in process each with its OWN mirrors of every venue, one `TxSender` per
+  chain), with the committee's first `COMMITTEE_THRESHOLD` members online. The lab supplies only
+  what a simulation must: each chain mines the engine's transactions at the scenario's clock
+  when the engine waits for them (`_MinedSender`), as Gen 3's engine gets a `mine` hook.
 """
 
 from __future__ import annotations
@@ -19,18 +25,28 @@ from dataclasses import replace
 import numpy as np
 
 from offchain.chain.client import MAX_UINT
+from offchain.chain.journal import Journal, Outcome
+from offchain.chain.sender import TxSender
+from offchain.chain.signers import tx_signer_for
+from offchain.committee.aggregator import Aggregator, Signer
 from offchain.committee.bls import dev_secret_keys
 from offchain.committee.registry import Registry
+from offchain.errors import ConfigError
 from offchain.lab.runner import DEPOSIT_GAS_LIMIT, LabChain, Run
 from offchain.lab.transport import Tx
 from offchain.lab.venues_population import Pledge
 from offchain.link.deploy import deploy_link
+from offchain.link.engine import LinkEngine, StepReport
+from offchain.link.member import LinkMember
 from offchain.link.messages import pledged_wad
+from offchain.link.mirror import LinkMirror
+from offchain.link.view import LinkView
 from offchain.risk.crossvenue import WadArray
 
 COMMITTEE_SIZE = 5
 COMMITTEE_THRESHOLD = 3
 PLEDGE_GAS_LIMIT = 300_000
+LINK_ENGINE_ACCOUNT = 6  # the dev account the link engine sends from (unused by the runner)
 
 
 def link_chains(chains: Sequence[LabChain]) -> list[LabChain]:
@@ -111,8 +127,81 @@ def pledged_wad_to(runs: Sequence[Run]) -> WadArray:
     pledged = np.zeros((len(column), len(runs)), dtype=object)
     for run in runs:
         decimals = run.d.collateral("USDC").decimals
+        link = run.ledger.mirror.link
+        if not isinstance(link, LinkMirror):
+            continue  # not linked: nothing pledged
         for v in range(len(runs)):
-            for p in run.ledger.mirror.link.pledged_to(v).values():
+            for p in link.pledged_to(v).values():
                 if p.account in column:
                     pledged[column[p.account], v] += pledged_wad(p.amount, decimals)
     return pledged
+
+
+class _MinedSender(TxSender):
+    """The product's sender on a chain that mines only on demand: before waiting for what it
+    sent, one block is mined at the scenario's clock. Counts the gas its transactions used."""
+
+    def __init__(self, run: Run, address: str) -> None:
+        chain = run.chain
+        super().__init__(
+            chain.w3,
+            tx_signer_for(chain, address),
+            Journal(":memory:", chain_id=chain.chain_id, sender=address),
+            chain_id=chain.chain_id,
+        )
+        self._run = run
+        self.gas_used = 0
+
+    def wait(self, timeout_s: float) -> list[Outcome]:
+        self._run.transport.mine(self._run.now_s)
+        outcomes = super().wait(timeout_s)
+        self.gas_used += sum(o.gas_used for o in outcomes)
+        return outcomes
+
+
+class LinkDriver:
+    """The link engine on the lab's venues: `step` once per update, after every venue moved."""
+
+    def __init__(self, runs: Sequence[Run]) -> None:
+        self.runs = list(runs)
+        chains = [r.chain for r in runs]
+        deployments = [r.d for r in runs]
+        keys = dev_secret_keys(COMMITTEE_SIZE)
+        members: dict[int, Signer] = {}
+        for i in range(COMMITTEE_THRESHOLD):
+            own = LinkView.connect(chains, deployments)
+            own.sync()
+            members[i] = LinkMember(own).member(keys[i])
+        address = chains[0].accounts[LINK_ENGINE_ACCOUNT]
+        self.senders = [_MinedSender(r, address) for r in runs]
+        registry = Registry(chains[0], str(_registry_of(runs[0])))
+        self.engine = LinkEngine(
+            LinkView.connect(chains, deployments),
+            Aggregator(registry.public_keys(), COMMITTEE_THRESHOLD),
+            members,
+            self.senders,
+        )
+        self.reports: list[StepReport] = []
+
+    def step(self) -> StepReport:
+        """One engine step; then every venue's ledger reads what it applied."""
+        report = self.engine.step()
+        self.reports.append(report)
+        for run in self.runs:
+            run.ledger.pull()
+        return report
+
+    @property
+    def lags_ms(self) -> list[float]:
+        return [lag.seconds * 1000.0 for lag in self.engine.lags]
+
+    @property
+    def gas(self) -> int:
+        return sum(s.gas_used for s in self.senders)
+
+
+def _registry_of(run: Run) -> str:
+    link = run.ledger.mirror.link
+    if link is None or link.committee is None:
+        raise ConfigError("the venue is not linked", "link the venues before the link engine")
+    return link.committee

@@ -12,6 +12,9 @@ All money is USD.
   link engine's model): Σ venue equity + pledges ≥ the global MM, at the decision point's prices.
 * `disagreement_ticks`: (decision point, trader) pairs where the trader is open on two or more
   venues and they disagree on whether it is healthy (equity ≥ MM in force on one, < on another).
+  `disagreement_ticks_certified`: those of them at which a link certificate was in force on every
+  venue where the trader is open (linked only; 0 when isolated), and `certified_ticks` how many
+  (decision point, trader) pairs had one.
 * `collateral_required`: the least collateral with which, along this run's path and books, no
   venue's maintenance requirement in force would have been breached at any decision point. With
   pnl_v = equity_v − deposit_v, isolated venues count only their own deposit, so a trader needs
@@ -36,14 +39,25 @@ FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
 
-def disagreement_ticks(equity: FloatArray, mm: FloatArray, open_: BoolArray) -> int:
+def disagreement_ticks(
+    equity: FloatArray, mm: FloatArray, open_: BoolArray, where: BoolArray | None = None
+) -> int:
     """(point, trader) pairs, over arrays [point, trader, venue], where the trader is open on
-    two or more venues and some say healthy (equity ≥ MM) while others do not."""
+    two or more venues and some say healthy (equity ≥ MM) while others do not; only where
+    `where` [point, trader] holds, when given."""
     healthy = equity >= mm
     open_count = open_.sum(axis=2)
     healthy_open = (healthy & open_).sum(axis=2)
     disagree = (open_count >= 2) & (healthy_open > 0) & (healthy_open < open_count)
+    if where is not None:
+        disagree &= where
     return int(disagree.sum())
+
+
+def everywhere_certified(certified: BoolArray, open_: BoolArray) -> BoolArray:
+    """[point, trader]: a link certificate is in force on every venue where the trader is open
+    (and it is open somewhere), over arrays [point, trader, venue]."""
+    return (certified | ~open_).all(axis=2) & open_.any(axis=2)
 
 
 def unnecessary_liquidations(
