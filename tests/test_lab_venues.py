@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from offchain.errors import ConfigError
 from offchain.lab.population import MAX_GROSS_LEVERAGE
 from offchain.lab.venues import RULE_SETS, VENUE_CHAIN_IDS, run_venues
 from offchain.lab.venues_metrics import (
@@ -106,6 +107,28 @@ def test_venues_lab__linked__certificates_in_force_and_the_same_collateral(
     assert linked["disagreement_ticks_certified"] <= linked["disagreement_ticks"]
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("crash", "sync-interval", 3), "--sweep sync-interval with --venues"),
+        (("crash", None, 1), "1 venues"),
+        (("nowhere", None, 3), "unknown scenario 'nowhere'"),
+    ],
+)
+def test_venues_lab__bad_input__one_line_error_before_any_chain(
+    args: tuple[str, str | None, int], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run_venues(
+            *args,
+            seed=1,
+            traders=4,
+            steps=4,
+            settings=Settings(runs_dir=tmp_path),
+            console=Console(quiet=True),
+        )
+
+
 # ---------------------------------------------------------------------------- metrics
 def test_disagreement__one_venue_under_its_mm_while_the_other_is_healthy__one_tick() -> None:
     # [point, trader, venue]: trader 0 open on both venues, under MM on venue 1 at point 1 only;
@@ -124,6 +147,7 @@ def test_disagreement__one_venue_under_its_mm_while_the_other_is_healthy__one_ti
 
 
 def test_unnecessary__a_leg_liquidated_while_the_whole_book_is_healthy__counts() -> None:
+    # X1: "healthy" is the whole book's verdict, not the venue's.
     # [point, trader]: trader 0 is healthy as a whole at point 1, trader 1 is not.
     healthy = np.array([[True, True], [True, False]])
     assert unnecessary_liquidations([(1, 0), (1, 1)], healthy) == 1

@@ -1,7 +1,7 @@
 """`marginsync lab --venues N`: one scenario, one population whose books are split across N
 venues, two rule sets side by side, one report.
 
-    run_venues(scenario="crash", seed=7, traders=200, venues=3, settings=Settings(), console=c)
+    run_venues("crash", None, 3, seed=7, traders=60, steps=40, settings=Settings(), console=c)
 
 Each rule set runs N venues, each a full marginsync deployment with Gen 3 (the product's engine
 and `AttestationVerifier`) on its own Anvil with its own chain id (`VENUE_CHAIN_IDS`), driven in
@@ -12,9 +12,10 @@ act (`runner.Run.act`). The rule sets:
 
 * **isolated**: each venue alone (today's Gen 3 per venue); a trader's collateral for a venue is
   deposited there;
-* **linked**: the same venues joined by a VenueLink and a committee, and the link's engine
-  certifying every trader's whole book on every venue (X1-X7); the same total collateral per
-  trader, `PLEDGED_SHARE` of a multi-venue trader's collateral pledged, with a rebalance cap.
+* **linked**: the same venues joined by VenueLinks and a BLS committee, and the product's link
+  engine certifying every trader's whole book on every venue (X1-X7; `venues_link`); the same
+  total collateral per trader, `PLEDGED_SHARE` of a multi-venue trader's collateral pledged, with
+  a rebalance cap.
 
 Figures and their definitions: `venues_metrics`. The report is written as `lab` writes its own
 (`runs/<run-id>/`: report.json under `venues` → `isolated` / `linked`, venues.png, report.html)
@@ -65,7 +66,7 @@ from offchain.sync.keys import LOCAL_VENUE_CHAIN_IDS
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 DEFAULT_VENUES = 3
-MAX_VENUES = 8
+MAX_VENUES = 8  # one Anvil per venue and rule set: what one machine runs (the CLI says 2..8)
 VENUE_CHAIN_IDS = LOCAL_VENUE_CHAIN_IDS[:MAX_VENUES]
 
 
