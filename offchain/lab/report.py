@@ -404,8 +404,16 @@ def write_venues_plot(run_dir: Path, report: Mapping[str, Any]) -> str:
     axes[2].set_xticks(np.arange(len(kinds)), [f"{kind}\nbooks" for kind in kinds], fontsize=8)
     axes[2].set_title("collateral required ($k)", fontsize=10)
     axes[2].legend(fontsize=7)
-    axes[3].bar(x, [sets[k]["disagreement_ticks"] for k in keys], color=colours)
+    axes[3].bar(x - 0.2, [sets[k]["disagreement_ticks"] for k in keys], 0.4, color=colours)
+    axes[3].bar(
+        x + 0.2,
+        [sets[k]["disagreement_ticks_certified"] for k in keys],
+        0.4,
+        color="grey",
+        label="certificates in force everywhere",
+    )
     axes[3].set_title("disagreement (account-ticks)", fontsize=10)
+    axes[3].legend(fontsize=7)
     for ax in (axes[0], axes[1], axes[3]):
         ax.set_xticks(x, [sets[k]["label"] for k in keys], fontsize=8)
     for ax in axes:
