@@ -343,6 +343,8 @@ RULE_SET_COLOURS = {"isolated": "#c44e52", "linked": "#2a9d8f"}
 VENUE_PLOT_FILE = "venues.png"
 VENUE_ROWS: tuple[tuple[str, str], ...] = (
     ("bad debt $", "bad_debt"),
+    ("  booked by the venues $", "bad_debt_detail.booked_by_venues"),
+    ("  claims paid from pledges $", "bad_debt_detail.claims_paid"),
     ("liquidations", "liquidations"),
     ("unnecessary liquidations", "unnecessary_liquidations"),
     ("collateral required $", "collateral_required.total"),

@@ -49,7 +49,13 @@ from offchain.lab.report import (
 )
 from offchain.lab.runner import MAX_TRADERS, GenerationRun, Run, lab_chain, run_on
 from offchain.lab.scenarios import SCENARIOS, LabPath, lab_path
-from offchain.lab.venues_link import LinkDriver, link_chains, pledge, pledged_wad_to
+from offchain.lab.venues_link import (
+    LinkDriver,
+    claims_paid_usd,
+    link_chains,
+    pledge,
+    pledged_wad_to,
+)
 from offchain.lab.venues_population import (
     PLEDGED_SHARE,
     VenueTrader,
@@ -111,6 +117,7 @@ class VenuesRun:
     sizes: FloatArray
     deposits_usd: FloatArray  # [trader, venue]
     pledged_usd: FloatArray  # [trader]: pledged in total (linked)
+    claims_paid_usd: FloatArray  # [venue]: paid to its insurance fund from pledges (X4)
     liquidated: list[tuple[int, int, int]]  # (decision point, trader, venue) per Liquidate event
     certificate_lag_ms: list[float] = field(default_factory=list)
     committee_gas: int = 0
@@ -239,6 +246,7 @@ def run_rule_set(
                 f"update {k}/{path.steps}: {liquidations} liquidations "
                 f"({time.perf_counter() - started:.0f} s)"
             )
+        claims = claims_paid_usd(runs)
         venue_runs = [run.finish(started) for run in runs]
     given = pledges(population) if rule_set.linked else []
     column = {a: i for i, a in enumerate(runs[0].traders)}
@@ -265,6 +273,7 @@ def run_rule_set(
             [sum(p.amount_usd for p in given if p.trader == a) for a in range(len(population))]
         ),
         liquidated=liquidated,
+        claims_paid_usd=np.array(claims),
         certificate_lag_ms=driver.lags_ms if driver else [],
         committee_gas=driver.gas if driver else 0,
         wall_s=time.perf_counter() - started,
@@ -344,7 +353,21 @@ def venues_figures(run: VenuesRun, population: list[VenueTrader]) -> dict[str, A
     return {
         "label": run.rule_set.label,
         "rules": run.rule_set.rules,
-        "bad_debt": vm.summed(per_venue, "bad_debt"),
+        "bad_debt": round(
+            sum(
+                max(0.0, m["bad_debt"] - claim)
+                for m, claim in zip(per_venue, run.claims_paid_usd, strict=True)
+            ),
+            2,
+        ),
+        "bad_debt_detail": {
+            "booked_by_venues": vm.summed(per_venue, "bad_debt"),
+            "claims_paid": round(float(run.claims_paid_usd.sum()), 2),
+            **{
+                key: round(sum(m["bad_debt_detail"][key] for m in per_venue), 2)
+                for key in ("unpaid_at_resolution", "latent_at_end", "insolvent_accounts")
+            },
+        },
         "liquidations": int(vm.summed(per_venue, "liquidations")),
         "unnecessary_liquidations": vm.unnecessary_liquidations(
             [(t, a) for t, a, _ in run.liquidated], run.whole_book_healthy

@@ -18,6 +18,7 @@ population's pledges, and the product's link engine driven at the lab's clock.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -182,18 +183,24 @@ class LinkDriver:
             self.senders,
         )
         self.reports: list[StepReport] = []
+        self.lags_ms: list[float] = []
 
     def step(self) -> StepReport:
-        """One engine step; then every venue's ledger reads what it applied."""
+        """One engine step, run once every venue's update is mined (the last venue events the
+        certificates answer); then every venue's ledger reads what it applied. Each certificate
+        applied on every venue in the step gets the step's duration as its lag: the engine
+        confirms a step's certificates together, at its end. (The engine's own `lags` count
+        from when it first saw the account's position and pledge state, which a price move
+        does not change, so a certificate that re-prices an unchanged book would carry every
+        update since.)"""
+        started, applied = time.perf_counter(), len(self.engine.lags)
         report = self.engine.step()
         self.reports.append(report)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        self.lags_ms += [elapsed_ms] * (len(self.engine.lags) - applied)
         for run in self.runs:
             run.ledger.pull()
         return report
-
-    @property
-    def lags_ms(self) -> list[float]:
-        return [lag.seconds * 1000.0 for lag in self.engine.lags]
 
     @property
     def gas(self) -> int:
@@ -205,3 +212,18 @@ def _registry_of(run: Run) -> str:
     if link is None or link.committee is None:
         raise ConfigError("the venue is not linked", "link the venues before the link engine")
     return link.committee
+
+
+def claims_paid_usd(runs: Sequence[Run]) -> list[float]:
+    """Per venue: the pledged collateral other venues paid its insurance fund for losses it
+    booked (X4: `ClaimPaid` on the holder's chain, the pledge's target being the claimant)."""
+    out = [0.0] * len(runs)
+    for run in runs:
+        link = run.ledger.mirror.link
+        if not isinstance(link, LinkMirror):
+            continue
+        decimals = run.d.collateral("USDC").decimals
+        for _, e in run.ledger.named("ClaimPaid"):
+            target = link.pledges[int(e.args["pledgeId"])].to_venue
+            out[target] += int(e.args["amount"]) / 10**decimals
+    return out

@@ -6,7 +6,10 @@ when it decides. Point 0 is the opening. "Open" means the trader holds a positio
 All money is USD.
 
 * `bad_debt`, `liquidations`: the per-venue figures of `metrics.generation_metrics` summed over
-  venues (each venue's `Liquidate` events; bad debt unpaid at resolution plus latent at the end).
+  venues (each venue's `Liquidate` events; bad debt unpaid at resolution plus latent at the end),
+  bad debt net of what pledges paid each venue's insurance fund for the losses it booked (X4
+  claims, linked only): Σ_v max(0, bad debt_v − claims paid to v). `bad_debt_detail` has the
+  venues' gross figure, the claims and the parts.
 * `unnecessary_liquidations`: `Liquidate` events (legs) at a decision point where the trader's
   whole book was healthy by the global model (X1, `offchain.risk.crossvenue.global_view`, the
   link engine's model): Σ venue equity + pledges ≥ the global MM, at the decision point's prices.
@@ -22,8 +25,9 @@ All money is USD.
   committee moves pledges within the cap (X3, X5), so a trader needs it once:
   max(0, max_t Σ_v (MM_v − pnl_v)). The linked figure is the bound perfect rebalancing reaches.
   Reported in total and by kind of book.
-* `certificate_lag_ms` {p50, p99}: last venue event seen → certificate applied on every venue
-  (the link engine's measure); null when isolated.
+* `certificate_lag_ms` {p50, p99}: from the update's last venue event (every venue's oracle
+  update and Gen 3 attestations mined) to the end of the link engine's step that applied the
+  certificate on every venue (wall clock; `venues_link.LinkDriver.step`); null when isolated.
 * `gas` {committee, keepers, engine}: Σ gas of certificate submissions and committee orders;
   of liquidations on every venue; of Gen 3's attestations on every venue.
 """
