@@ -49,10 +49,9 @@ def disagreement_ticks(
     """(point, trader) pairs, over arrays [point, trader, venue], where the trader is open on
     two or more venues and some say healthy (equity ≥ MM) while others do not; only where
     `where` [point, trader] holds, when given."""
-    healthy = equity >= mm
-    open_count = open_.sum(axis=2)
-    healthy_open = (healthy & open_).sum(axis=2)
-    disagree = (open_count >= 2) & (healthy_open > 0) & (healthy_open < open_count)
+    # Some open venue says healthy and some does not (which needs two open venues).
+    healthy_open = (equity >= mm) & open_
+    disagree = healthy_open.any(axis=2) & (open_ & ~healthy_open).any(axis=2)
     if where is not None:
         disagree &= where
     return int(disagree.sum())
