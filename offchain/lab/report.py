@@ -380,8 +380,14 @@ def write_venues_plot(run_dir: Path, report: Mapping[str, Any]) -> str:
     colours = [RULE_SET_COLOURS.get(k, "#555555") for k in keys]
     x = np.arange(len(keys))
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
-    axes[0].bar(x, [sets[k]["bad_debt"] for k in keys], color=colours)
-    axes[0].set_title("bad debt (USD)", fontsize=10)
+    net = [sets[k]["bad_debt"] for k in keys]
+    booked = [sets[k]["bad_debt_detail"]["booked_by_venues"] for k in keys]
+    axes[0].bar(x, net, color=colours, label="net")
+    covered = [b - n for b, n in zip(booked, net, strict=True)]
+    axes[0].bar(x, covered, bottom=net, color="grey", alpha=0.5, label="paid by pledges (X4)")
+    axes[0].set_ylim(bottom=0, top=max(1.0, *booked) * 1.1)
+    axes[0].set_title("bad debt booked by the venues (USD)", fontsize=10)
+    axes[0].legend(fontsize=7)
     axes[1].bar(x - 0.2, [sets[k]["liquidations"] for k in keys], 0.4, color=colours, label="all")
     axes[1].bar(
         x + 0.2,
