@@ -170,6 +170,9 @@ def feed(
             time.sleep(interval_s)
 
 
+VENUES = "Split the books across N venues (default 3): isolated vs linked, not the generations."
+
+
 def _lab_options(f: F) -> F:
     for option in reversed(
         (
@@ -192,23 +195,19 @@ def _lab_options(f: F) -> F:
     show_default=True,
 )
 @click.option("--sweep", type=click.Choice(["keeper-latency", "sync-interval"]), default=None)
+@click.option("--venues", type=click.IntRange(2, 8), is_flag=False, flag_value=3, help=VENUES)
 @_lab_options
 @click.pass_context
 def lab(
-    ctx: click.Context, scenario: str, sweep: str | None, seed: int, traders: int, steps: int
+    ctx: click.Context, /, scenario: str, sweep: str | None, venues: int | None, **kw: int
 ) -> None:
     """Replay a scenario on real Anvil chains under Gen 1, Gen 2 and Gen 3 rules; report."""
-    from offchain.lab import run_lab
+    from offchain.lab import run_lab, run_venues
 
-    run_lab(
-        scenario=scenario,
-        seed=seed,
-        traders=traders,
-        sweep=sweep,
-        settings=_settings(ctx),
-        console=console,
-        steps=steps,
-    )
+    if venues is not None:
+        run_venues(scenario, sweep, venues, settings=_settings(ctx), console=console, **kw)
+        return
+    run_lab(scenario=scenario, sweep=sweep, settings=_settings(ctx), console=console, **kw)
 
 
 @cli.command()

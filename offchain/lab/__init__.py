@@ -7,6 +7,8 @@ Modules, in the order data flows: `scenarios` (named price paths from `offchain.
 engine, `offchain.sync`, through `Gen3Engine`), `transport` and `ledger` (batched JSON-RPC and
 the event-only view of a chain), `keeper` (keeper rounds; the wire the shipped `offchain.backstop`
 runs on), `runner` (one generation on its own Anvil), `metrics`, `report`, and `main` (`run_lab`).
+Across venues (`marginsync lab --venues N`): `venues_population` (books split across venues),
+`venues` (isolated and linked venues in lockstep, `run_venues`) and `venues_metrics`.
 """
 
 from offchain.lab.generations import (
@@ -21,6 +23,7 @@ from offchain.lab.generations import (
 )
 from offchain.lab.main import DEFAULT_STEPS, SWEEPS, run_lab
 from offchain.lab.scenarios import SCENARIOS
+from offchain.lab.venues import run_venues
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -35,4 +38,5 @@ __all__ = [
     "SyncStats",
     "risk_config",
     "run_lab",
+    "run_venues",
 ]

@@ -1,10 +1,12 @@
 """One chain as the lab sees it: the account mirror and every event, read from logs only.
 
 The lab never reads an account's storage in its loop (S7/I17): after each batch of transactions
-it pulls the new logs of the clearinghouse (and the attestation verifier, when there is one),
-applies the clearinghouse's to `offchain.chain.mirror.AccountMirror` and the verifier's to
-`offchain.chain.attestations.AttestationMirror` (the one S1 rule, which tells the lab which
-requirement is in force), and keeps every event tagged with the price update it happened in.
+it pulls the new logs of the clearinghouse and of the contracts it asks for margin (the
+attestation verifier, and on a linked venue its VenueLink and committee registry), applies them
+to the product's margin mirror (`offchain.link.mirror.linked_margin_mirror`: the accounts, and
+the one rule that tells which requirement is in force: the link's certificate, then the
+verifier's attestation, then static), and keeps every event tagged with the price update it
+happened in.
 Metrics are then computed from these events and the exact integer health mirror, and checked
 against the chain once at the end.
 """
@@ -14,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from offchain.chain import Chain, Event
-from offchain.chain.attestations import AttestationMirror
-from offchain.chain.mirror import AccountMirror
 from offchain.lab.transport import Transport
+from offchain.link.mirror import linked_margin_mirror
 from offchain.models import Deployment
 from offchain.risk.funding import owed
 
@@ -25,14 +26,13 @@ class Ledger:
     def __init__(self, chain: Chain, deployment: Deployment, transport: Transport) -> None:
         self.transport = transport
         self.deployment = deployment
-        self.mirror = AccountMirror(
-            chain, deployment.clearinghouse, deployment.insurance_fund, deployment.block
+        self.mirror = linked_margin_mirror(chain, deployment)
+        link = self.mirror.link
+        others = (
+            deployment.attestation_verifier,
+            *((link.address, link.committee) if link else ()),
         )
-        self.attestations = AttestationMirror()
-        self._clearinghouse = deployment.clearinghouse.lower()
-        self._addresses = [deployment.clearinghouse]
-        if deployment.attestation_verifier is not None:
-            self._addresses.append(deployment.attestation_verifier)
+        self._addresses = [deployment.clearinghouse, *(a for a in others if a)]
         self._next_block = deployment.block
         self.tick = 0  # the price update the next events belong to (0 = opening positions)
         self.events: list[tuple[int, Event]] = []
@@ -45,10 +45,9 @@ class Ledger:
         events = self.transport.events(self._addresses, self._next_block, head)
         self._next_block = head + 1
         for event in events:
-            if event.address.lower() == self._clearinghouse:
-                self.mirror.apply(event)
-            else:
-                self.attestations.apply(event)
+            # The logs MarginMirror would fetch itself, fetched in the lab's batches: it routes
+            # each to its view by the emitting contract.
+            self.mirror._apply_item(event)
             self.events.append((self.tick, event))
         return events
 

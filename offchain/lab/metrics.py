@@ -40,12 +40,28 @@ All money is USD. "Traders" excludes the market maker, the keeper and the insura
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from offchain.lab.runner import GenerationRun, next_check_lag_ms
+from offchain.lab.runner import GenerationRun
 from offchain.models import WAD
+
+
+def next_check_lag_ms(
+    update: int, every: int, steps: int, interval_s: float, wall_ms: Mapping[int, float]
+) -> float:
+    """Time from price update `update` until the next check that acts on it: whole updates
+    waited (scenario time) plus the measured wall time of that check. A check past the end of
+    the path never measured anything, so it takes the median of the measured ones."""
+    check = math.ceil(update / every) * every
+    waited_ms = (check - update) * interval_s * 1000.0
+    if check in wall_ms:
+        return waited_ms + wall_ms[check]
+    measured = list(wall_ms.values())
+    return waited_ms + (float(np.median(measured)) if measured else 0.0)
 
 
 def _usd(x_wad: int) -> float:

@@ -336,3 +336,164 @@ negative equity still open at the end.</p>
     path = run_dir / "report.html"
     path.write_text(page)
     return path
+
+
+# ---------------------------------------------------------------------------- venues
+RULE_SET_COLOURS = {"isolated": "#c44e52", "linked": "#2a9d8f"}
+VENUE_PLOT_FILE = "venues.png"
+VENUE_ROWS: tuple[tuple[str, str], ...] = (
+    ("bad debt $", "bad_debt"),
+    ("  booked by the venues $", "bad_debt_detail.booked_by_venues"),
+    ("  claims paid from pledges $", "bad_debt_detail.claims_paid"),
+    ("liquidations", "liquidations"),
+    ("unnecessary liquidations", "unnecessary_liquidations"),
+    ("collateral required $", "collateral_required.total"),
+    ("  hedged across venues $", "collateral_required.hedged"),
+    ("  concentrated across venues $", "collateral_required.concentrated"),
+    ("  single-venue $", "collateral_required.single"),
+    ("collateral posted $", "collateral_posted.total"),
+    ("disagreement ticks", "disagreement_ticks"),
+    ("  while certified everywhere", "disagreement_ticks_certified"),
+    ("account-ticks certified everywhere", "certified_ticks"),
+    ("certificate lag p50 ms", "certificate_lag_ms.p50"),
+    ("certificate lag p99 ms", "certificate_lag_ms.p99"),
+    ("gas: committee", "gas.committee"),
+    ("gas: keepers", "gas.keepers"),
+    ("gas: Gen 3 engines", "gas.engine"),
+)
+
+
+def _venue_cell(figures: Mapping[str, Any], key: str) -> str:
+    value: Any = figures
+    for part in key.split("."):
+        if value is None:
+            return "–"
+        value = value.get(part)
+    return "–" if value is None else _fmt(value, key)
+
+
+def write_venues_plot(run_dir: Path, report: Mapping[str, Any]) -> str:
+    """Bars per rule set: bad debt, liquidations (and unnecessary ones), collateral required by
+    kind of book, disagreement ticks."""
+    sets = report["venues"]
+    keys = list(sets)
+    colours = [RULE_SET_COLOURS.get(k, "#555555") for k in keys]
+    x = np.arange(len(keys))
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
+    net = [sets[k]["bad_debt"] for k in keys]
+    booked = [sets[k]["bad_debt_detail"]["booked_by_venues"] for k in keys]
+    axes[0].bar(x, net, color=colours, label="net")
+    covered = [b - n for b, n in zip(booked, net, strict=True)]
+    axes[0].bar(x, covered, bottom=net, color="grey", alpha=0.5, label="paid by pledges (X4)")
+    axes[0].set_ylim(bottom=0, top=max(1.0, *booked) * 1.1)
+    axes[0].set_title("bad debt booked by the venues (USD)", fontsize=10)
+    axes[0].legend(fontsize=7)
+    axes[1].bar(x - 0.2, [sets[k]["liquidations"] for k in keys], 0.4, color=colours, label="all")
+    axes[1].bar(
+        x + 0.2,
+        [sets[k]["unnecessary_liquidations"] for k in keys],
+        0.4,
+        color="grey",
+        label="whole book healthy",
+    )
+    axes[1].set_title("liquidations (legs)", fontsize=10)
+    axes[1].legend(fontsize=7)
+    kinds = ("hedged", "concentrated", "single")
+    width = 0.8 / len(keys)
+    for i, k in enumerate(keys):
+        required = sets[k]["collateral_required"]
+        axes[2].bar(
+            np.arange(len(kinds)) + (i - (len(keys) - 1) / 2) * width,
+            [required.get(kind, 0.0) / 1e3 for kind in kinds],
+            width,
+            color=colours[i],
+            label=sets[k]["label"],
+        )
+    axes[2].set_xticks(np.arange(len(kinds)), [f"{kind}\nbooks" for kind in kinds], fontsize=8)
+    axes[2].set_title("collateral required ($k)", fontsize=10)
+    axes[2].legend(fontsize=7)
+    axes[3].bar(x - 0.2, [sets[k]["disagreement_ticks"] for k in keys], 0.4, color=colours)
+    axes[3].bar(
+        x + 0.2,
+        [sets[k]["disagreement_ticks_certified"] for k in keys],
+        0.4,
+        color="grey",
+        label="certificates in force everywhere",
+    )
+    axes[3].set_title("disagreement (account-ticks)", fontsize=10)
+    axes[3].legend(fontsize=7)
+    for ax in (axes[0], axes[1], axes[3]):
+        ax.set_xticks(x, [sets[k]["label"] for k in keys], fontsize=8)
+    for ax in axes:
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(
+        f"{report['venue_count']} venues, {report['scenario']}: isolated vs linked", fontsize=10
+    )
+    fig.tight_layout()
+    fig.savefig(run_dir / VENUE_PLOT_FILE, dpi=110)
+    plt.close(fig)
+    return VENUE_PLOT_FILE
+
+
+def print_venues_table(console: Console, report: Mapping[str, Any], path: Path) -> None:
+    sets = report["venues"]
+    table = Table(
+        title=f"marginsync lab --venues {report['venue_count']}: {report['scenario']}, seed "
+        f"{report['seed']}, {report['accounts']} traders, {report['steps']} updates"
+    )
+    table.add_column("metric")
+    for key in sets:
+        table.add_column(sets[key]["label"], justify="right")
+    for label, key in VENUE_ROWS:
+        table.add_row(label, *(_venue_cell(sets[s], key) for s in sets))
+    console.print(table)
+    console.print(f"report: {path}  ({report['timings']['wall_clock_s']} s)")
+
+
+def venues_html_section(run_dir: Path, report: Mapping[str, Any]) -> str:
+    """The venues section of report.html: rules, table, definitions, plot."""
+    sets = report["venues"]
+    head = "".join(f"<th>{html.escape(sets[s]['label'])}</th>" for s in sets)
+    rows = "".join(
+        f"<tr><td>{html.escape(label)}</td>"
+        + "".join(f"<td>{html.escape(_venue_cell(sets[s], key))}</td>" for s in sets)
+        + "</tr>"
+        for label, key in VENUE_ROWS
+    )
+    rules = "".join(
+        f"<li><b>{html.escape(sets[s]['label'])}</b>: {html.escape(sets[s]['rules'])}</li>"
+        for s in sets
+    )
+    data = base64.b64encode((run_dir / report["plots"]["venues"]).read_bytes()).decode()
+    population = ", ".join(f"{n} {kind}" for kind, n in report["population"].items())
+    return f"""<h2>Across venues</h2>
+<p>{report["venue_count"]} venues (chain ids {", ".join(map(str, report["chain_ids"]))}), each a
+full deployment on its own Anvil, driven in lockstep over the same path; population: {population}
+(books hedged across venues, concentrated across venues, single-venue).</p>
+<ul>{rules}</ul>
+<table><tr><th>metric</th>{head}</tr>{rows}</table>
+<p>Unnecessary: a venue liquidated a leg while the whole book met the global maintenance
+requirement. Disagreement: account-ticks at which the venues where the account holds positions
+disagreed on whether it is healthy. Collateral required: the least collateral keeping every
+venue at or above its requirement in force at every update; isolated venues count only their own
+deposit (Σ over venues of each venue's worst shortfall), linked venues count pledged collateral,
+which the committee moves (the worst shortfall of the sum). See docs/lab.md.</p>
+<img alt="venues" src="data:image/png;base64,{data}">
+"""
+
+
+def write_venues_html(run_dir: Path, report: Mapping[str, Any]) -> Path:
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>marginsync lab {html.escape(report["run_id"])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
+td:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
+<h1>marginsync lab: {html.escape(report["scenario"])} across venues</h1>
+<p>{html.escape(report["scenario_description"])}. Seed {report["seed"]}, {report["accounts"]}
+traders, {report["steps"]} price updates every {report["interval_s"]:.0f} s of scenario time.</p>
+{venues_html_section(run_dir, report)}
+</body></html>
+"""
+    path = run_dir / "report.html"
+    path.write_text(page)
+    return path

@@ -20,10 +20,10 @@ the `FundingSettled` events are the whole funding ledger (paid ≥ received, I26
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,7 +42,7 @@ from offchain.lab.population import TraderPlan, maker_capital_usd
 from offchain.lab.scenarios import LabPath
 from offchain.lab.transport import Transport, Tx
 from offchain.models import BPS, WAD, AttestationSpec, Deployment, SystemSpec
-from offchain.risk.health import CollateralParams, Health, health
+from offchain.risk.health import AccountState, CollateralParams, Health, health
 from offchain.settings import Settings
 
 FloatArray = NDArray[np.float64]
@@ -58,6 +58,7 @@ VENUE_CAPITAL_USD = 1_000_000
 # The backstop's capital, as a share of the maker's: enough to take a crash's absorbed book.
 BACKSTOP_CAPITAL_SHARE = 0.2
 MAX_TRADERS = 250
+DEFAULT_CHAIN_ID = 31337
 DEPOSIT_GAS_LIMIT = 300_000
 ORACLE_GAS_LIMIT = 200_000
 
@@ -117,25 +118,60 @@ def run_generation(
     on_progress: Callable[[str], None] = lambda _: None,
 ) -> GenerationRun:
     """Runs `generation` over `lab_path` with `plans` on a fresh embedded Anvil."""
-    if len(plans) > MAX_TRADERS:
-        raise ConfigError(f"{len(plans)} traders", f"the lab runs at most {MAX_TRADERS} traders")
     started = time.perf_counter()
-    with Anvil(accounts=FIRST_TRADER + len(plans) + 2, binary=settings.anvil_bin) as node:
-        chain = Chain.connect(settings, rpc_url=node.url)
-        roles = Roles.from_accounts(chain.accounts)
-        spec = SystemSpec(attestation=AttestationSpec() if generation.attested else None)
-        deployment = deploy_system(chain, spec, roles)
-        on_progress("deployed")
-        transport = Transport(node.url, chain)
-        transport.manual_mining()
-        run = _Run(generation, lab_path, plans, chain, deployment, transport, spec)
+    with lab_chain(generation, len(plans), settings=settings) as c:
+        run = run_on(c, generation, lab_path, plans)
         try:
-            return run.execute(started, on_progress)
+            on_progress("deployed")
+            run.open(started)
+            on_progress("positions opened")
+            for k in range(1, lab_path.steps + 1):
+                run.act(k, run.move(k))
+                on_progress(f"update {k}/{lab_path.steps}: {len(run.liquidations)} liquidations")
+            return run.finish(started)
         finally:
             run.close()
 
 
-class _Run:
+@dataclass(frozen=True)
+class LabChain:
+    """A fresh embedded Anvil with the system deployed, still mining every transaction."""
+
+    url: str
+    chain: Chain
+    deployment: Deployment
+    spec: SystemSpec
+
+
+@contextmanager
+def lab_chain(
+    generation: Generation, traders: int, *, settings: Settings, chain_id: int = DEFAULT_CHAIN_ID
+) -> Iterator[LabChain]:
+    """Anvil with `chain_id` and accounts for every role and `traders` traders, the system
+    deployed for `generation`; stopped on exit."""
+    if traders > MAX_TRADERS:
+        raise ConfigError(f"{traders} traders", f"the lab runs at most {MAX_TRADERS} traders")
+    with Anvil(
+        accounts=FIRST_TRADER + traders + 2, binary=settings.anvil_bin, chain_id=chain_id
+    ) as node:
+        chain = Chain.connect(settings, rpc_url=node.url)
+        spec = SystemSpec(attestation=AttestationSpec() if generation.attested else None)
+        yield LabChain(
+            node.url, chain, deploy_system(chain, spec, Roles.from_accounts(chain.accounts)), spec
+        )
+
+
+def run_on(c: LabChain, generation: Generation, lab_path: LabPath, plans: list[TraderPlan]) -> Run:
+    """A run on `c`, whose chain mines on demand from here on (at the scenario's clock)."""
+    transport = Transport(c.url, c.chain)
+    transport.manual_mining()
+    return Run(generation, lab_path, plans, c.chain, c.deployment, transport, c.spec)
+
+
+class Run:
+    """One generation on one deployed chain: `open`, `move` and `act` per update, `finish`;
+    `close` in any case. The venues lab (`offchain.lab.venues`) drives several in lockstep."""
+
     def __init__(
         self,
         generation: Generation,
@@ -165,6 +201,16 @@ class _Run:
         self._decimals = {a.id: a.feed_decimals for a in deployment.assets}
         self._asset_id = {a.symbol: a.id for a in deployment.assets}
         self.engine: Gen3Engine | None = None  # built once the chain runs on the lab's clock
+        # What the run records, filled by `open`, `move` and `act`.
+        self.points: list[dict[int, int]] = []
+        self.rows: list[tuple[list[float], ...]] = []
+        self.indices: list[dict[int, int]] = []
+        self.held: list[AccountState] = []
+        self.fund_start = 0
+        self.setup_s = 0.0
+        self.liquidations: list[Liquidation] = []
+        self.keeper_wall_ms: dict[int, float] = {}
+        self.sync: dict[int, SyncStats] = {}
         self.keeper = LabKeeper(
             chain=chain,
             deployment=deployment,
@@ -188,14 +234,14 @@ class _Run:
     def requirement(
         self, account: str, static: Health, prices_e18: Mapping[int, int]
     ) -> tuple[int, int]:
-        """(IM, MM) in wad that `Clearinghouse._healthAt` uses now: the one S1 rule's answer."""
-        static_im, static_mm = static.initial_margin_wad, static.maintenance_margin_wad
-        state = self.ledger.mirror.accounts[account]
-        market_mask = self.ledger.mirror.market_asset_mask(account)
-        if not self.g.attested or market_mask == 0:
-            return static_im, static_mm
-        found = self.ledger.attestations.requirement_in_force(
-            account, state.nonce, market_mask, prices_e18, static_im, static_mm, self.now_s
+        """(IM, MM) in wad that `Clearinghouse._healthAt` uses now: the attestor's answer
+        (the link's certificate, the verifier's attestation, or static), from the mirror."""
+        found = self.ledger.mirror.requirement_in_force(
+            account,
+            static.initial_margin_wad,
+            static.maintenance_margin_wad,
+            prices_e18,
+            self.now_s,
         )
         return found.im_wad, found.mm_wad
 
@@ -204,10 +250,11 @@ class _Run:
             self.engine.close()
 
     # ------------------------------------------------------------------ the run
-    def execute(self, started: float, on_progress: Callable[[str], None]) -> GenerationRun:
+    def open(self, started: float) -> None:
+        """Opens the population's positions and, under Gen 3, starts the engine."""
         path = self.path.path
-        points = [self._prices_e18(k) for k in range(path.steps + 1)]
-        self._open_positions(points[0])
+        self.points = [self._prices_e18(k) for k in range(path.steps + 1)]
+        self._open_positions(self.points[0])
         if self.g.attested:
             self.engine = Gen3Engine(
                 self.chain,
@@ -220,46 +267,57 @@ class _Run:
                 clock=lambda: self.now_s,
                 mine=lambda: self.transport.mine(self.now_s),
             )
-        setup_s = time.perf_counter() - started
-        on_progress("positions opened")
-        rows = [self._snapshot(points[0])]
+        self.setup_s = time.perf_counter() - started
+        self.rows = [self.snapshot(self.points[0])]
         # Each point's funding indices, so the held positions owe funding as the live ones do.
-        indices = [self.ledger.mirror.funding_indices(points[0], self.now_s)]
-        held = [self.ledger.mirror.accounts[a].state() for a in self.traders]
-        fund_start = self.ledger.mirror.health(self.d.insurance_fund, points[0]).equity_wad
-        liquidations: list[Liquidation] = []
-        keeper_wall_ms: dict[int, float] = {}
-        sync: dict[int, SyncStats] = {}
-        for k in range(1, path.steps + 1):
-            self.now_s = CHAIN_START_S + round(float(path.ts_s[k] - path.ts_s[0]))
-            self.ledger.tick = k
-            prices = points[k]
-            self._push_prices(prices, "oracle_update")
-            self._venue_trades(k, prices)
-            tick_at = time.perf_counter()
-            if self.engine is not None:
-                self.engine.poll()
-                if self.g.engine_posts(k):
-                    sync[k] = stats = self.engine.step(since=tick_at)
-                    if stats.gas:
-                        self.gas["engine_submit"].append(stats.gas)
-            if self.g.keeper_checks(k):
-                keeper_wall_ms[k] = (time.perf_counter() - tick_at) * 1000.0
-                done = self.keeper.round(prices, self.now_s)
-                liquidations.extend(done)
-                self.gas["liquidate"].extend(liq.gas_used for liq in done)
-                self.backstop.round()
-                self.ledger.pull()
-                self.gas["backstop"].extend(self.backstop_wire.gas_used)
-                self.backstop_wire.gas_used.clear()
-                self.gas["backstop"].extend(
-                    self.keeper.resolve_insolvencies(prices, self.now_s, self.traders)
-                )
-            self.ledger.pull()
-            rows.append(self._snapshot(prices))
-            indices.append(self.ledger.mirror.funding_indices(prices, self.now_s))
-            on_progress(f"update {k}/{path.steps}: {len(liquidations)} liquidations")
+        self.indices = [self.ledger.mirror.funding_indices(self.points[0], self.now_s)]
+        self.held = [self.ledger.mirror.accounts[a].state() for a in self.traders]
+        self.fund_start = self.ledger.mirror.health(
+            self.d.insurance_fund, self.points[0]
+        ).equity_wad
 
+    def move(self, k: int) -> float:
+        """Update `k`'s market: the oracle moves, the venue prints, Gen 3's engine polls and (on
+        its turn) attests. Returns the `perf_counter` time of the tick, which lags count from."""
+        path = self.path.path
+        self.now_s = CHAIN_START_S + round(float(path.ts_s[k] - path.ts_s[0]))
+        self.ledger.tick = k
+        prices = self.points[k]
+        self._push_prices(prices, "oracle_update")
+        self._venue_trades(k, prices)
+        tick_at = time.perf_counter()
+        if self.engine is not None:
+            self.engine.poll()
+            if self.g.engine_posts(k):
+                self.sync[k] = stats = self.engine.step(since=tick_at)
+                if stats.gas:
+                    self.gas["engine_submit"].append(stats.gas)
+        return tick_at
+
+    def act(self, k: int, tick_at: float) -> None:
+        """Update `k`'s actions: the keeper (on its cadence), the backstop, insolvencies; then
+        every trader's row is recorded."""
+        prices = self.points[k]
+        if self.g.keeper_checks(k):
+            self.keeper_wall_ms[k] = (time.perf_counter() - tick_at) * 1000.0
+            done = self.keeper.round(prices, self.now_s)
+            self.liquidations.extend(done)
+            self.gas["liquidate"].extend(liq.gas_used for liq in done)
+            self.backstop.round()
+            self.ledger.pull()
+            self.gas["backstop"].extend(self.backstop_wire.gas_used)
+            self.backstop_wire.gas_used.clear()
+            self.gas["backstop"].extend(
+                self.keeper.resolve_insolvencies(prices, self.now_s, self.traders)
+            )
+        self.ledger.pull()
+        self.rows.append(self.snapshot(prices))
+        self.indices.append(self.ledger.mirror.funding_indices(prices, self.now_s))
+
+    def finish(self, started: float) -> GenerationRun:
+        """Checks the run against the chain, settles funding, and returns what it produced."""
+        path = self.path.path
+        points, rows, indices, held = self.points, self.rows, self.indices, self.held
         final = points[-1]
         mirror = self.ledger.mirror
         onchain_liquidations, onchain_deficit, mismatches = self._check_against_chain(final)
@@ -301,12 +359,12 @@ class _Run:
             notional_usd=notional,
             hold_equity_usd=hold,
             market_equity_end_usd=market_equity,
-            liquidations=liquidations,
-            insolvencies=self._insolvencies(),
+            liquidations=self.liquidations,
+            insolvencies=insolvencies(self.ledger),
             gas=dict(self.gas),
-            keeper_wall_ms=keeper_wall_ms,
-            sync=sync,
-            insurance_fund_start_wad=fund_start,
+            keeper_wall_ms=self.keeper_wall_ms,
+            sync=self.sync,
+            insurance_fund_start_wad=self.fund_start,
             insurance_fund_end_wad=mirror.health(self.d.insurance_fund, final).equity_wad,
             deficit_wad=mirror.deficit_wad,
             funding_paid_wad=funding_paid,
@@ -314,27 +372,9 @@ class _Run:
             onchain_liquidate_events=onchain_liquidations,
             onchain_deficit_wad=onchain_deficit,
             health_mismatches=mismatches,
-            setup_s=setup_s,
+            setup_s=self.setup_s,
             wall_s=time.perf_counter() - started,
         )
-
-    def _insolvencies(self) -> list[Insolvency]:
-        """Every `InsolvencyResolved`, with the market value of the collateral the fund seized
-        in the same transaction (`CollateralSeized.valueWad`, unhaircut)."""
-        seized: dict[tuple[str, str], int] = defaultdict(int)
-        for _, e in self.ledger.named("CollateralSeized"):
-            seized[(e.tx_hash, str(e.args["account"]))] += int(e.args["valueWad"])
-        return [
-            Insolvency(
-                update=tick,
-                account=str(e.args["account"]),
-                debt_wad=int(e.args["debtWad"]),
-                covered_wad=int(e.args["coveredWad"]),
-                deficit_wad=int(e.args["deficitWad"]),
-                seized_value_wad=seized[(e.tx_hash, str(e.args["account"]))],
-            )
-            for tick, e in self.ledger.named("InsolvencyResolved")
-        ]
 
     # ------------------------------------------------------------------ steps
     def _prices_e18(self, k: int) -> dict[int, int]:
@@ -405,7 +445,8 @@ class _Run:
                     f"approve {symbol}",
                 )
             )
-        for account, symbol, amount in amounts:
+        # A trader with nothing on this chain (the venues lab) deposits nothing here.
+        for account, symbol, amount in (a for a in amounts if a[2]):
             asset = self.d.collateral(symbol).id
             txs.append(
                 Tx(
@@ -488,7 +529,7 @@ class _Run:
             self.gas["settle_funding"].extend(r.gas_used for r in receipts)
             self.ledger.pull()
 
-    def _snapshot(self, prices: dict[int, int]) -> tuple[list[float], ...]:
+    def snapshot(self, prices: dict[int, int]) -> tuple[list[float], ...]:
         """(equity, IM in force, MM in force, notional) of every trader, USD."""
         mirror = self.ledger.mirror
         markets = {m.id: m.oracle_asset for m in self.d.markets}
@@ -529,15 +570,20 @@ class _Run:
         return liquidations, deficit, mismatches
 
 
-def next_check_lag_ms(
-    update: int, every: int, steps: int, interval_s: float, wall_ms: Mapping[int, float]
-) -> float:
-    """Time from price update `update` until the next check that acts on it: whole updates
-    waited (scenario time) plus the measured wall time of that check. A check past the end of
-    the path never measured anything, so it takes the median of the measured ones."""
-    check = math.ceil(update / every) * every
-    waited_ms = (check - update) * interval_s * 1000.0
-    if check in wall_ms:
-        return waited_ms + wall_ms[check]
-    measured = list(wall_ms.values())
-    return waited_ms + (float(np.median(measured)) if measured else 0.0)
+def insolvencies(ledger: Ledger) -> list[Insolvency]:
+    """Every `InsolvencyResolved`, with the market value of the collateral the fund seized
+    in the same transaction (`CollateralSeized.valueWad`, unhaircut)."""
+    seized: dict[tuple[str, str], int] = defaultdict(int)
+    for _, e in ledger.named("CollateralSeized"):
+        seized[(e.tx_hash, str(e.args["account"]))] += int(e.args["valueWad"])
+    return [
+        Insolvency(
+            update=tick,
+            account=str(e.args["account"]),
+            debt_wad=int(e.args["debtWad"]),
+            covered_wad=int(e.args["coveredWad"]),
+            deficit_wad=int(e.args["deficitWad"]),
+            seized_value_wad=seized[(e.tx_hash, str(e.args["account"]))],
+        )
+        for tick, e in ledger.named("InsolvencyResolved")
+    ]

@@ -33,6 +33,18 @@ def _checksum(address: str) -> str:
     return str(to_checksum_address(address))
 
 
+def _named(spec: Mapping[str, Any], value: Any) -> Any:
+    """An event argument as web3 decodes it: addresses checksummed, structs by field name."""
+    kind = str(spec["type"])
+    if kind == "address":
+        return _checksum(value)
+    if kind.startswith("tuple"):
+        if kind.endswith("[]"):
+            return [_named({**spec, "type": kind[:-2]}, v) for v in value]
+        return {c["name"]: _named(c, v) for c, v in zip(spec["components"], value, strict=True)}
+    return value
+
+
 class Codec:
     """Calls encoded and logs decoded from the compiled ABIs with eth_abi alone."""
 
@@ -82,8 +94,7 @@ class Codec:
             values = abi_decode([collapse_if_tuple(i) for i in plain], data)
             args.update({spec["name"]: v for spec, v in zip(plain, values, strict=True)})
             for spec in item["inputs"]:
-                if spec["type"] == "address":
-                    args[spec["name"]] = _checksum(args[spec["name"]])
+                args[spec["name"]] = _named(spec, args[spec["name"]])
             out.append(
                 Event(
                     name=item["name"],

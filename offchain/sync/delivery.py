@@ -38,6 +38,7 @@ from offchain.chain import journal as tx
 from offchain.chain.bindings import TRANSPORT_ERRORS
 from offchain.chain.sender import TxSender
 from offchain.errors import ConfigError, MarginsyncError, SendRejected
+from offchain.sync.keys import LOCAL_CHAIN_IDS
 from offchain.sync.metrics import event
 from offchain.sync.outbox import Outbox, Row, State
 
@@ -106,7 +107,7 @@ def ensure_gas(chain: Chain, address: str, key_setting: str) -> None:
     """A key of the engine's must hold ETH for gas; on a local chain the engine tops it up."""
     if int(chain.w3.eth.get_balance(checksum(address))) > 0:
         return
-    if chain.chain_id in (31337, 1337):
+    if chain.chain_id in LOCAL_CHAIN_IDS:
         chain.w3.provider.make_request(RPCEndpoint("anvil_setBalance"), [address, hex(10**21)])
         return
     raise ConfigError(

@@ -51,7 +51,7 @@ from offchain.sync.book import Book
 from offchain.sync.config import EngineConfig, default_risk_config
 from offchain.sync.delivery import Delivery, Outcome
 from offchain.sync.guards import Guards
-from offchain.sync.keys import Signer, SignerUnavailable
+from offchain.sync.keys import LOCAL_CHAIN_IDS, Signer, SignerUnavailable
 from offchain.sync.metrics import EngineMetrics, event
 from offchain.sync.mirror import EngineMirror
 from offchain.sync.outbox import Outbox, Row, State
@@ -534,7 +534,7 @@ def build_engine(
     )
     if submitter_key:
         sender: LocalAccount = Account.from_key(submitter_key)
-    elif dev_keys and chain.chain_id in (31337, 1337):
+    elif dev_keys and chain.chain_id in LOCAL_CHAIN_IDS:
         sender = dev_submitter_key()
     else:
         raise ConfigError(
@@ -544,7 +544,7 @@ def build_engine(
     prover: LocalAccount | None = None
     if prove and prover_key:
         prover = Account.from_key(prover_key)
-    elif prove and dev_keys and chain.chain_id in (31337, 1337):
+    elif prove and dev_keys and chain.chain_id in LOCAL_CHAIN_IDS:
         prover = dev_prover_key()
     elif prove:
         raise ConfigError(

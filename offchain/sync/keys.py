@@ -48,8 +48,11 @@ ENV_KEYSTORES = "MARGINSYNC_ENGINE_KEYSTORES"
 ENV_KEYSTORE_PASSWORD = "MARGINSYNC_ENGINE_KEYSTORE_PASSWORD"
 ENV_SIGNER_URL = "MARGINSYNC_ENGINE_SIGNER_URL"
 ENV_SIGNER_ADDRESSES = "MARGINSYNC_ENGINE_SIGNER_ADDRESSES"
-# Anvil/Hardhat (31337) and geth --dev (1337): chains where public keys cannot cost anyone money.
-LOCAL_CHAIN_IDS = frozenset({31337, 1337})
+# Anvil/Hardhat (31337), the local venues of a linked set after it (31338-31352: one Anvil per
+# venue, distinct chain ids) and geth --dev (1337): chains where public keys cannot cost anyone
+# money.
+LOCAL_VENUE_CHAIN_IDS = tuple(range(31337, 31337 + 16))
+LOCAL_CHAIN_IDS = frozenset({*LOCAL_VENUE_CHAIN_IDS, 1337})
 
 
 class EngineKeyError(ConfigError):
