@@ -40,7 +40,7 @@ from offchain.link.deploy import deploy_link
 from offchain.models import Deployment, Frozen, SystemSpec
 from offchain.ops.deployment import deploy as deploy_system
 from offchain.settings import Settings
-from offchain.sync.keys import LOCAL_CHAIN_IDS
+from offchain.sync.keys import LOCAL_CHAIN_IDS, LOCAL_VENUE_CHAIN_IDS
 
 # Venue i of a set of embedded local chains runs on chain LOCAL_CHAIN_ID + i.
 LOCAL_CHAIN_ID = 31337
@@ -320,13 +320,13 @@ def _check_local(chains: Sequence[Chain]) -> None:
                 f"chain {chain.chain_id} is not a local chain, and the development committee "
                 "keys are public",
                 "leave out --rpc to link local chains this command starts, or use nodes with "
-                f"the local chain ids {sorted(LOCAL_CHAIN_IDS)}",
+                f"local chain ids (1337, {LOCAL_VENUE_CHAIN_IDS[0]}-{LOCAL_VENUE_CHAIN_IDS[-1]})",
             )
 
 
 def _dev_engine_signers(spec: SystemSpec) -> list[str]:
-    """The development engine signers' addresses, for the chains this command started: local
-    by construction, though their ids (31338, …) are not among `LOCAL_CHAIN_IDS`."""
+    """The development engine signers' addresses, for the chains this command started (local
+    by construction)."""
     if spec.attestation is None:
         return []
     return [address_of(bytes.fromhex(k[2:])) for k in dev_engine_keys(spec.attestation.signers)]

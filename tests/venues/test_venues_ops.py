@@ -21,6 +21,7 @@ from linked_venues import Linked
 from service import Service, run
 
 from offchain.chain import Chain, checksum
+from offchain.chain.anvil import Anvil
 from offchain.chain.client import wad
 from offchain.cli import main
 from offchain.committee.bls import dev_secret_keys
@@ -204,16 +205,16 @@ def test_bad_input_about_chains__is_one_line_with_cause_and_fix(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     link, path, _ = deployed
-    first, second = link.venues[0].rpc_url, link.venues[1].rpc_url
+    first = link.venues[0].rpc_url
+    sepolia = Anvil(chain_id=11155111, accounts=2).start()
     cases = [
         (
             ("deploy", "--venues", "2", "--rpc", first, "--rpc", first),
             ("both chain 31337", "own chain id"),
         ),
-        # 31338 is a chain this test's deploy started, but here it is just a node at a URL.
         (
-            ("deploy", "--venues", "2", "--rpc", first, "--rpc", second),
-            ("chain 31338 is not a local chain", "leave out --rpc"),
+            ("deploy", "--venues", "2", "--rpc", first, "--rpc", sepolia.url),
+            ("chain 11155111 is not a local chain", "leave out --rpc", "31337-31352"),
         ),
         (
             ("keeper", "--link", str(path), "--journal", "k.sqlite"),
@@ -233,10 +234,13 @@ def test_bad_input_about_chains__is_one_line_with_cause_and_fix(
         ),
         (("--venue", "5", "status"), ("--venue '5' is not a venue of the link", "0 (chain 31337)")),
     ]
-    for args, fragments in cases:
-        code, out = _main(monkeypatch, capsys, site, *args, link=path)
-        assert code == 1, out
-        _one_error_line(out, *fragments)
+    try:
+        for args, fragments in cases:
+            code, out = _main(monkeypatch, capsys, site, *args, link=path)
+            assert code == 1, out
+            _one_error_line(out, *fragments)
+    finally:
+        sepolia.stop()
     assert len(json.loads(path.read_text())["venues"]) == VENUES  # the link file is untouched
 
 
