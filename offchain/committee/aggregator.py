@@ -18,6 +18,7 @@ from offchain.committee.registry import Certificate
 from offchain.errors import QuorumNotReached, SigningRefused
 
 log = logging.getLogger(__name__)
+MAX_ASKED = 64  # members asked at once: a committee has at most 64 (the registry's bitmap)
 
 
 class Signer(Protocol):
@@ -53,6 +54,9 @@ class Aggregator:
         self.backend = backend
         self._seen: dict[tuple[int, int], tuple[bytes, bytes]] = {}
         self.equivocations: list[Equivocation] = []
+        # One pool for every request: starting a thread per member per certificate cost the
+        # link engine a tenth of its step (its threads are idle between certificates).
+        self._pool = ThreadPoolExecutor(max_workers=MAX_ASKED, thread_name_prefix="aggregator")
 
     def accept(self, member: int, sequence: int, message: bytes, signature: bytes) -> bool:
         """Whether the partial is valid; a valid partial for another message than the member
@@ -92,8 +96,7 @@ class Aggregator:
                 refusals[index] = exc.cause
                 return index, None
 
-        with ThreadPoolExecutor(max_workers=max(1, len(members))) as pool:
-            answers = list(pool.map(ask, sorted(members)))
+        answers = list(self._pool.map(ask, sorted(members)))
         partials: dict[int, bytes] = {}
         for index, signature in answers:
             if signature is None:
