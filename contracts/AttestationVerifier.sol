@@ -143,8 +143,9 @@ contract AttestationVerifier is IAttestationVerifier, Ownable2Step, EIP712 {
         for (uint256 mask = marketAssetMask; mask != 0; mask &= mask - 1) {
             uint256 current = marketPricesE18[k++];
             uint256 attested = r.pricesE18[MarginMath.lowestBit(mask)];
-            uint256 gap = attested > current ? attested - current : current - attested;
-            if (gap * MarginMath.BPS > current * cfg.params.priceBandBps) return (false, staticImWad, staticMmWad);
+            if (MarginMath.outsideBand(attested, current, cfg.params.priceBandBps)) {
+                return (false, staticImWad, staticMmWad);
+            }
         }
         imWad = _clamp(uint256(e.imMicroUsd) * MICRO_USD_TO_WAD, staticImWad, cfg.params);
         mmWad = _clamp(uint256(e.mmMicroUsd) * MICRO_USD_TO_WAD, staticMmWad, cfg.params);

@@ -331,8 +331,7 @@ contract VenueLink is IVenueLink, Ownable2Step {
             uint256 asset = MarginMath.lowestBit(mask);
             uint256 current = marketPricesE18[k++];
             uint256 certified = a.pricesE18[MarginMath.popCount(certifiedMask & ((1 << asset) - 1))];
-            uint256 gap = certified > current ? certified - current : current - certified;
-            if (gap * MarginMath.BPS > current * band) return false;
+            if (MarginMath.outsideBand(certified, current, band)) return false;
         }
         return true;
     }

@@ -49,6 +49,13 @@ library MarginMath {
 
     /// @dev Index of the lowest set bit of a non-zero mask (bit masks of markets, assets). Zero
     /// would never stop: every caller walks a mask while it is non-zero (`mask &= mask - 1`).
+    /// @dev Whether `current` lies more than `bandBps` of itself from `signedE18`: the one band
+    /// rule by which a signed requirement (an attestation, a certificate) stops being in force.
+    function outsideBand(uint256 signedE18, uint256 current, uint256 bandBps) internal pure returns (bool) {
+        uint256 gap = signedE18 > current ? signedE18 - current : current - signedE18;
+        return gap * BPS > current * bandBps;
+    }
+
     function lowestBit(uint256 mask) internal pure returns (uint256 index) {
         // Ids here are small, so shifting to the set bit beats a binary search; unchecked, because
         // the index stays below 256 (a checked increment tripled the loop's cost).
