@@ -62,7 +62,9 @@ def link_chains(chains: Sequence[LabChain]) -> list[LabChain]:
 
 
 def pledge(runs: Sequence[Run], pledges: Sequence[Pledge]) -> None:
-    """Sends every pledge from its trader's wallet on the holding venue, at the run's clock."""
+    """Sends every pledge from its trader's wallet on the holding venue, at the run's clock:
+    first the USDC minted to the wallets, then (a block later, since a block orders different
+    senders as it likes) each trader's approval, pledges and rebalance cap."""
     by_holder: dict[int, list[Pledge]] = defaultdict(list)
     for p in pledges:
         by_holder[p.from_venue].append(p)
@@ -70,54 +72,54 @@ def pledge(runs: Sequence[Run], pledges: Sequence[Pledge]) -> None:
         run = runs[holder]
         d, enc = run.d, run.transport.codec.encode
         link, usdc = str(d.venue_link), d.collateral("USDC")
-        units = [round(p.amount_usd * 10**usdc.decimals) for p in own]
-        caps: dict[str, int] = defaultdict(int)
-        txs = [
+        amounts: dict[str, list[tuple[int, int]]] = defaultdict(list)  # trader → (to, units)
+        for p in own:
+            amounts[run.traders[p.trader]].append(
+                (p.to_venue, round(p.amount_usd * 10**usdc.decimals))
+            )
+        mints = [
             Tx(
                 d.owner,
                 usdc.token,
-                enc("MockERC20", "mint", d.owner, sum(units)),
+                enc("MockERC20", "mint", trader, sum(units for _, units in given)),
                 DEPOSIT_GAS_LIMIT,
-                "mint USDC to pledge",
+                "USDC to the trader's wallet",
             )
+            for trader, given in amounts.items()
         ]
-        for p, amount in zip(own, units, strict=True):
-            trader = run.traders[p.trader]
-            caps[trader] += amount
-            txs += [
-                Tx(
-                    d.owner,
-                    usdc.token,
-                    enc("MockERC20", "transfer", trader, amount),
-                    DEPOSIT_GAS_LIMIT,
-                    "USDC to the trader's wallet",
-                ),
+        run.transport.send_all(mints, timestamp_s=run.now_s)
+        pledging: list[Tx] = []
+        for trader, given in amounts.items():
+            pledging.append(
                 Tx(
                     trader,
                     usdc.token,
                     enc("MockERC20", "approve", link, MAX_UINT),
                     DEPOSIT_GAS_LIMIT,
                     "approve the link",
-                ),
+                )
+            )
+            pledging += [
                 Tx(
                     trader,
                     link,
-                    enc("VenueLink", "pledge", p.to_venue, amount),
+                    enc("VenueLink", "pledge", to_venue, units),
                     PLEDGE_GAS_LIMIT,
-                    f"pledge to venue {p.to_venue}",
-                ),
+                    f"pledge to venue {to_venue}",
+                )
+                for to_venue, units in given
             ]
-        txs += [
-            Tx(
-                trader,
-                link,
-                enc("VenueLink", "setRebalanceCap", cap),
-                PLEDGE_GAS_LIMIT,
-                "rebalance cap",
+            cap = sum(units for _, units in given)
+            pledging.append(
+                Tx(
+                    trader,
+                    link,
+                    enc("VenueLink", "setRebalanceCap", cap),
+                    PLEDGE_GAS_LIMIT,
+                    "rebalance cap",
+                )
             )
-            for trader, cap in caps.items()
-        ]
-        run.transport.send_all(txs, timestamp_s=run.now_s)
+        run.transport.send_all(pledging, timestamp_s=run.now_s)
         run.ledger.pull()
 
 
