@@ -170,6 +170,8 @@ def feed(
             time.sleep(interval_s)
 
 
+LAB_TRADERS = 200
+VENUES_TRADERS = 60
 VENUES = "Split the books across N venues (default 3): isolated vs linked, not the generations."
 
 
@@ -177,7 +179,13 @@ def _lab_options(f: F) -> F:
     for option in reversed(
         (
             click.option("--seed", type=SEED, default=7, show_default=True),
-            click.option("--traders", type=click.IntRange(1, 250), default=200, show_default=True),
+            click.option(
+                "--traders",
+                type=click.IntRange(1, 250),
+                default=None,
+                help="[default: 200; 60 with --venues, whose linked run certifies every book "
+                "on every venue at every update]",
+            ),
             click.option("--steps", type=click.IntRange(min=4), default=40, show_default=True),
         )
     ):
@@ -205,22 +213,24 @@ def lab(
     from offchain.lab import run_lab, run_venues
 
     if venues is not None:
+        kw["traders"] = kw["traders"] or VENUES_TRADERS
         run_venues(scenario, sweep, venues, settings=_settings(ctx), console=console, **kw)
         return
+    kw["traders"] = kw["traders"] or LAB_TRADERS
     run_lab(scenario=scenario, sweep=sweep, settings=_settings(ctx), console=console, **kw)
 
 
 @cli.command()
 @_lab_options
 @click.pass_context
-def demo(ctx: click.Context, seed: int, traders: int, steps: int) -> None:
+def demo(ctx: click.Context, seed: int, traders: int | None, steps: int) -> None:
     """The lab's default: a 2020-03-12-sized crash, ~200 traders, all three generations."""
     from offchain.lab import run_lab
 
     run_lab(
         scenario="crash",
         seed=seed,
-        traders=traders,
+        traders=traders or LAB_TRADERS,
         sweep=None,
         settings=_settings(ctx),
         console=console,
