@@ -8,7 +8,7 @@ import html
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -285,18 +285,46 @@ def print_table(console: Console, report: Mapping[str, Any], path: Path) -> None
     console.print(f"report: {path}  ({report['timings']['wall_clock_s']} s)")
 
 
-def write_html(run_dir: Path, report: Mapping[str, Any]) -> Path:
-    gens = report["generations"]
-    head = "".join(f"<th>{html.escape(gens[g]['label'])}</th>" for g in gens)
-    rows = "".join(
+def _comparison(
+    columns: Mapping[str, Mapping[str, Any]],
+    rows: Sequence[tuple[str, str]],
+    cell: Callable[[Mapping[str, Any], str], str],
+) -> tuple[str, str, str]:
+    """report.html's side-by-side table (generations or rule sets as columns): its header cells,
+    its rows (`cell` formats one figure) and the list of each column's rules."""
+    head = "".join(f"<th>{html.escape(columns[c]['label'])}</th>" for c in columns)
+    body = "".join(
         f"<tr><td>{html.escape(label)}</td>"
-        + "".join(f"<td>{html.escape(_fmt(_get(gens[g], key), key))}</td>" for g in gens)
+        + "".join(f"<td>{html.escape(cell(columns[c], key))}</td>" for c in columns)
         + "</tr>"
-        for label, key in ROWS
+        for label, key in rows
     )
     rules = "".join(
-        f"<li><b>{html.escape(gens[g]['label'])}</b>: {html.escape(gens[g]['rules'])}</li>"
-        for g in gens
+        f"<li><b>{html.escape(columns[c]['label'])}</b>: {html.escape(columns[c]['rules'])}</li>"
+        for c in columns
+    )
+    return head, body, rules
+
+
+def _page(report: Mapping[str, Any], heading: str, setting: str, body: str) -> str:
+    """A self-contained report.html: the scenario's heading and setting, then `body`."""
+    time = f"every {report['interval_s']:.0f} s of scenario time."
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>marginsync lab {html.escape(report["run_id"])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
+td:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
+<h1>marginsync lab: {html.escape(report["scenario"])}{heading}</h1>
+<p>{html.escape(report["scenario_description"])}. Seed {report["seed"]}, {report["accounts"]}
+traders, {report["steps"]} price updates {time}{setting}</p>
+{body}
+</body></html>
+"""
+
+
+def write_html(run_dir: Path, report: Mapping[str, Any]) -> Path:
+    head, rows, rules = _comparison(
+        report["generations"], ROWS, lambda figures, key: _fmt(_get(figures, key), key)
     )
     images = ""
     for name, file in report["plots"].items():
@@ -316,23 +344,18 @@ def write_html(run_dir: Path, report: Mapping[str, Any]) -> Path:
             f"<h2>{html.escape(s['title'])}</h2><table><tr><th>{html.escape(s['axis'])}</th>"
             f"<th>bad debt $</th><th>liquidations</th><th>IM / notional</th></tr>{points}</table>"
         )
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>marginsync lab {html.escape(report["run_id"])}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
-td:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
-<h1>marginsync lab: {html.escape(report["scenario"])}</h1>
-<p>{html.escape(report["scenario_description"])}. Seed {report["seed"]}, {report["accounts"]}
-traders, {report["steps"]} price updates every {report["interval_s"]:.0f} s of scenario time.
-Same path and population for every generation, each on its own Anvil chain.</p>
-<ul>{rules}</ul>
+    body = f"""<ul>{rules}</ul>
 <table><tr><th>metric</th>{head}</tr>{rows}</table>
 <p>Definitions: see docs/lab.md. Bad debt = what insolvent accounts left unpaid: debt absorbed
 by the insurance fund (covered + deficit) less the collateral it seized, at market value, plus
 negative equity still open at the end.</p>
-{sweep}{images}
-</body></html>
-"""
+{sweep}{images}"""
+    page = _page(
+        report,
+        "",
+        "\nSame path and population for every generation, each on its own Anvil chain.",
+        body,
+    )
     path = run_dir / "report.html"
     path.write_text(page)
     return path
@@ -452,18 +475,7 @@ def print_venues_table(console: Console, report: Mapping[str, Any], path: Path) 
 
 def venues_html_section(run_dir: Path, report: Mapping[str, Any]) -> str:
     """The venues section of report.html: rules, table, definitions, plot."""
-    sets = report["venues"]
-    head = "".join(f"<th>{html.escape(sets[s]['label'])}</th>" for s in sets)
-    rows = "".join(
-        f"<tr><td>{html.escape(label)}</td>"
-        + "".join(f"<td>{html.escape(_venue_cell(sets[s], key))}</td>" for s in sets)
-        + "</tr>"
-        for label, key in VENUE_ROWS
-    )
-    rules = "".join(
-        f"<li><b>{html.escape(sets[s]['label'])}</b>: {html.escape(sets[s]['rules'])}</li>"
-        for s in sets
-    )
+    head, rows, rules = _comparison(report["venues"], VENUE_ROWS, _venue_cell)
     data = base64.b64encode((run_dir / report["plots"]["venues"]).read_bytes()).decode()
     population = ", ".join(f"{n} {kind}" for kind, n in report["population"].items())
     return f"""<h2>Across venues</h2>
@@ -483,17 +495,7 @@ which the committee moves (the worst shortfall of the sum). See docs/lab.md.</p>
 
 
 def write_venues_html(run_dir: Path, report: Mapping[str, Any]) -> Path:
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>marginsync lab {html.escape(report["run_id"])}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
-td:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
-<h1>marginsync lab: {html.escape(report["scenario"])} across venues</h1>
-<p>{html.escape(report["scenario_description"])}. Seed {report["seed"]}, {report["accounts"]}
-traders, {report["steps"]} price updates every {report["interval_s"]:.0f} s of scenario time.</p>
-{venues_html_section(run_dir, report)}
-</body></html>
-"""
+    page = _page(report, " across venues", "", venues_html_section(run_dir, report))
     path = run_dir / "report.html"
     path.write_text(page)
     return path
