@@ -247,9 +247,10 @@ class LinkEngine:
         )
         changed, refresh = [], []
         max_age = min(v.mirror.ledger.max_age_s for v in self.view.venues)
+        withheld = self.withheld()  # once per step, not once per account
         for account in sorted(traders - self._excluded):
             state = self._accounts.setdefault(account, self._first_seen(account))
-            fingerprint = self._fingerprint(account)
+            fingerprint = self._fingerprint(account, withheld.get(account, set()))
             if fingerprint != state.seen:
                 state.seen, state.seen_at = fingerprint, seen_at
             if not self._priced(account, prices):
@@ -267,13 +268,13 @@ class LinkEngine:
         applied = [v.mirror.ledger.certificates.get(account) for v in self.view.venues]
         return _Account(sequence=max((a.sequence for a in applied if a), default=0))
 
-    def _fingerprint(self, account: str) -> tuple[Any, ...]:
+    def _fingerprint(self, account: str, withheld: set[tuple[int, int]]) -> tuple[Any, ...]:
         out: list[Any] = []
         for v in self.view.venues:
             s = v.mirror.accounts.get(account)
             state = None if s is None else (s.nonce, s.cash_wad, tuple(sorted(s.balances.items())))
             out.append((state, v.mirror.ledger.pledge_nonces.get(account, 0)))
-        return (*out, tuple(sorted(self.withheld().get(account, ()))))
+        return (*out, tuple(sorted(withheld)))
 
     def _priced(self, account: str, prices: Sequence[Mapping[int, int]]) -> bool:
         return all(
